@@ -11,6 +11,22 @@
 #define _GNU_SOURCE 1
 #endif
 
+#include <features.h>
+
+/*
+ * With __USE_GNU on, glibc declares the address parameters of bind/connect/accept/accept4 as
+ * transparent unions (__SOCKADDR_ARG); jextract does not know that attribute and would emit them as
+ * by-value unions. So <sys/socket.h> (which <net/if.h> also includes) is read first, in its
+ * POSIX form with plain `struct sockaddr *` parameters, and __USE_GNU is switched back on for the
+ * rest. Nothing else we use from <sys/socket.h> / <bits/socket.h> depends on __USE_GNU except the
+ * accept4 prototype, declared below exactly as glibc does (minus the transparent union).
+ */
+#undef __USE_GNU
+#include <sys/socket.h>
+#define __USE_GNU 1
+extern int accept4(int __fd, struct sockaddr *__restrict __addr,
+                   socklen_t *__restrict __addr_len, int __flags);
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -20,7 +36,6 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <net/if.h>
