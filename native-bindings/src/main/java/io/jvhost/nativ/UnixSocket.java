@@ -175,11 +175,16 @@ public final class UnixSocket {
      * open in this process. No SIGPIPE: a vanished peer is EPIPE.
      */
     public static long send(int fd, MemorySegment buf, long len, int[] fds) {
+        if (fds != null && fds.length > MAX_FDS) {
+            throw new IllegalArgumentException(fds.length + " fds in one message, at most " + MAX_FDS);
+        }
+        return sendUnchecked(fd, buf, len, fds);
+    }
+
+    /** {@link #send} without the fd-count limit: lets tests provoke MSG_CTRUNC at the receiver. */
+    static long sendUnchecked(int fd, MemorySegment buf, long len, int[] fds) {
         Objects.checkFromIndexSize(0, len, buf.byteSize());
         int nfds = fds == null ? 0 : fds.length;
-        if (nfds > MAX_FDS) {
-            throw new IllegalArgumentException(nfds + " fds in one message, at most " + MAX_FDS);
-        }
         try (Arena a = Arena.ofConfined()) {
             MemorySegment msg = a.allocate(MSGHDR_SIZE, 8);
             MemorySegment iov = Iovec.allocate(a, 1);
