@@ -88,8 +88,9 @@ public final class Session implements AutoCloseable {
     private long ackedFeatures;
     private long ackedProtocol;
     private boolean owner;
-    /** Regions of the current table; their fds are owned here and closed when the region goes. */
-    private final List<MemoryRegion> regions = new ArrayList<>();
+    /** Maps region fds; the fds themselves are closed right after mapping (the mapping keeps the memory). */
+    private final FdMapper mapper = new FdMapper();
+    /** Current memory table, null until the first one arrives. */
     private GuestMemory memory;
     private long messages;
     private boolean closed;
@@ -364,9 +365,14 @@ public final class Session implements AutoCloseable {
 
     // ------------------------------------------------------------------ memory
 
-    private MemoryRegion readRegion(int base, int fd) {
-        return new MemoryRegion(codec.payloadLong(base + REGION_GPA_OFFSET), codec.payloadLong(base + REGION_SIZE_OFFSET),
-                codec.payloadLong(base + REGION_UADDR_OFFSET), codec.payloadLong(base + REGION_MMAP_OFFSET_OFFSET), fd);
+    private MemoryRegion readRegion(int base, int fd) throws ProtocolException {
+        try {
+            return new MemoryRegion(codec.payloadLong(base + REGION_GPA_OFFSET),
+                    codec.payloadLong(base + REGION_SIZE_OFFSET), codec.payloadLong(base + REGION_UADDR_OFFSET),
+                    codec.payloadLong(base + REGION_MMAP_OFFSET_OFFSET), fd);
+        } catch (IllegalArgumentException e) {
+            throw new ProtocolException("bad region: " + e.getMessage());
+        }
     }
 
     private void setMemTable() throws ProtocolException {
@@ -380,6 +386,7 @@ public final class Session implements AutoCloseable {
         }
         int exact = MEM_REGIONS_OFFSET + n * REGION_SIZE;
         int full = MEM_REGIONS_OFFSET + MEM_MAX_REGIONS * REGION_SIZE;
+        // QEMU sends exactly n regions; a front-end sending the whole fixed-size struct is accepted too.
         if (size != exact && size != full) {
             throw new ProtocolException("payload size " + size + " for " + n + " regions, expected " + exact);
         }
@@ -388,20 +395,19 @@ public final class Session implements AutoCloseable {
         }
         List<MemoryRegion> table = new ArrayList<>(n);
         for (int i = 0; i < n; i++) {
-            table.add(readRegion(MEM_REGIONS_OFFSET + i * REGION_SIZE, -1));
-        }
-        for (int i = 0; i < n; i++) {
-            checkRegion(table.get(i), peekFd(i));
+            MemoryRegion r = readRegion(MEM_REGIONS_OFFSET + i * REGION_SIZE, codec.fdAt(i));
+            checkRegion(r);
+            table.add(r);
         }
         checkNoOverlap(table);
-        // validated: take the fds and install
-        List<MemoryRegion> owned = new ArrayList<>(n);
-        for (int i = 0; i < n; i++) {
-            MemoryRegion r = table.get(i);
-            owned.add(new MemoryRegion(r.guestPhysAddr(), r.size(), r.userAddr(), r.mmapOffset(), codec.takeFd(i)));
+        GuestMemory next;
+        try {
+            next = GuestMemory.map(table, mapper);
+        } catch (RuntimeException e) {
+            throw new ProtocolException("mapping the memory table failed: " + e.getMessage());
         }
-        List<MemoryRegion> removed = new ArrayList<>(regions);
-        install(owned, removed, owned);
+        // The mappings keep the memory alive; the fds close with the message.
+        install(next);
         LOG.log(Level.INFO, "{0}: memory table with {1} regions", name, n);
         startPendingRings();
     }
@@ -409,19 +415,24 @@ public final class Session implements AutoCloseable {
     private void addMemReg() throws ProtocolException {
         requireProtocol(PROTOCOL_F_CONFIGURE_MEM_SLOTS, ADD_MEM_REG);
         expect(SINGLE_REGION_SIZE, 1);
-        MemoryRegion r = readRegion(SINGLE_REGION_OFFSET, -1);
-        checkRegion(r, peekFd(0));
-        if (regions.size() >= MAX_MEM_SLOTS) {
+        MemoryRegion r = readRegion(SINGLE_REGION_OFFSET, codec.fdAt(0));
+        checkRegion(r);
+        GuestMemory current = memory != null ? memory : GuestMemory.empty();
+        if (current.regionCount() >= MAX_MEM_SLOTS) {
             throw new ProtocolException("all " + MAX_MEM_SLOTS + " memory slots in use");
         }
-        List<MemoryRegion> next = new ArrayList<>(regions);
-        next.add(r);
-        checkNoOverlap(next);
-        MemoryRegion owned = new MemoryRegion(r.guestPhysAddr(), r.size(), r.userAddr(), r.mmapOffset(), codec.takeFd(0));
-        next.set(next.size() - 1, owned);
-        install(next, List.of(), List.of(owned));
+        List<MemoryRegion> all = new ArrayList<>(current.regions());
+        all.add(r);
+        checkNoOverlap(all);
+        GuestMemory next;
+        try {
+            next = current.withAdded(r, mapper);
+        } catch (RuntimeException e) {
+            throw new ProtocolException("mapping the region failed: " + e.getMessage());
+        }
+        install(next);
         LOG.log(Level.INFO, "{0}: added region gpa=0x{1} size=0x{2} ({3} regions)", name,
-                Long.toHexString(r.guestPhysAddr()), Long.toHexString(r.size()), regions.size());
+                Long.toHexString(r.guestPhysAddr()), Long.toHexString(r.size()), next.regionCount());
         startPendingRings();
     }
 
@@ -435,66 +446,40 @@ public final class Session implements AutoCloseable {
             throw new ProtocolException(codec.fdCount() + " fds attached, expected 0");
         }
         MemoryRegion r = readRegion(SINGLE_REGION_OFFSET, -1);
-        MemoryRegion found = null;
-        for (MemoryRegion e : regions) {
-            if (e.guestPhysAddr() == r.guestPhysAddr() && e.userAddr() == r.userAddr() && e.size() == r.size()) {
-                found = e;
-                break;
+        boolean found = false;
+        if (memory != null) {
+            for (MemoryRegion e : memory.regions()) {
+                found |= e.guestPhysAddr() == r.guestPhysAddr() && e.userAddr() == r.userAddr() && e.size() == r.size();
             }
         }
-        if (found == null) {
+        if (!found) {
             throw new ProtocolException("no region gpa=0x" + Long.toHexString(r.guestPhysAddr()) + " uaddr=0x"
                     + Long.toHexString(r.userAddr()) + " size=0x" + Long.toHexString(r.size()));
         }
-        List<MemoryRegion> next = new ArrayList<>(regions);
-        next.remove(found);
-        install(next, List.of(found), List.of());
+        install(memory.withRemoved(r.guestPhysAddr(), r.size()));
         LOG.log(Level.INFO, "{0}: removed region gpa=0x{1} ({2} regions)", name, Long.toHexString(r.guestPhysAddr()),
-                regions.size());
-    }
-
-    private int peekFd(int i) {
-        return codec.fdAt(i);
+                memory.regionCount());
     }
 
     /**
-     * Replaces the table with {@code next}: maps it, hands it to the device, then unmaps the old
-     * table and closes the fds of {@code removed}. If mapping fails, the fds in {@code added} are
-     * closed and nothing changes.
+     * Hands {@code next} to the device, then retires the old table (unmapping what {@code next} does
+     * not share). If the device refuses, {@code next}'s own new mappings are unmapped and nothing changes.
      */
-    private void install(List<MemoryRegion> next, List<MemoryRegion> removed, List<MemoryRegion> added)
-            throws ProtocolException {
-        GuestMemory mapped;
-        try {
-            mapped = GuestMemory.map(next);
-        } catch (RuntimeException e) {
-            for (MemoryRegion r : added) {
-                VhostUserCodec.closeQuietly(r.fd());
-            }
-            throw new ProtocolException("mapping the memory table failed: " + e.getMessage());
-        }
+    private void install(GuestMemory next) {
         GuestMemory old = memory;
         try {
-            backend.onMemoryTable(mapped);
+            backend.onMemoryTable(next);
         } catch (RuntimeException e) {
-            mapped.close();
-            for (MemoryRegion r : added) {
-                VhostUserCodec.closeQuietly(r.fd());
-            }
+            next.retire(old);
             throw e;
         }
-        memory = mapped;
-        regions.clear();
-        regions.addAll(next);
+        memory = next;
         if (old != null) {
-            old.close();
-        }
-        for (MemoryRegion r : removed) {
-            VhostUserCodec.closeQuietly(r.fd());
+            old.retire(next);
         }
     }
 
-    private static void checkRegion(MemoryRegion r, int fd) throws ProtocolException {
+    private static void checkRegion(MemoryRegion r) throws ProtocolException {
         String what = "region gpa=0x" + Long.toHexString(r.guestPhysAddr()) + " size=0x" + Long.toHexString(r.size());
         if (r.size() <= 0) {
             throw new ProtocolException(what + ": size must be positive");
@@ -508,7 +493,7 @@ public final class Session implements AutoCloseable {
         if (r.mmapOffset() < 0 || r.mmapOffset() + r.size() < r.mmapOffset()) {
             throw new ProtocolException(what + ": mmap offset 0x" + Long.toHexString(r.mmapOffset()) + " out of range");
         }
-        long fileSize = fileSize(fd, what);
+        long fileSize = fileSize(r.fd(), what);
         if (r.mmapOffset() + r.size() > fileSize) {
             throw new ProtocolException(what + ": mmap offset 0x" + Long.toHexString(r.mmapOffset())
                     + " + size points past the end of its fd (0x" + Long.toHexString(fileSize) + " bytes)");
@@ -557,14 +542,7 @@ public final class Session implements AutoCloseable {
 
     /** True if [addr, addr+len) lies wholly in one region's front-end address range. */
     private boolean userRangeMapped(long addr, long len) {
-        for (MemoryRegion r : regions) {
-            long off = addr - r.userAddr();
-            if (Long.compareUnsigned(addr, r.userAddr()) >= 0 && Long.compareUnsigned(off, r.size()) < 0
-                    && Long.compareUnsigned(len, r.size() - off) <= 0) {
-                return true;
-            }
-        }
-        return false;
+        return memory != null && memory.uvaToHost(addr, len) != GuestMemory.NO_ADDR;
     }
 
     // ------------------------------------------------------------------ rings
@@ -870,12 +848,12 @@ public final class Session implements AutoCloseable {
         GuestMemory old = memory;
         memory = null;
         if (old != null) {
-            old.close();
+            try {
+                old.close();
+            } catch (RuntimeException e) {
+                LOG.log(Level.ERROR, name + ": unmapping guest memory failed", e);
+            }
         }
-        for (MemoryRegion r : regions) {
-            VhostUserCodec.closeQuietly(r.fd());
-        }
-        regions.clear();
         ackedFeatures = 0;
     }
 
