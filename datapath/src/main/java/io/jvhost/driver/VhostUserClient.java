@@ -183,7 +183,14 @@ public final class VhostUserClient implements AutoCloseable {
         return false;
     }
 
-    /** A request without its own reply: sends it, and with REPLY_ACK checks the status. */
+    /**
+     * Sends a request that has no reply body of its own; with REPLY_ACK it carries NEED_REPLY and a
+     * non-zero status throws {@link Rejected}. Tests use it for malformed payloads and fd counts.
+     */
+    public void sendAck(int request, byte[] payload, int[] fds) {
+        simple(request, payload, fds);
+    }
+
     private void simple(int request, byte[] payload, int[] fds) {
         send(request, replyAck ? FLAG_NEED_REPLY : 0, payload, fds);
         if (replyAck) {
@@ -203,13 +210,15 @@ public final class VhostUserClient implements AutoCloseable {
         return r.u64();
     }
 
-    private static byte[] u64(long v) {
+    /** A u64 payload. */
+    public static byte[] u64(long v) {
         byte[] b = new byte[U64_SIZE];
         MemorySegment.ofArray(b).set(U64, 0, v);
         return b;
     }
 
-    private static byte[] state(int index, int num) {
+    /** A vring state payload. */
+    public static byte[] state(int index, int num) {
         byte[] b = new byte[STATE_SIZE];
         MemorySegment s = MemorySegment.ofArray(b);
         s.set(U32, STATE_INDEX_OFFSET, index);

@@ -4,6 +4,7 @@ import io.jvhost.nativ.Epoll;
 import io.jvhost.nativ.Errno;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.NativeException;
+import io.jvhost.nativ.Poll;
 import io.jvhost.nativ.UnixSocket;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
@@ -35,6 +36,8 @@ public final class VhostUserServer implements AutoCloseable {
     private static final long LISTEN_TOKEN = 1;
     private static final long SESSION_TOKEN = 2;
     private static final int BACKLOG = 4;
+    /** Messages handled at most when checking whether the owner is already gone. */
+    private static final int DRAIN_LIMIT = 64;
 
     private final String name;
     private final String socketPath;
@@ -159,6 +162,11 @@ public final class VhostUserServer implements AutoCloseable {
             return;
         }
         if (session != null) {
+            // The owner may have hung up just before this connection came (a front-end reconnecting):
+            // finish what it sent, up to its EOF, before deciding that the device is still owned.
+            drainSession(ep);
+        }
+        if (session != null) {
             refused.incrementAndGet();
             LOG.log(Level.WARNING, "{0}: refusing a second front-end connection: the device already has an owner",
                     name);
@@ -174,6 +182,17 @@ public final class VhostUserServer implements AutoCloseable {
             return;
         }
         LOG.log(Level.INFO, "{0}: front-end connected", name);
+    }
+
+    private void drainSession(int ep) {
+        for (int i = 0; i < DRAIN_LIMIT && session != null; i++) {
+            if (Poll.poll(session.socketFd(), Poll.POLLIN, 0) == 0) {
+                return;
+            }
+            if (!session.handleOne()) {
+                endSession(ep);
+            }
+        }
     }
 
     private void endSession(int ep) {
