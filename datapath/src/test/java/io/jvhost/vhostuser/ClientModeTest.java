@@ -32,7 +32,7 @@ class ClientModeTest {
         RecordingBackend backend = new RecordingBackend(1);
         int kick = EventFd.create(0, true);
         int call = EventFd.create(0, true);
-        try (DriverMemory mem = VhostUserClient.sharedMemory("guest", 1 << 20, DriverMemory.DEFAULT_GPA_BASE);
+        try (DriverMemory mem = DriverMemory.memfd("guest", 1 << 20, DriverMemory.DEFAULT_GPA_BASE);
              VhostUserClientMode cm = VhostUserClientMode.connect("cm", path, backend, FeatureSet.all())) {
             // nobody listens yet: it retries, backing off (100, 200, 400, 800 ms ...)
             long t0 = System.nanoTime();
