@@ -1,25 +1,26 @@
 package io.jvhost.net;
 
+import io.jvhost.nativ.Tun;
+
 /**
  * Translates negotiated guest receive offloads into the {@code TUN_F_*} flags of
  * {@code TUNSETOFFLOAD}. The tap's offload flags say what the kernel may hand us on read, i.e. what
  * the guest agreed to receive; what the guest sends (HOST_* bits) needs no tap flag because a
  * {@code IFF_VNET_HDR} tap always accepts partial checksums and GSO on write.
  *
- * <p>Values are those of {@code linux/if_tun.h}; they are ABI and never change. Pure functions,
- * thread-safe.
+ * <p>Flag values come from {@link Tun} ({@code linux/if_tun.h}). Pure functions, thread-safe.
  */
 public final class Offloads {
     private Offloads() {
     }
 
-    public static final int TUN_F_CSUM = 0x01;
-    public static final int TUN_F_TSO4 = 0x02;
-    public static final int TUN_F_TSO6 = 0x04;
-    public static final int TUN_F_TSO_ECN = 0x08;
-    public static final int TUN_F_UFO = 0x10;
-    public static final int TUN_F_USO4 = 0x20;
-    public static final int TUN_F_USO6 = 0x40;
+    public static final int TUN_F_CSUM = Tun.TUN_F_CSUM;
+    public static final int TUN_F_TSO4 = Tun.TUN_F_TSO4;
+    public static final int TUN_F_TSO6 = Tun.TUN_F_TSO6;
+    public static final int TUN_F_TSO_ECN = Tun.TUN_F_TSO_ECN;
+    public static final int TUN_F_UFO = Tun.TUN_F_UFO;
+    public static final int TUN_F_USO4 = Tun.TUN_F_USO4;
+    public static final int TUN_F_USO6 = Tun.TUN_F_USO6;
 
     /**
      * TUN_F_* flags for the given guest features. Every segmentation offload needs GUEST_CSUM: a
