@@ -21,6 +21,8 @@ public enum DropReason {
     RX_TOO_BIG,
     /** RX: chain unusable (read-only descriptors or too short for the header). */
     RX_BAD_CHAIN,
+    /** TX: the ring is disabled (SET_VRING_ENABLE 0): chains are consumed and dropped, as the spec says. */
+    TX_RING_DISABLED,
     /** Capture: no free pool buffer, the frame was not captured (traffic unaffected). */
     CAPTURE_NO_BUFFER;
 

@@ -68,6 +68,9 @@ public final class TxValidator {
                 return DropReason.TX_TOO_LONG;
             }
         }
+        if (VirtioNetHdr.hdrLen(hdr, base) > frameLen) {
+            return DropReason.TX_BAD_GSO; // the tap refuses hdr_len beyond the data (EINVAL)
+        }
         if ((flags & VirtioNetHdr.FLAG_NEEDS_CSUM) != 0) {
             if (!csum) {
                 return DropReason.TX_BAD_CSUM;
