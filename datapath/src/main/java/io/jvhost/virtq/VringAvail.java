@@ -3,6 +3,7 @@ package io.jvhost.virtq;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
 
 /**
  * Layout of the split-ring driver area, {@code struct virtq_avail} (virtio 1.x §2.7.6):
@@ -26,10 +27,15 @@ public final class VringAvail {
     public static final int F_NO_INTERRUPT = 1;
 
     private static final ValueLayout.OfShort LE_SHORT = VringDesc.LE_SHORT;
-    /** Atomic access to {@code idx}; coordinates (MemorySegment, long offset). Offset 2 of a 2-aligned ring is aligned. */
-    private static final VarHandle IDX = LE_SHORT.varHandle();
+    /**
+     * Naturally aligned little-endian 16-bit layout for the fields both sides access concurrently:
+     * atomic VarHandle modes (acquire/release/opaque) need an aligned layout; the spec's ring
+     * alignment (checked when rings are set) guarantees the fields are 2-aligned.
+     */
+    private static final ValueLayout.OfShort LE_SHORT_ALIGNED = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle IDX = LE_SHORT_ALIGNED.varHandle();
     /** Atomic access to the 16-bit event field and flags (read by the other side concurrently). */
-    private static final VarHandle SHORT = LE_SHORT.varHandle();
+    private static final VarHandle SHORT = LE_SHORT_ALIGNED.varHandle();
 
     private VringAvail() {
     }

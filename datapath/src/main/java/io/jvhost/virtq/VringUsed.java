@@ -3,6 +3,7 @@ package io.jvhost.virtq;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
 
 /**
  * Layout of the split-ring device area, {@code struct virtq_used} (virtio 1.x §2.7.8):
@@ -28,8 +29,14 @@ public final class VringUsed {
 
     private static final ValueLayout.OfShort LE_SHORT = VringDesc.LE_SHORT;
     private static final ValueLayout.OfInt LE_INT = VringDesc.LE_INT;
-    private static final VarHandle IDX = LE_SHORT.varHandle();
-    private static final VarHandle SHORT = LE_SHORT.varHandle();
+    /**
+     * Naturally aligned little-endian 16-bit layout for the fields both sides access concurrently:
+     * atomic VarHandle modes (acquire/release/opaque) need an aligned layout; the spec's ring
+     * alignment (checked when rings are set) guarantees the fields are 2-aligned.
+     */
+    private static final ValueLayout.OfShort LE_SHORT_ALIGNED = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle IDX = LE_SHORT_ALIGNED.varHandle();
+    private static final VarHandle SHORT = LE_SHORT_ALIGNED.varHandle();
 
     private VringUsed() {
     }

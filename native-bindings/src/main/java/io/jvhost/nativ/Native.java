@@ -49,10 +49,10 @@ final class Native {
     private static final ThreadLocal<MemorySegment> SCRATCH = ThreadLocal.withInitial(
             () -> Arena.ofAuto().allocate(SCRATCH_OFFSET + SCRATCH_SIZE, 8));
 
-    private static final MethodHandle STRERROR;
-
-    static {
-        STRERROR = plainDowncall("strerror", FunctionDescriptor.of(ValueLayout.ADDRESS, ValueLayout.JAVA_INT));
+    /** Lazily linked so that a missing native-access flag surfaces in the first syscall class. */
+    private static final class StrError {
+        static final MethodHandle STRERROR = plainDowncall("strerror",
+                FunctionDescriptor.of(ValueLayout.ADDRESS, ValueLayout.JAVA_INT));
     }
 
     private Native() {
@@ -127,7 +127,7 @@ final class Native {
      */
     static synchronized String strerror(int errno) {
         try {
-            String s = cString((MemorySegment) STRERROR.invokeExact(errno));
+            String s = cString((MemorySegment) StrError.STRERROR.invokeExact(errno));
             return s != null ? s : "Unknown error " + errno;
         } catch (Throwable t) {
             return "Unknown error " + errno;
