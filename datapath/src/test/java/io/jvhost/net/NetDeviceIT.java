@@ -1,5 +1,6 @@
 package io.jvhost.net;
 
+import io.jvhost.demo.Netns;
 import io.jvhost.driver.net.GuestNic;
 import io.jvhost.driver.net.GuestStack;
 import io.jvhost.driver.net.Packets;

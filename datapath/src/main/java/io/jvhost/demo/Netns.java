@@ -1,4 +1,4 @@
-package io.jvhost.net;
+package io.jvhost.demo;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
@@ -10,7 +10,7 @@ import java.util.concurrent.Callable;
 import java.util.concurrent.atomic.AtomicReference;
 
 /**
- * Test helper: creates sockets inside a named network namespace. {@code setns} changes only the
+ * Creates sockets inside a named network namespace. {@code setns} changes only the
  * calling thread's namespace, so the callable runs on a fresh thread that enters the namespace and
  * dies afterwards; sockets it opens stay in that namespace and can be used from any thread.
  */
@@ -37,6 +37,7 @@ public final class Netns {
     private Netns() {
     }
 
+    /** Runs {@code c} on a fresh thread inside network namespace {@code ns} and returns its result. */
     public static <T> T in(String ns, Callable<T> c) {
         AtomicReference<T> out = new AtomicReference<>();
         AtomicReference<Throwable> err = new AtomicReference<>();
