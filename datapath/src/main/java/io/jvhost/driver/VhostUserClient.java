@@ -4,7 +4,6 @@ import static io.jvhost.vhostuser.VhostUserMessage.*;
 
 import io.jvhost.memory.MemoryRegion;
 import io.jvhost.nativ.Fds;
-import io.jvhost.nativ.Mman;
 import io.jvhost.nativ.Poll;
 import io.jvhost.nativ.UnixSocket;
 import io.jvhost.vhostuser.VhostUserCodec;
@@ -448,28 +447,6 @@ public final class VhostUserClient implements AutoCloseable {
         DriverMemory mem = vq.memory();
         setupRing(q, vq.size(), vq.availIdx(), mem.userAddress(vq.descGpa()), mem.userAddress(vq.availGpa()),
                 mem.userAddress(vq.usedGpa()), kickFd, callFd);
-    }
-
-    /**
-     * Guest RAM a separate back-end process (or this one, through the protocol) can map: a memfd of
-     * {@code size} bytes mapped here. Closing the DriverMemory unmaps it and closes the memfd.
-     */
-    public static DriverMemory sharedMemory(String name, long size, long gpaBase) {
-        int memfd = Mman.memfdCreate(name);
-        try {
-            Mman.ftruncate(memfd, size);
-            MemorySegment ram = Mman.mmapShared(memfd, 0, size);
-            return DriverMemory.ofSegment(ram, gpaBase, memfd, () -> {
-                try {
-                    Mman.munmap(ram);
-                } finally {
-                    Fds.closeQuietly(memfd);
-                }
-            });
-        } catch (RuntimeException e) {
-            Fds.closeQuietly(memfd);
-            throw e;
-        }
     }
 
     @Override

@@ -27,7 +27,7 @@ final class ProtocolFixture implements AutoCloseable {
         this.path = "/tmp/jvhost-test-" + Long.toHexString(ThreadLocalRandom.current().nextLong()) + ".sock";
         this.backend = new RecordingBackend(pairs);
         this.server = VhostUserServer.listen("t" + pairs, path, backend, features);
-        this.mem = VhostUserClient.sharedMemory("guest", RAM, DriverMemory.DEFAULT_GPA_BASE);
+        this.mem = DriverMemory.memfd("guest", RAM, DriverMemory.DEFAULT_GPA_BASE);
     }
 
     ProtocolFixture(int pairs) {
