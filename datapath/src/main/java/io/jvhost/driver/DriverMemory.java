@@ -2,6 +2,8 @@ package io.jvhost.driver;
 
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.memory.MemoryRegion;
+import io.jvhost.nativ.Fds;
+import io.jvhost.nativ.Mman;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -18,8 +20,8 @@ import java.util.List;
  * this process, like QEMU's.
  *
  * <p>{@link #allocate} uses an Arena (fd -1: an in-process back-end maps it with
- * {@link #guestMemory(int)}); a memfd-backed variant (so an out-of-process back-end can mmap it)
- * is built on {@code io.jvhost.nativ.Mman} with {@link #ofSegment}.
+ * {@link #guestMemory(int)}); {@link #memfd} backs it with a memfd mapped MAP_SHARED, whose fd a
+ * back-end maps itself, exactly as with QEMU's {@code memory-backend-memfd,share=on}.
  *
  * <p>Threading: allocation is for set-up (single thread); reads and writes of the RAM follow the
  * virtqueue protocol.
@@ -51,6 +53,28 @@ public final class DriverMemory implements AutoCloseable {
             return new DriverMemory(arena.allocate(size, 4096), gpaBase, -1, arena);
         } catch (RuntimeException | Error e) {
             arena.close();
+            throw e;
+        }
+    }
+
+    /**
+     * RAM in a memfd of {@code size} bytes (a multiple of 4096), mapped shared here; {@link #fd()}
+     * is what a back-end receives with SET_MEM_TABLE. {@link #close()} unmaps and closes the fd.
+     */
+    public static DriverMemory memfd(String name, long size, long gpaBase) {
+        int fd = Mman.memfdCreate(name);
+        try {
+            Mman.ftruncate(fd, size);
+            MemorySegment ram = Mman.mmapShared(fd, 0, size);
+            return new DriverMemory(ram, gpaBase, fd, () -> {
+                try {
+                    Mman.munmap(ram);
+                } finally {
+                    Fds.close(fd);
+                }
+            });
+        } catch (RuntimeException | Error e) {
+            Fds.closeQuietly(fd);
             throw e;
         }
     }

@@ -1,8 +1,9 @@
 package io.jvhost.virtq;
 
+import io.jvhost.nativ.Iovec;
+
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 
 /**
  * One descriptor chain taken from a virtqueue, as two preallocated native {@code struct iovec}
@@ -11,8 +12,8 @@ import java.lang.foreign.ValueLayout;
  * {@link #readable()} to {@code writev} and {@link #writable()} to {@code readv} unchanged.
  *
  * <p>{@code struct iovec} on x86-64 / aarch64 Linux: {@code void *iov_base} at 0,
- * {@code size_t iov_len} at 8, 16 bytes per entry, native byte order (same layout as
- * {@code io.jvhost.nativ.Iovec}).
+ * {@code size_t iov_len} at 8, 16 bytes per entry, native byte order: written with
+ * {@link Iovec}, the syscall layer's own accessor.
  *
  * <p>A buffer that spans two guest memory regions yields two iovec entries. Zero-length
  * descriptors yield none.
@@ -20,14 +21,8 @@ import java.lang.foreign.ValueLayout;
  * <p>Threading: owned by one queue-pair worker; reused for every chain (no allocation).
  */
 public final class Chain {
-    /** Bytes per {@code struct iovec}. */
-    public static final int IOV_SIZE = 16;
-    public static final long IOV_BASE_OFFSET = 0;
-    public static final long IOV_LEN_OFFSET = 8;
     /** {@code UIO_MAXIOV}: readv/writev take no more entries than this. */
-    public static final int UIO_MAXIOV = 1024;
-
-    private static final ValueLayout.OfLong NATIVE_LONG = ValueLayout.JAVA_LONG;
+    public static final int UIO_MAXIOV = Iovec.IOV_MAX;
 
     private final MemorySegment readable;
     private final MemorySegment writable;
@@ -50,8 +45,8 @@ public final class Chain {
             throw new IllegalArgumentException("iovec capacity must be in [1, " + UIO_MAXIOV + "]: " + capacity);
         }
         this.capacity = capacity;
-        this.readable = arena.allocate((long) IOV_SIZE * capacity, 8);
-        this.writable = arena.allocate((long) IOV_SIZE * capacity, 8);
+        this.readable = Iovec.allocate(arena, capacity);
+        this.writable = Iovec.allocate(arena, capacity);
     }
 
     /** Iovec entries per direction. */
@@ -96,19 +91,19 @@ public final class Chain {
     }
 
     public long readableBase(int i) {
-        return readable.getAtIndex(NATIVE_LONG, 2L * i);
+        return Iovec.base(readable, i);
     }
 
     public long readableLen(int i) {
-        return readable.getAtIndex(NATIVE_LONG, 2L * i + 1);
+        return Iovec.len(readable, i);
     }
 
     public long writableBase(int i) {
-        return writable.getAtIndex(NATIVE_LONG, 2L * i);
+        return Iovec.base(writable, i);
     }
 
     public long writableLen(int i) {
-        return writable.getAtIndex(NATIVE_LONG, 2L * i + 1);
+        return Iovec.len(writable, i);
     }
 
     void reset() {
@@ -126,8 +121,7 @@ public final class Chain {
         if (n == capacity) {
             return false;
         }
-        readable.setAtIndex(NATIVE_LONG, 2L * n, base);
-        readable.setAtIndex(NATIVE_LONG, 2L * n + 1, len);
+        Iovec.set(readable, n, base, len);
         readableCount = n + 1;
         readableBytes += len;
         return true;
@@ -139,8 +133,7 @@ public final class Chain {
         if (n == capacity) {
             return false;
         }
-        writable.setAtIndex(NATIVE_LONG, 2L * n, base);
-        writable.setAtIndex(NATIVE_LONG, 2L * n + 1, len);
+        Iovec.set(writable, n, base, len);
         writableCount = n + 1;
         writableBytes += len;
         return true;

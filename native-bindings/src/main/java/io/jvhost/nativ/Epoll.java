@@ -3,6 +3,8 @@ package io.jvhost.nativ;
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 
+import io.jvhost.nativ.gen.Linux;
+import io.jvhost.nativ.gen.epoll_event;
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.MemorySegment;
@@ -20,26 +22,30 @@ import java.lang.invoke.MethodHandle;
  * <p>Thread-safe; one epoll set is normally waited on by a single worker thread.
  */
 public final class Epoll {
-    public static final int EPOLLIN = 0x001;
-    public static final int EPOLLPRI = 0x002;
-    public static final int EPOLLOUT = 0x004;
-    public static final int EPOLLERR = 0x008;
-    public static final int EPOLLHUP = 0x010;
-    public static final int EPOLLRDHUP = 0x2000;
-    public static final int EPOLLET = 1 << 31;
+    static {
+        // First, before any generated layout is touched: an implicit restricted call there would
+        // only warn and then let the module through, and we want a clear failure instead.
+        Native.checkNativeAccess();
+    }
 
-    private static final boolean PACKED = "amd64".equals(System.getProperty("os.arch"))
-            || "x86_64".equals(System.getProperty("os.arch"));
-    /** {@code sizeof(struct epoll_event)} on this architecture. */
-    public static final long EVENT_SIZE = PACKED ? 12 : 16;
-    private static final long EVENTS_OFFSET = 0;
-    private static final long DATA_OFFSET = PACKED ? 4 : 8;
+    public static final int EPOLLIN = Linux.EPOLLIN();
+        public static final int EPOLLOUT = Linux.EPOLLOUT();
+    public static final int EPOLLERR = Linux.EPOLLERR();
+    public static final int EPOLLHUP = Linux.EPOLLHUP();
+    public static final int EPOLLRDHUP = Linux.EPOLLRDHUP();
+    public static final int EPOLLET = Linux.EPOLLET();
+
+    /** {@code sizeof(struct epoll_event)} on this architecture (from the generated layout). */
+    public static final long EVENT_SIZE = epoll_event.sizeof();
+    private static final long EVENTS_OFFSET = epoll_event.events$offset();
+    /* data is a union (ptr/fd/u32/u64): every member starts at its offset. */
+    private static final long DATA_OFFSET = epoll_event.data$offset();
     private static final ValueLayout.OfLong DATA = ValueLayout.JAVA_LONG_UNALIGNED;
 
-    private static final int EPOLL_CLOEXEC = 0x80000;
-    private static final int EPOLL_CTL_ADD = 1;
-    private static final int EPOLL_CTL_DEL = 2;
-    private static final int EPOLL_CTL_MOD = 3;
+    private static final int EPOLL_CLOEXEC = Linux.EPOLL_CLOEXEC();
+    private static final int EPOLL_CTL_ADD = Linux.EPOLL_CTL_ADD();
+    private static final int EPOLL_CTL_DEL = Linux.EPOLL_CTL_DEL();
+    private static final int EPOLL_CTL_MOD = Linux.EPOLL_CTL_MOD();
 
     private static final MethodHandle CREATE = Native.downcall("epoll_create1",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT), true);

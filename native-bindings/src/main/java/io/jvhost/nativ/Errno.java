@@ -5,9 +5,11 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
 /**
  * Linux errno numbers, their symbolic names and their {@code strerror} texts.
  *
- * <p>The numbers are the generic Linux ABI values (x86_64 and aarch64 share them). Names come from a
- * fixed table; texts come from the C library once per errno and are cached, so building an error
- * message never calls into native code twice for the same errno.
+ * <p>The numbers are the generic Linux ABI values (x86_64 and aarch64 share them). They are written
+ * as literals, not taken from the generated {@code Linux.EPERM()} accessors, so that they are
+ * compile-time constants usable in {@code switch}; {@code ErrnoTest} checks every one of them (and
+ * the name table) against the generated bindings. Texts come from the C library once per errno and
+ * are cached, so building an error message never calls into native code twice for the same errno.
  *
  * <p>Thread-safe: the caches are filled racily with identical values.
  */

@@ -4,6 +4,7 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
+import io.jvhost.nativ.gen.Linux;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.MethodHandle;
@@ -15,8 +16,14 @@ import java.lang.invoke.MethodHandle;
  * thread's scratch segment). Thread-safe.
  */
 public final class EventFd {
-    public static final int EFD_CLOEXEC = 0x80000;
-    public static final int EFD_NONBLOCK = 0x800;
+    static {
+        // First, before any generated layout is touched: an implicit restricted call there would
+        // only warn and then let the module through, and we want a clear failure instead.
+        Native.checkNativeAccess();
+    }
+
+    public static final int EFD_CLOEXEC = Linux.EFD_CLOEXEC();
+    public static final int EFD_NONBLOCK = Linux.EFD_NONBLOCK();
 
     private static final long COUNTER_SIZE = 8;
 

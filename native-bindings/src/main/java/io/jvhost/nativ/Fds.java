@@ -4,6 +4,7 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
+import io.jvhost.nativ.gen.Linux;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
@@ -24,16 +25,22 @@ import java.util.Objects;
  * semantics.
  */
 public final class Fds {
+    static {
+        // First, before any generated layout is touched: an implicit restricted call there would
+        // only warn and then let the module through, and we want a clear failure instead.
+        Native.checkNativeAccess();
+    }
+
     /** "No progress, try later" (EAGAIN); a negative value so it can never be a byte count. */
     public static final int WOULD_BLOCK = -Errno.EAGAIN;
 
-    public static final int O_RDWR = 2;
-    public static final int O_NONBLOCK = 0x800;
-    public static final int O_CLOEXEC = 0x80000;
+    public static final int O_RDWR = Linux.O_RDWR();
+    public static final int O_NONBLOCK = Linux.O_NONBLOCK();
+    public static final int O_CLOEXEC = Linux.O_CLOEXEC();
 
-    private static final int F_GETFL = 3;
-    private static final int F_SETFL = 4;
-    private static final int F_DUPFD_CLOEXEC = 1030;
+    private static final int F_GETFL = Linux.F_GETFL();
+    private static final int F_SETFL = Linux.F_SETFL();
+    private static final int F_DUPFD_CLOEXEC = Linux.F_DUPFD_CLOEXEC();
 
     private static final MethodHandle READ = Native.downcall("read",
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG), false);

@@ -1,5 +1,6 @@
 package io.jvhost.nativ;
 
+import io.jvhost.nativ.gen.iovec;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -11,12 +12,18 @@ import java.lang.foreign.ValueLayout;
  * <p>Accessors are plain (non-atomic) bounds-checked accesses: an iovec array belongs to one thread.
  */
 public final class Iovec {
+    static {
+        // First, before any generated layout is touched: an implicit restricted call there would
+        // only warn and then let the module through, and we want a clear failure instead.
+        Native.checkNativeAccess();
+    }
+
     /** {@code sizeof(struct iovec)} on LP64. */
-    public static final long SIZE = 16;
+    public static final long SIZE = iovec.sizeof();
     /** Offset of {@code iov_base}. */
-    public static final long BASE_OFFSET = 0;
+    public static final long BASE_OFFSET = iovec.iov_base$offset();
     /** Offset of {@code iov_len}. */
-    public static final long LEN_OFFSET = 8;
+    public static final long LEN_OFFSET = iovec.iov_len$offset();
     /** The kernel's limit on iovecs per call ({@code IOV_MAX}/{@code UIO_MAXIOV}). */
     public static final int IOV_MAX = 1024;
 

@@ -4,6 +4,7 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
+import io.jvhost.nativ.gen.Linux;
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.MemorySegment;
@@ -17,11 +18,17 @@ import java.lang.invoke.MethodHandle;
  * sure no thread uses a segment when it is unmapped. Thread-safe.
  */
 public final class Mman {
-    public static final int MFD_CLOEXEC = 0x0001;
-    public static final int PROT_READ = 0x1;
-    public static final int PROT_WRITE = 0x2;
-    public static final int MAP_SHARED = 0x01;
-    private static final long MAP_FAILED = -1L;
+    static {
+        // First, before any generated layout is touched: an implicit restricted call there would
+        // only warn and then let the module through, and we want a clear failure instead.
+        Native.checkNativeAccess();
+    }
+
+    public static final int MFD_CLOEXEC = Linux.MFD_CLOEXEC();
+    public static final int PROT_READ = Linux.PROT_READ();
+    public static final int PROT_WRITE = Linux.PROT_WRITE();
+    public static final int MAP_SHARED = Linux.MAP_SHARED();
+    private static final long MAP_FAILED = Linux.MAP_FAILED().address();
 
     private static final MethodHandle MEMFD_CREATE = Native.downcall("memfd_create",
             FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT), true);

@@ -37,10 +37,12 @@ final class Native {
 
     /**
      * Whether handles marked "never blocks" are linked with {@code Linker.Option.critical(false)}
-     * (no thread-state transition). Property {@code jvhost.native.critical}, default true; the
-     * bench measures both settings (bench/RESULTS-syscalls.md).
+     * (no thread-state transition, but the thread holds off safepoints for the call). Property
+     * {@code jvhost.native.critical}, default false: on the test machine the saving was lost in the
+     * syscall's own cost (~0.5-1 µs, see bench/RESULTS-syscalls.md), so the conservative linkage
+     * stays the default until a quiet machine shows a gain.
      */
-    static final boolean USE_CRITICAL = Boolean.parseBoolean(System.getProperty("jvhost.native.critical", "true"));
+    static final boolean USE_CRITICAL = Boolean.getBoolean("jvhost.native.critical");
 
     /*
      * Each thread gets its own small segment for the lifetime of the thread. Arena.ofAuto: freed by

@@ -5,6 +5,8 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
+import io.jvhost.nativ.gen.Linux;
+import io.jvhost.nativ.gen.pollfd;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.MethodHandle;
@@ -14,18 +16,22 @@ import java.lang.invoke.MethodHandle;
  * reply). Allocates nothing; thread-safe.
  */
 public final class Poll {
-    public static final int POLLIN = 0x001;
-    public static final int POLLPRI = 0x002;
-    public static final int POLLOUT = 0x004;
-    public static final int POLLERR = 0x008;
-    public static final int POLLHUP = 0x010;
-    public static final int POLLNVAL = 0x020;
+    static {
+        // First, before any generated layout is touched: an implicit restricted call there would
+        // only warn and then let the module through, and we want a clear failure instead.
+        Native.checkNativeAccess();
+    }
 
-    /* struct pollfd { int fd; short events; short revents; } */
-    private static final long POLLFD_SIZE = 8;
-    private static final long FD_OFFSET = 0;
-    private static final long EVENTS_OFFSET = 4;
-    private static final long REVENTS_OFFSET = 6;
+    public static final int POLLIN = Linux.POLLIN();
+        public static final int POLLOUT = Linux.POLLOUT();
+    public static final int POLLERR = Linux.POLLERR();
+    public static final int POLLHUP = Linux.POLLHUP();
+    public static final int POLLNVAL = Linux.POLLNVAL();
+
+    private static final long POLLFD_SIZE = pollfd.sizeof();
+    private static final long FD_OFFSET = pollfd.fd$offset();
+    private static final long EVENTS_OFFSET = pollfd.events$offset();
+    private static final long REVENTS_OFFSET = pollfd.revents$offset();
 
     private static final MethodHandle POLL = Native.downcall("poll",
             FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT), false);

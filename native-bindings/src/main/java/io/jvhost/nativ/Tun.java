@@ -6,6 +6,8 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
+import io.jvhost.nativ.gen.Linux;
+import io.jvhost.nativ.gen.ifreq;
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
@@ -23,52 +25,59 @@ import java.nio.file.Path;
  * messages carry a hint for the usual set-up mistakes. Thread-safe.
  */
 public final class Tun {
-    public static final int IFF_TUN = 0x0001;
-    public static final int IFF_TAP = 0x0002;
-    public static final int IFF_NO_PI = 0x1000;
-    public static final int IFF_VNET_HDR = 0x4000;
-    public static final int IFF_MULTI_QUEUE = 0x0100;
-    public static final int IFF_ATTACH_QUEUE = 0x0200;
-    public static final int IFF_DETACH_QUEUE = 0x0400;
-    public static final int IFF_PERSIST = 0x0800;
+    static {
+        // First, before any generated layout is touched: an implicit restricted call there would
+        // only warn and then let the module through, and we want a clear failure instead.
+        Native.checkNativeAccess();
+    }
 
-    public static final int TUN_F_CSUM = 0x01;
-    public static final int TUN_F_TSO4 = 0x02;
-    public static final int TUN_F_TSO6 = 0x04;
-    public static final int TUN_F_TSO_ECN = 0x08;
-    public static final int TUN_F_UFO = 0x10;
-    public static final int TUN_F_USO4 = 0x20;
-    public static final int TUN_F_USO6 = 0x40;
+    public static final int IFF_TUN = Linux.IFF_TUN();
+    public static final int IFF_TAP = Linux.IFF_TAP();
+    public static final int IFF_NO_PI = Linux.IFF_NO_PI();
+    public static final int IFF_VNET_HDR = Linux.IFF_VNET_HDR();
+    public static final int IFF_MULTI_QUEUE = Linux.IFF_MULTI_QUEUE();
+    public static final int IFF_ATTACH_QUEUE = Linux.IFF_ATTACH_QUEUE();
+    public static final int IFF_DETACH_QUEUE = Linux.IFF_DETACH_QUEUE();
+    public static final int IFF_PERSIST = Linux.IFF_PERSIST();
 
+    public static final int TUN_F_CSUM = Linux.TUN_F_CSUM();
+    public static final int TUN_F_TSO4 = Linux.TUN_F_TSO4();
+    public static final int TUN_F_TSO6 = Linux.TUN_F_TSO6();
+    public static final int TUN_F_TSO_ECN = Linux.TUN_F_TSO_ECN();
+    public static final int TUN_F_UFO = Linux.TUN_F_UFO();
+    
     /** {@code IFNAMSIZ}: interface names are at most 15 bytes plus NUL. */
-    public static final int IFNAMSIZ = 16;
+    public static final int IFNAMSIZ = Linux.IFNAMSIZ();
     public static final String DEVICE = "/dev/net/tun";
 
-    // _IOW('T', nr, int) = (1 << 30) | (4 << 16) | ('T' << 8) | nr; _IOR uses 2 << 30.
-    static final long TUNSETIFF = 0x400454caL;
-    static final long TUNSETPERSIST = 0x400454cbL;
-    static final long TUNGETFEATURES = 0x800454cfL;
-    static final long TUNSETOFFLOAD = 0x400454d0L;
-    static final long TUNGETIFF = 0x800454d2L;
-    static final long TUNGETVNETHDRSZ = 0x800454d7L;
-    static final long TUNSETVNETHDRSZ = 0x400454d8L;
-    static final long TUNSETQUEUE = 0x400454d9L;
-    static final long TUNSETVNETLE = 0x400454dcL;
-    static final long SIOCGIFFLAGS = 0x8913;
-    static final long SIOCSIFFLAGS = 0x8914;
-    static final long SIOCGIFMTU = 0x8921;
-    static final long SIOCSIFMTU = 0x8922;
+    // ioctl request numbers: jextract evaluated the _IOW/_IOR macros (unsigned long in C).
+    static final long TUNSETIFF = Linux.TUNSETIFF();
+    static final long TUNSETPERSIST = Linux.TUNSETPERSIST();
+    static final long TUNGETFEATURES = Linux.TUNGETFEATURES();
+    static final long TUNSETOFFLOAD = Linux.TUNSETOFFLOAD();
+    static final long TUNGETIFF = Linux.TUNGETIFF();
+    static final long TUNGETVNETHDRSZ = Linux.TUNGETVNETHDRSZ();
+    static final long TUNSETVNETHDRSZ = Linux.TUNSETVNETHDRSZ();
+    static final long TUNSETQUEUE = Linux.TUNSETQUEUE();
+    static final long TUNSETVNETLE = Linux.TUNSETVNETLE();
+    static final long SIOCGIFFLAGS = Linux.SIOCGIFFLAGS();
+    static final long SIOCSIFFLAGS = Linux.SIOCSIFFLAGS();
+    static final long SIOCGIFMTU = Linux.SIOCGIFMTU();
+    static final long SIOCSIFMTU = Linux.SIOCSIFMTU();
 
-    /* struct ifreq: char ifr_name[16]; union { short ifr_flags; int ifr_mtu; ... } (24 bytes) */
-    static final long IFREQ_SIZE = 40;
-    static final long IFR_NAME_OFFSET = 0;
-    static final long IFR_FLAGS_OFFSET = 16;
-    static final long IFR_MTU_OFFSET = 16;
-    private static final short NET_IFF_UP = 0x1;
+    /* struct ifreq { union { char ifrn_name[16]; } ifr_ifrn; union { short ifru_flags; int ifru_mtu; ... } ifr_ifru; } */
+    static final long IFR_NAME_OFFSET = ifreq.ifr_ifrn$offset() + ifreq.ifr_ifrn.ifrn_name$offset();
+    static final long IFR_FLAGS_OFFSET = ifreq.ifr_ifru$offset() + ifreq.ifr_ifru.ifru_flags$offset();
+    static final long IFR_MTU_OFFSET = ifreq.ifr_ifru$offset() + ifreq.ifr_ifru.ifru_mtu$offset();
+    private static final int NET_IFF_UP = Linux.IFF_UP();
 
-    private static final int AF_INET = 2;
-    private static final int SOCK_DGRAM = 2;
-    private static final int SOCK_CLOEXEC = 0x80000;
+    /*
+     * Interface ioctls (SIOC[GS]IF*) work on any socket: the kernel hands them to the device layer
+     * when the protocol does not know them. AF_UNIX needs no network protocol in the namespace.
+     */
+    private static final int AF_UNIX = Linux.AF_UNIX();
+    private static final int SOCK_STREAM = Linux.SOCK_STREAM();
+    private static final int SOCK_CLOEXEC = Linux.SOCK_CLOEXEC();
 
     static final String HINT_NO_DEVICE = "modprobe tun / check the container exposes /dev/net/tun";
 
@@ -126,7 +135,7 @@ public final class Tun {
     /** The interface name a tap fd is bound to (TUNGETIFF). */
     public static String ifName(int fd) {
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment ifr = a.allocate(IFREQ_SIZE, 8);
+            MemorySegment ifr = a.allocate(ifreq.layout());
             check(ioctlPtr(fd, TUNGETIFF, ifr), "ioctl TUNGETIFF", "fd " + fd);
             return ifr.getString(IFR_NAME_OFFSET, StandardCharsets.US_ASCII);
         }
@@ -185,7 +194,7 @@ public final class Tun {
     /** Attaches/detaches this queue of a multi-queue tap (TUNSETQUEUE with IFF_ATTACH/DETACH_QUEUE). */
     public static void setQueueEnabled(int fd, boolean on) {
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment ifr = a.allocate(IFREQ_SIZE, 8);
+            MemorySegment ifr = a.allocate(ifreq.layout());
             ifr.set(JAVA_SHORT, IFR_FLAGS_OFFSET, (short) (on ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE));
             check(ioctlPtr(fd, TUNSETQUEUE, ifr), "ioctl TUNSETQUEUE", "fd " + fd + (on ? ", attach" : ", detach"));
         }
@@ -194,7 +203,7 @@ public final class Tun {
     /** Sets interface {@code ifname} (in this network namespace) up or down (SIOCSIFFLAGS). */
     public static void setLinkUp(String ifname, boolean up) {
         checkName(ifname);
-        int sock = inetSocket();
+        int sock = ifSocket();
         try (Arena a = Arena.ofConfined()) {
             MemorySegment ifr = ifreq(a, ifname);
             check(ioctlPtr(sock, SIOCGIFFLAGS, ifr), "ioctl SIOCGIFFLAGS", ifname);
@@ -209,7 +218,7 @@ public final class Tun {
     /** Sets the MTU of interface {@code ifname} (SIOCSIFMTU). */
     public static void setMtu(String ifname, int mtu) {
         checkName(ifname);
-        int sock = inetSocket();
+        int sock = ifSocket();
         try (Arena a = Arena.ofConfined()) {
             MemorySegment ifr = ifreq(a, ifname);
             ifr.set(JAVA_INT, IFR_MTU_OFFSET, mtu);
@@ -222,7 +231,7 @@ public final class Tun {
     /** The MTU of interface {@code ifname} (SIOCGIFMTU). */
     public static int mtu(String ifname) {
         checkName(ifname);
-        int sock = inetSocket();
+        int sock = ifSocket();
         try (Arena a = Arena.ofConfined()) {
             MemorySegment ifr = ifreq(a, ifname);
             check(ioctlPtr(sock, SIOCGIFMTU, ifr), "ioctl SIOCGIFMTU", ifname);
@@ -280,22 +289,22 @@ public final class Tun {
     }
 
     private static MemorySegment ifreq(Arena a, String ifname) {
-        MemorySegment ifr = a.allocate(IFREQ_SIZE, 8);
+        MemorySegment ifr = a.allocate(ifreq.layout());
         byte[] b = ifname.getBytes(StandardCharsets.US_ASCII);
         MemorySegment.copy(b, 0, ifr, JAVA_BYTE, IFR_NAME_OFFSET, b.length);
         return ifr;
     }
 
-    private static int inetSocket() {
+    private static int ifSocket() {
         MemorySegment s = Native.scratch();
         int fd;
         try {
-            fd = (int) SOCKET.invokeExact(s, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            fd = (int) SOCKET.invokeExact(s, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         } catch (Throwable t) {
             throw Native.rethrow(t);
         }
         if (fd < 0) {
-            throw NativeException.of("socket", "AF_INET, SOCK_DGRAM", Native.errno(s));
+            throw NativeException.of("socket", "AF_UNIX", Native.errno(s));
         }
         return fd;
     }

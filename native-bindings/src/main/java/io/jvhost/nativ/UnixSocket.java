@@ -6,6 +6,10 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
+import io.jvhost.nativ.gen.Linux;
+import io.jvhost.nativ.gen.cmsghdr;
+import io.jvhost.nativ.gen.msghdr;
+import io.jvhost.nativ.gen.sockaddr_un;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
@@ -30,36 +34,43 @@ import java.util.Objects;
  * EINTR. These are control-plane calls: they allocate a little per call. Thread-safe.
  */
 public final class UnixSocket {
+    static {
+        // First, before any generated layout is touched: an implicit restricted call there would
+        // only warn and then let the module through, and we want a clear failure instead.
+        Native.checkNativeAccess();
+    }
+
     /** Most fds accepted in one message (vhost-user's VHOST_MEMORY_BASELINE_NREGIONS). */
-    public static final int MAX_FDS = 8;
+    public static final int MAX_FDS = Linux.JVHOST_CMSG_MAX_FDS();
 
-    private static final int AF_UNIX = 1;
-    private static final int SOCK_STREAM = 1;
-    private static final int SOCK_NONBLOCK = 0x800;
-    private static final int SOCK_CLOEXEC = 0x80000;
-    private static final int SOL_SOCKET = 1;
-    private static final int SCM_RIGHTS = 1;
-    private static final int MSG_CTRUNC = 0x8;
-    private static final int MSG_NOSIGNAL = 0x4000;
-    private static final int MSG_CMSG_CLOEXEC = 0x40000000;
+    private static final int AF_UNIX = Linux.AF_UNIX();
+    private static final int SOCK_STREAM = Linux.SOCK_STREAM();
+    private static final int SOCK_NONBLOCK = Linux.SOCK_NONBLOCK();
+    private static final int SOCK_CLOEXEC = Linux.SOCK_CLOEXEC();
+    private static final int SOL_SOCKET = Linux.SOL_SOCKET();
+    private static final int SCM_RIGHTS = Linux.SCM_RIGHTS();
+    private static final int MSG_CTRUNC = Linux.MSG_CTRUNC();
+    private static final int MSG_NOSIGNAL = Linux.MSG_NOSIGNAL();
+    private static final int MSG_CMSG_CLOEXEC = Linux.MSG_CMSG_CLOEXEC();
 
-    /* struct sockaddr_un { sa_family_t sun_family; char sun_path[108]; } */
-    private static final long SUN_PATH_OFFSET = 2;
-    private static final int SUN_PATH_MAX = 108;
-    private static final long SOCKADDR_UN_SIZE = SUN_PATH_OFFSET + SUN_PATH_MAX;
+    private static final long SUN_FAMILY = sockaddr_un.sun_family$offset();
+    private static final long SUN_PATH_OFFSET = sockaddr_un.sun_path$offset();
+    private static final long SOCKADDR_UN_SIZE = sockaddr_un.sizeof();
+    private static final long SUN_PATH_MAX = SOCKADDR_UN_SIZE - SUN_PATH_OFFSET;
 
-    /* struct msghdr on LP64 */
-    private static final long MSGHDR_SIZE = 56;
-    private static final long MSG_IOV = 16;
-    private static final long MSG_IOVLEN = 24;
-    private static final long MSG_CONTROL = 32;
-    private static final long MSG_CONTROLLEN = 40;
-    private static final long MSG_FLAGS = 48;
+    private static final long MSG_IOV = msghdr.msg_iov$offset();
+    private static final long MSG_IOVLEN = msghdr.msg_iovlen$offset();
+    private static final long MSG_CONTROL = msghdr.msg_control$offset();
+    private static final long MSG_CONTROLLEN = msghdr.msg_controllen$offset();
+    private static final long MSG_FLAGS = msghdr.msg_flags$offset();
 
-    /* struct cmsghdr { size_t cmsg_len; int cmsg_level; int cmsg_type; } then data, 8-byte aligned */
-    private static final long CMSG_HDR = 16;
-    private static final long CMSG_LEVEL = 8;
-    private static final long CMSG_TYPE = 12;
+    /* CMSG_* are function-like macros: their values come from jvhost.h via the generated constants. */
+    private static final long CMSG_ALIGN = Linux.JVHOST_CMSG_ALIGN();
+    private static final long CMSG_HDR = Linux.JVHOST_CMSG_HDR_LEN();
+    private static final long CMSG_LEN_FIELD = cmsghdr.cmsg_len$offset();
+    private static final long CMSG_LEVEL = cmsghdr.cmsg_level$offset();
+    private static final long CMSG_TYPE = cmsghdr.cmsg_type$offset();
+    private static final long CMSG_SPACE_MAX_FDS = Linux.JVHOST_CMSG_SPACE_MAX_FDS();
 
     private static final MethodHandle SOCKET = Native.downcall("socket",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT), true);
@@ -186,19 +197,19 @@ public final class UnixSocket {
         Objects.checkFromIndexSize(0, len, buf.byteSize());
         int nfds = fds == null ? 0 : fds.length;
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment msg = a.allocate(MSGHDR_SIZE, 8);
+            MemorySegment msg = a.allocate(msghdr.layout());
             MemorySegment iov = Iovec.allocate(a, 1);
             Iovec.set(iov, 0, buf.address(), len);
             msg.set(ADDRESS, MSG_IOV, iov);
             msg.set(JAVA_LONG, MSG_IOVLEN, 1L);
             if (nfds > 0) {
-                long space = cmsgSpace(4L * nfds);
-                MemorySegment ctl = a.allocate(space, 8);
-                ctl.set(JAVA_LONG, 0, CMSG_HDR + 4L * nfds);
+                long space = cmsgSpace((long) Integer.BYTES * nfds);
+                MemorySegment ctl = a.allocate(space, cmsghdr.layout().byteAlignment());
+                ctl.set(JAVA_LONG, CMSG_LEN_FIELD, CMSG_HDR + (long) Integer.BYTES * nfds);
                 ctl.set(JAVA_INT, CMSG_LEVEL, SOL_SOCKET);
                 ctl.set(JAVA_INT, CMSG_TYPE, SCM_RIGHTS);
                 for (int i = 0; i < nfds; i++) {
-                    ctl.set(JAVA_INT, CMSG_HDR + 4L * i, fds[i]);
+                    ctl.set(JAVA_INT, CMSG_HDR + (long) Integer.BYTES * i, fds[i]);
                 }
                 msg.set(ADDRESS, MSG_CONTROL, ctl);
                 msg.set(JAVA_LONG, MSG_CONTROLLEN, space);
@@ -239,11 +250,11 @@ public final class UnixSocket {
             Arrays.fill(fdsOut, -1);
         }
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment msg = a.allocate(MSGHDR_SIZE, 8);
+            MemorySegment msg = a.allocate(msghdr.layout());
             MemorySegment iov = Iovec.allocate(a, 1);
             Iovec.set(iov, 0, buf.address(), len);
-            long space = cmsgSpace(4L * MAX_FDS);
-            MemorySegment ctl = a.allocate(space, 8);
+            long space = CMSG_SPACE_MAX_FDS;
+            MemorySegment ctl = a.allocate(space, cmsghdr.layout().byteAlignment());
             MemorySegment s = Native.scratch();
             long n;
             for (;;) {
@@ -290,32 +301,33 @@ public final class UnixSocket {
         int count = 0;
         long off = 0;
         while (off + CMSG_HDR <= controllen) {
-            long clen = ctl.get(JAVA_LONG, off);
+            long clen = ctl.get(JAVA_LONG, off + CMSG_LEN_FIELD);
             if (clen < CMSG_HDR || off + clen > controllen) {
                 break;
             }
             if (ctl.get(JAVA_INT, off + CMSG_LEVEL) == SOL_SOCKET && ctl.get(JAVA_INT, off + CMSG_TYPE) == SCM_RIGHTS) {
-                int k = (int) ((clen - CMSG_HDR) / 4);
+                int k = (int) ((clen - CMSG_HDR) / Integer.BYTES);
                 for (int i = 0; i < k; i++) {
-                    int f = ctl.get(JAVA_INT, off + CMSG_HDR + 4L * i);
+                    int f = ctl.get(JAVA_INT, off + CMSG_HDR + (long) Integer.BYTES * i);
                     if (count == out.length) {
                         out = Arrays.copyOf(out, out.length * 2);
                     }
                     out[count++] = f;
                 }
             }
-            off += align8(clen);
+            off += cmsgAlign(clen);
         }
         return Arrays.copyOf(out, count);
     }
 
-    private static long align8(long v) {
-        return (v + 7) & ~7L;
+    /** {@code CMSG_ALIGN(v)}: rounds up to the control-message alignment (sizeof(size_t)). */
+    private static long cmsgAlign(long v) {
+        return (v + CMSG_ALIGN - 1) & -CMSG_ALIGN;
     }
 
-    /** {@code CMSG_SPACE(dataLen)} on LP64. */
+    /** {@code CMSG_SPACE(dataLen)}. */
     private static long cmsgSpace(long dataLen) {
-        return CMSG_HDR + align8(dataLen);
+        return CMSG_HDR + cmsgAlign(dataLen);
     }
 
     private static int socket(int extraFlags) {
@@ -364,8 +376,8 @@ public final class UnixSocket {
         if (p.length == 0 || p.length >= SUN_PATH_MAX) {
             throw new IllegalArgumentException("unix socket path must be 1.." + (SUN_PATH_MAX - 1) + " bytes: " + path);
         }
-        MemorySegment addr = a.allocate(SOCKADDR_UN_SIZE, 8);
-        addr.set(JAVA_SHORT, 0, (short) AF_UNIX);
+        MemorySegment addr = a.allocate(sockaddr_un.layout());
+        addr.set(JAVA_SHORT, SUN_FAMILY, (short) AF_UNIX);
         MemorySegment.copy(p, 0, addr, JAVA_BYTE, SUN_PATH_OFFSET, p.length);
         return addr;
     }

@@ -4,6 +4,12 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.jvhost.nativ.gen.Linux;
+import java.lang.reflect.Field;
+import java.lang.reflect.Method;
+import java.lang.reflect.Modifier;
+import java.util.Map;
+import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 
 class ErrnoTest {
@@ -19,6 +25,36 @@ class ErrnoTest {
         assertEquals("errno 41", Errno.name(41));
         assertEquals("errno 999", Errno.name(999));
         assertEquals("errno 0", Errno.name(0));
+    }
+
+    @Test
+    void constantsMatchTheGeneratedBindings() throws Exception {
+        int checked = 0;
+        for (Field f : Errno.class.getDeclaredFields()) {
+            if (Modifier.isPublic(f.getModifiers()) && f.getType() == int.class) {
+                int generated = (int) Linux.class.getMethod(f.getName()).invoke(null);
+                assertEquals(generated, f.getInt(null), f.getName());
+                checked++;
+            }
+        }
+        assertTrue(checked > 20, "checked " + checked);
+    }
+
+    @Test
+    void nameTableCoversEveryGeneratedErrno() throws Exception {
+        Map<String, String> aliases = Map.of("EWOULDBLOCK", "EAGAIN", "EDEADLOCK", "EDEADLK", "ENOTSUP", "EOPNOTSUPP");
+        Pattern errnoName = Pattern.compile("E[A-Z0-9]+");
+        int checked = 0;
+        for (Method m : Linux.class.getDeclaredMethods()) {
+            String n = m.getName();
+            if (Modifier.isPublic(m.getModifiers()) && m.getParameterCount() == 0 && m.getReturnType() == int.class
+                    && errnoName.matcher(n).matches() && !n.startsWith("EPOLL")) {
+                int value = (int) m.invoke(null);
+                assertEquals(aliases.getOrDefault(n, n), Errno.name(value), n + " = " + value);
+                checked++;
+            }
+        }
+        assertTrue(checked >= 130, "checked " + checked);
     }
 
     @Test
