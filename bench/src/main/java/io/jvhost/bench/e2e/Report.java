@@ -240,6 +240,7 @@ final class Report {
                 tputTable(b, s);
             }
         }
+        b.append(NOTES);
         b.append("### Exact commands (first repeat of each run; paths and names are per run)\n\n");
         commands(b);
         b.append("Raw samples: [`samples.csv`](").append(rel).append("/samples.csv).\n");
@@ -253,6 +254,43 @@ final class Report {
                 : old + (old.endsWith("\n\n") ? "" : "\n") + b;
         Files.writeString(md, updated);
     }
+
+    /** How to read the tables: what each scenario's pieces are, and what is not measured yet. */
+    private static final String NOTES = """
+            ### Notes on the set-up
+
+            - **c-limit** is no vhost-user at all: a C program owning the tap (sources in `bench/e2e/c/`,
+              built with gcc by `run-e2e`). TX: `tap_write`, one `write(2)` of [12-byte vnet header | frame]
+              per frame. RX: `tap_read --spin`, one `read(2)` per frame on a non-blocking fd (as DPDK's tap PMD).
+              RR: `tap_read --spin --echo` answering ICMP echo itself. It is the ceiling for any back-end here.
+            - **dpdk**: `dpdk-testpmd` with `net_vhost` (socket server) + `net_tap`, `--forward-mode=io`.
+              **jvhost**: `tools/jvhost --socket-path=SOCK --tap=TAP`. Both are driven by the same front-end,
+              `dpdk-testpmd` with `net_virtio_user` (`queue_size=1024`): `txonly --txpkts=<size>` for TX
+              (UDP 198.18.0.1 → 198.18.0.2 to MAC 02:00:00:00:00:00, which the host stack drops after the tap
+              counted it; `tap_write` sends the same frame), `rxonly` for RX, `icmpecho` for RR.
+            - TX frames are counted as the tap's rx counters, i.e. what the back-end handed to the kernel.
+            - RX: `pkt_gen` (AF_PACKET, `PACKET_QDISC_BYPASS`, `sendmmsg` of 64 frames) sends out of the tap
+              inside the namespace, to 10.99.0.2 / 02:00:00:00:00:02 (a permanent neighbour entry). Counted =
+              the tap's tx counters (frames the back-end read); "offered" = tx + tx_dropped (the tap drops what
+              its 1000-frame queue cannot hold). The generator shares CPU 1 with the spinning front-end, so a
+              vhost contender's offered load is lower than c-limit's: the issue asks for the Java driver in
+              blocking (call-eventfd) mode as the RX front-end for both back-ends; it plugs in with
+              `--frontend java-driver` once the driver is on main.
+            - RR: the requester is in the kernel's namespace (`rtt_ping`: raw ICMP socket, one echo request
+              outstanding, 100 ms timeout counted as lost), the responder is the "guest" (testpmd icmpecho behind
+              the back-end, or `tap_read --echo` for c-limit). The path is the issue's round trip turned around:
+              kernel → tap → back-end → front-end → back-end → tap → kernel, both directions of the back-end.
+            - 64 KiB TSO TX: `tap_write --gso` writes one 65549-byte TCPv4 frame per `write(2)` with
+              `VIRTIO_NET_HDR_GSO_TCPV4`, gso_size 1448, `NEEDS_CSUM`, addressed to the tap's own MAC and IP so the
+              stack takes it as one skb (TCP answers with a RST). Checked by hand: the kernel accepts these frames
+              with `IFF_VNET_HDR` alone; `TUNSETOFFLOAD` (which `tap_write` sets anyway) only governs what the tap
+              may hand *to* a reader, and the address matters only for where the skb goes after the tap counted
+              it. DPDK's tap PMD opens the tap without `IFF_VNET_HDR`, so it has no way to pass a GSO frame;
+              for jvhost this scenario needs the Java driver as front-end (testpmd txonly builds no GSO frames).
+            - CPU s / Mpkt of a spinning back-end (testpmd) is its whole CPU share divided by the frames it
+              moved: when the front-end, not the back-end, is the bottleneck, that number includes idle polling.
+
+            """;
 
     private void tputTable(StringBuilder b, Scenario s) {
         boolean rx = s.kind == Scenario.Kind.RX;
