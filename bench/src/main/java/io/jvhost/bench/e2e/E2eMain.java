@@ -16,7 +16,8 @@ import java.util.Map;
  * <pre>
  * E2eMain --bin=DIR --out=DIR [--results=bench/RESULTS.md] [--scenarios=tx64,tx1514,tx64k,rx64,rx1514,rr64]
  *         [--contenders=c-limit,dpdk,jvhost] [--repeats=3] [--seconds=5] [--warmup=2]
- *         [--jvhost=tools/jvhost] [--busy-poll-us=N] [--frontend=testpmd|java-driver]
+ *         [--jvhost=tools/jvhost] [--jvhost-interim=true|false] [--busy-poll-us=N]
+ *         [--frontend=testpmd|java-driver]
  *         [--backend-cpus=0] [--frontend-cpus=1] [--command="how it was started"]
  * </pre>
  * Single-threaded; child processes are stopped and namespaces deleted after each run, and by a
@@ -56,10 +57,15 @@ public final class E2eMain {
                 case "jvhost" -> {
                     Path launcher = Path.of(a.getOrDefault("jvhost", "tools/jvhost"));
                     String why = Jvhost.probe(launcher);
-                    if (why != null) {
+                    List<String> cmd = List.of(launcher.toString());
+                    if (why != null && !a.getOrDefault("jvhost-interim", "true").equals("false")) {
+                        System.err.println("e2e: jvhost: " + why + "; using the bench launcher JvhostServe");
+                        cmd = Jvhost.interimLauncher();
+                        why = null;
+                    } else if (why != null) {
                         System.err.println("e2e: jvhost: " + why);
                     }
-                    contenders.add(new VhostContender(new Jvhost.Backend(launcher, busyPoll, why), fe));
+                    contenders.add(new VhostContender(new Jvhost.Backend(cmd, busyPoll, why), fe));
                 }
                 default -> throw new IllegalArgumentException("unknown contender " + name + " (c-limit, dpdk, jvhost)");
             }

@@ -24,7 +24,8 @@ final class Jvhost {
             return "pending integration: " + launcher + " not found";
         }
         try {
-            String out = Procs.run(600, launcher.toString(), "--print-capabilities");
+            // The launcher builds on first use; its build output comes first, with colour codes.
+            String out = Procs.run(600, launcher.toString(), "--print-capabilities").replaceAll("\u001B\\[[;\\d]*m", "");
             return out.contains("\"net\"") ? null
                     : "pending integration: main's jvhost has no vhost-user-net back-end yet (--print-capabilities: "
                       + out.strip().lines().reduce((a, b) -> b).orElse("") + ")";
@@ -33,12 +34,23 @@ final class Jvhost {
         }
     }
 
+    /**
+     * The interim launcher: this JVM's java and class path running {@link JvhostServe}, with the
+     * flags tools/jvhost uses. Used while {@code tools/jvhost} cannot start a back-end yet.
+     */
+    static List<String> interimLauncher() {
+        return List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED", "-XX:+UseZGC", "-cp", System.getProperty("java.class.path"),
+                JvhostServe.class.getName());
+    }
+
     static final class Backend implements VhostContender.Backend {
-        private final Path launcher;
+        private final List<String> launcher;
         private final int busyPollUs;
         private final String unavailable;
 
-        Backend(Path launcher, int busyPollUs, String unavailable) {
+        /** {@code launcher}: the command before the options (tools/jvhost, or {@link #interimLauncher()}). */
+        Backend(List<String> launcher, int busyPollUs, String unavailable) {
             this.launcher = launcher;
             this.busyPollUs = busyPollUs;
             this.unavailable = unavailable;
@@ -56,8 +68,8 @@ final class Jvhost {
 
         @Override
         public Process start(Run run) throws Exception {
-            List<String> cmd = new ArrayList<>(List.of(launcher.toString(), "--socket-path=" + run.socket(),
-                    "--tap=" + run.ns().tap));
+            List<String> cmd = new ArrayList<>(launcher);
+            cmd.addAll(List.of("--socket-path=" + run.socket(), "--tap=" + run.ns().tap));
             if (busyPollUs > 0) {
                 cmd.add("--busy-poll-us=" + busyPollUs);
             }
