@@ -15,12 +15,14 @@ import java.util.Map;
  *
  * <pre>
  * E2eMain --bin=DIR --out=DIR [--results=bench/RESULTS.md] [--scenarios=tx64,tx1514,tx64k,rx64,rx1514,rr64]
- *         [--contenders=c-limit,dpdk,jvhost] [--repeats=3] [--seconds=5] [--warmup=2]
+ *         [--contenders=c-limit,dpdk,jvhost,jvhost-bp] [--repeats=3] [--seconds=5] [--warmup=3]
  *         [--jvhost=tools/jvhost] [--jvhost-interim=true|false] [--busy-poll-us=N]
  *         [--frontend=testpmd|java-driver]
  *         [--backend-cpus=0] [--frontend-cpus=1] [--command="how it was started"]
  * </pre>
- * Single-threaded; child processes are stopped and namespaces deleted after each run, and by a
+ * jvhost is started with {@code tools/jvhost} once that answers {@code --print-capabilities} as a
+ * vhost-user-net back-end; until then (unless {@code --jvhost-interim=false}) with the bench's own
+ * launcher {@link JvhostServe}, which wires the same datapath classes. Single-threaded; child processes are stopped and namespaces deleted after each run, and by a
  * shutdown hook if the harness is interrupted.
  */
 public final class E2eMain {
@@ -39,7 +41,7 @@ public final class E2eMain {
         }
         int repeats = Integer.parseInt(a.getOrDefault("repeats", quick ? "2" : "3"));
         double seconds = Double.parseDouble(a.getOrDefault("seconds", quick ? "2" : "5"));
-        double warmup = Double.parseDouble(a.getOrDefault("warmup", quick ? "1" : "2"));
+        double warmup = Double.parseDouble(a.getOrDefault("warmup", quick ? "1" : "3"));
         String beCpus = a.getOrDefault("backend-cpus", "0");
         String feCpus = a.getOrDefault("frontend-cpus", "1");
         int busyPoll = Integer.parseInt(a.getOrDefault("busy-poll-us", "0"));
@@ -50,24 +52,32 @@ public final class E2eMain {
             default -> throw new IllegalArgumentException("--frontend: testpmd or java-driver");
         };
         List<Contender> contenders = new ArrayList<>();
-        for (String name : a.getOrDefault("contenders", "c-limit,dpdk,jvhost").split(",")) {
+        List<String> jvhostCmd = null;
+        String jvhostWhy = null;
+        for (String name : a.getOrDefault("contenders", "c-limit,dpdk,jvhost,jvhost-bp").split(",")) {
             switch (name.strip()) {
                 case "c-limit" -> contenders.add(new CLimitContender());
                 case "dpdk" -> contenders.add(new VhostContender(new Dpdk.Backend(), fe));
-                case "jvhost" -> {
+                case "jvhost", "jvhost-bp" -> {
+                    // jvhost-bp: the same back-end with busy-poll on (--busy-poll-us, default 100).
+                    int bp = name.strip().equals("jvhost") ? busyPoll : (busyPoll > 0 ? busyPoll : 100);
                     Path launcher = Path.of(a.getOrDefault("jvhost", "tools/jvhost"));
-                    String why = Jvhost.probe(launcher);
-                    List<String> cmd = List.of(launcher.toString());
-                    if (why != null && !a.getOrDefault("jvhost-interim", "true").equals("false")) {
-                        System.err.println("e2e: jvhost: " + why + "; using the bench launcher JvhostServe");
-                        cmd = Jvhost.interimLauncher();
-                        why = null;
-                    } else if (why != null) {
-                        System.err.println("e2e: jvhost: " + why);
+                    if (jvhostCmd == null) {
+                        String why = Jvhost.probe(launcher);
+                        jvhostCmd = List.of(launcher.toString());
+                        if (why != null && !a.getOrDefault("jvhost-interim", "true").equals("false")) {
+                            System.err.println("e2e: jvhost: " + why + "; using the bench launcher JvhostServe");
+                            jvhostCmd = Jvhost.interimLauncher();
+                        } else {
+                            jvhostWhy = why;
+                            if (why != null) {
+                                System.err.println("e2e: jvhost: " + why);
+                            }
+                        }
                     }
-                    contenders.add(new VhostContender(new Jvhost.Backend(cmd, busyPoll, why), fe));
+                    contenders.add(new VhostContender(new Jvhost.Backend(jvhostCmd, bp, jvhostWhy), fe));
                 }
-                default -> throw new IllegalArgumentException("unknown contender " + name + " (c-limit, dpdk, jvhost)");
+                default -> throw new IllegalArgumentException("unknown contender " + name + " (c-limit, dpdk, jvhost, jvhost-bp)");
             }
         }
 

@@ -58,7 +58,7 @@ final class Jvhost {
 
         @Override
         public String name() {
-            return busyPollUs > 0 ? "jvhost-bp" + busyPollUs : "jvhost";
+            return busyPollUs > 0 ? "jvhost-bp" : "jvhost";
         }
 
         @Override
