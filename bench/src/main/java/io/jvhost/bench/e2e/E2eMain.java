@@ -18,7 +18,7 @@ import java.util.Map;
  *         [--contenders=c-limit,dpdk,jvhost,jvhost-bp] [--repeats=3] [--seconds=5] [--warmup=3]
  *         [--jvhost=tools/jvhost] [--jvhost-interim=true|false] [--busy-poll-us=N]
  *         [--frontend=testpmd|java-driver]
- *         [--backend-cpus=0] [--frontend-cpus=1] [--command="how it was started"]
+ *         [--backend-cpus=0] [--frontend-cpus=1] [--nice=N] [--command="how it was started"]
  * </pre>
  * jvhost is started with {@code tools/jvhost} once that answers {@code --print-capabilities} as a
  * vhost-user-net back-end; until then (unless {@code --jvhost-interim=false}) with the bench's own
@@ -45,6 +45,7 @@ public final class E2eMain {
         String beCpus = a.getOrDefault("backend-cpus", "0");
         String feCpus = a.getOrDefault("frontend-cpus", "1");
         int busyPoll = Integer.parseInt(a.getOrDefault("busy-poll-us", "0"));
+        NetNs.nice = Integer.parseInt(a.getOrDefault("nice", "0"));
 
         VhostContender.FrontEnd fe = switch (a.getOrDefault("frontend", "testpmd")) {
             case "testpmd" -> new Dpdk.FrontEnd();

@@ -39,9 +39,19 @@ final class NetNs implements AutoCloseable {
         return ns;
     }
 
+    /**
+     * Niceness of every bench process (E2eMain {@code --nice=N}, default 0). A negative value gives
+     * the bench a larger CPU share on a machine shared with other jobs, at their expense.
+     */
+    static volatile int nice;
+
     /** Command prefix running {@code cmd} inside the namespace pinned to {@code cpus} (exec chain keeps the pid). */
     List<String> exec(String cpus, List<String> cmd) {
-        List<String> c = new ArrayList<>(List.of("taskset", "-c", cpus, "ip", "netns", "exec", name));
+        List<String> c = new ArrayList<>();
+        if (nice != 0) {
+            c.addAll(List.of("nice", "-n", Integer.toString(nice)));
+        }
+        c.addAll(List.of("taskset", "-c", cpus, "ip", "netns", "exec", name));
         c.addAll(cmd);
         return c;
     }

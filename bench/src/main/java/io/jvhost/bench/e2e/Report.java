@@ -229,8 +229,8 @@ final class Report {
                 + " counters (frames the back-end wrote), RX = its tx counters (frames the back-end read). CPU s/Mpkt"
                 + " = the back-end process's utime+stime (`/proc/<pid>/stat`, all threads) over the window per"
                 + " million frames. Pinning: back-end on CPU %s (`taskset`, and testpmd `--lcores=0@%s,1@%s`),"
-                + " front-end, generator and requester on CPU %s.%n%n",
-                repeats, warmup, seconds, beCpus, beCpus, beCpus, feCpus));
+                + " front-end, generator and requester on CPU %s. Niceness of all bench processes: %d.%n%n",
+                repeats, warmup, seconds, beCpus, beCpus, beCpus, feCpus, NetNs.nice));
 
         for (Scenario s : scenarios) {
             b.append("### ").append(s.title).append("\n\n");
