@@ -1,0 +1,466 @@
+package io.jvhost.engine;
+
+import io.jvhost.memory.GuestMemory;
+import io.jvhost.nativ.Epoll;
+import io.jvhost.nativ.EventFd;
+import io.jvhost.nativ.Fds;
+import io.jvhost.net.PacketCapture;
+import io.jvhost.net.RxEngine;
+import io.jvhost.net.TxEngine;
+import io.jvhost.net.TxValidator;
+import io.jvhost.net.VirtioNetFeatures;
+import io.jvhost.net.VirtioNetHdr;
+import io.jvhost.vhostuser.RingConfig;
+import io.jvhost.virtq.SplitVirtqueue;
+import org.jctools.queues.varhandle.MpscVarHandleArrayQueue;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * One thread per queue pair ({@code jvhost-<dev>-q<N>}) moving frames between the pair's RX/TX
+ * virtqueues and its tap queue fd.
+ *
+ * <h2>Duty cycle</h2>
+ * Each cycle reads the clock once, drains control commands (bounded), sends up to {@code weight}
+ * TX frames and receives up to {@code weight} RX frames (so neither direction starves the other;
+ * each batch ends with one used-index publish and at most one call-eventfd write, suppressed when
+ * EVENT_IDX / the flags say the guest does not want it). A cycle that did work is followed by
+ * another at once. When idle the worker busy-polls for {@link WorkerConfig#busyPollNanos()}, then
+ * re-enables guest notifications, re-checks the rings (the store→load fence lives in
+ * {@link SplitVirtqueue#enableNotification()}, so a chain added concurrently is never missed) and
+ * sleeps in {@code epoll_wait} on: the TX and RX kick eventfds, the tap (EPOLLIN only while the
+ * guest has RX buffers, EPOLLOUT only while TX is backpressured), and the command eventfd. Rings
+ * without a kick fd (polled mode) are re-checked every millisecond.
+ *
+ * <h2>Control</h2>
+ * The control thread never touches worker state: it submits a {@link Task} with {@link #call},
+ * which goes through a JCTools MPSC queue plus an eventfd wake-up and returns only when the
+ * worker has run it — so a stopped ring, a disabled ring or a swapped memory table is quiesced
+ * before the control thread replies to the front-end (and before it unmaps an old table).
+ */
+public final class QueuePairWorker implements AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(QueuePairWorker.class.getName());
+
+    /** Work run on the worker thread; returns a result for the control thread. */
+    @FunctionalInterface
+    public interface Task {
+        int run(QueuePairWorker w);
+    }
+
+    static final long TAG_CMD = 0;
+    static final long TAG_TX_KICK = 1;
+    static final long TAG_RX_KICK = 2;
+    static final long TAG_TAP = 3;
+    private static final int MAX_EVENTS = 8;
+    private static final int POLL_INTERVAL_MS = 1;
+    private static final int COMMANDS_PER_CYCLE = 16;
+    /** Role of the even vring of a pair (virtio-net: receiveq). */
+    public static final int RX = 0;
+    /** Role of the odd vring of a pair (transmitq). */
+    public static final int TX = 1;
+
+    private final String name;
+    private final int queuePair;
+    private final WorkerConfig config;
+    private final Arena arena = Arena.ofShared();
+    private final QueueCounters counters = new QueueCounters();
+    private final QueueLatency latency = new QueueLatency();
+    private final SplitVirtqueue txq;
+    private final SplitVirtqueue rxq;
+    private final TxEngine tx;
+    private final RxEngine rx;
+    private final MpscVarHandleArrayQueue<Command> commands = new MpscVarHandleArrayQueue<>(64);
+    private final int ep;
+    private final int cmdFd;
+    private final MemorySegment events;
+    private final Thread thread;
+
+    // ---- worker-owned state ----
+    private final int tapFd;
+    private final boolean[] started = new boolean[2];
+    private final boolean[] enabled = {true, true};
+    private final int[] kickFd = {-1, -1};
+    private final int[] callFd = {-1, -1};
+    private final int[] errFd = {-1, -1};
+    private int tapInterest = -1;
+    private boolean running = true;
+    private volatile boolean alive;
+
+    /**
+     * @param device   device name, for the thread name and logs
+     * @param tapFd    the pair's tap queue fd (non-blocking, owned by the caller)
+     * @param ringSize largest ring size the device accepts (sizes the RX window)
+     */
+    public QueuePairWorker(String device, int queuePair, int tapFd, WorkerConfig config, int ringSize) {
+        this.name = "jvhost-" + device + "-q" + queuePair;
+        this.queuePair = queuePair;
+        this.config = config;
+        this.tapFd = tapFd;
+        this.txq = new SplitVirtqueue(device + " tx" + queuePair);
+        this.rxq = new SplitVirtqueue(device + " rx" + queuePair);
+        this.tx = new TxEngine(queuePair, txq, arena, counters, latency);
+        this.rx = new RxEngine(queuePair, rxq, arena, counters, latency, ringSize);
+        this.ep = Epoll.create();
+        this.cmdFd = EventFd.create(0, true);
+        this.events = Epoll.allocateEvents(arena, MAX_EVENTS);
+        Epoll.add(ep, cmdFd, Epoll.EPOLLIN, TAG_CMD);
+        Epoll.add(ep, tapFd, 0, TAG_TAP);
+        tapInterest = 0;
+        txq.setBrokenHandler(q -> signalError(TX));
+        rxq.setBrokenHandler(q -> signalError(RX));
+        setFeatures(0, 1500);
+        this.thread = Thread.ofPlatform().name(name).daemon().unstarted(this::run);
+    }
+
+    public void start() {
+        alive = true;
+        thread.start();
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public int queuePair() {
+        return queuePair;
+    }
+
+    /** Counters: written by the worker, readable from any thread. */
+    public QueueCounters counters() {
+        return counters;
+    }
+
+    /** Histograms: recorded by the worker, readable from any thread. */
+    public QueueLatency latency() {
+        return latency;
+    }
+
+    /** The virtqueue state (tests, diagnostics); touch only through {@link #call}. */
+    SplitVirtqueue queue(int role) {
+        return role == TX ? txq : rxq;
+    }
+
+    /**
+     * Runs {@code task} on the worker thread and waits for it (control thread; any thread but the
+     * worker). Runs it directly when the worker has not started or has exited.
+     *
+     * @throws IllegalStateException when the worker does not acknowledge within the timeout
+     */
+    public int call(Task task) {
+        if (!alive || Thread.currentThread() == thread) {
+            synchronized (this) {
+                return task.run(this);
+            }
+        }
+        Command c = new Command(task);
+        while (!commands.offer(c)) {
+            Thread.onSpinWait();
+        }
+        EventFd.signal(cmdFd);
+        try {
+            if (!c.done.await(config.ackTimeoutMs(), TimeUnit.MILLISECONDS)) {
+                throw new IllegalStateException(name + ": worker did not acknowledge a command within "
+                        + config.ackTimeoutMs() + " ms");
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(name + ": interrupted waiting for the worker", e);
+        }
+        if (c.error != null) {
+            if (c.error instanceof RuntimeException re) {
+                throw re;
+            }
+            throw new IllegalStateException(name + ": command failed", c.error);
+        }
+        return c.result;
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Worker-thread operations (run them through call())
+
+    /** Starts a ring (even index: RX, odd: TX) from a vhost-user ring configuration. */
+    public int startRing(RingConfig r) {
+        int role = r.queueIndex() & 1;
+        SplitVirtqueue q = queue(role);
+        if (started[role]) {
+            stopRing(role);
+        }
+        q.reset();
+        q.setSize(r.size());
+        q.setFeatures(r.features());
+        q.setMemory(r.memory());
+        if (!q.setAddresses(r.descAddr(), r.availAddr(), r.usedAddr())) {
+            throw new IllegalArgumentException(name + ": ring " + r.queueIndex() + " addresses outside guest memory");
+        }
+        q.setBase(r.baseIndex());
+        q.start();
+        started[role] = true;
+        enabled[role] = r.enabled();
+        callFd[role] = r.callFd();
+        errFd[role] = r.errFd();
+        setKickFd(role, r.kickFd());
+        if (role == TX) {
+            tx.setCallFd(r.callFd());
+            tx.setEnabled(r.enabled());
+        } else {
+            rx.setCallFd(r.callFd());
+            rx.setEnabled(r.enabled());
+        }
+        return 0;
+    }
+
+    /** Stops a ring and returns the avail index the next start must use. */
+    public int stopRing(int role) {
+        if (!started[role]) {
+            return queue(role).base();
+        }
+        if (role == TX) {
+            tx.releasePending();
+        } else {
+            rx.releaseWindow();
+        }
+        int base = queue(role).stop();
+        started[role] = false;
+        setKickFd(role, -1);
+        callFd[role] = -1;
+        errFd[role] = -1;
+        if (role == TX) {
+            tx.setCallFd(-1);
+        } else {
+            rx.setCallFd(-1);
+        }
+        return base;
+    }
+
+    public boolean ringStarted(int role) {
+        return started[role];
+    }
+
+    public int setRingEnabled(int role, boolean on) {
+        enabled[role] = on;
+        if (role == TX) {
+            tx.setEnabled(on);
+        } else {
+            if (!on) {
+                rx.releaseWindow();
+            }
+            rx.setEnabled(on);
+        }
+        return 0;
+    }
+
+    public int setCallFd(int role, int fd) {
+        callFd[role] = fd;
+        if (role == TX) {
+            tx.setCallFd(fd);
+        } else {
+            rx.setCallFd(fd);
+        }
+        return 0;
+    }
+
+    public int setErrFd(int role, int fd) {
+        errFd[role] = fd;
+        return 0;
+    }
+
+    /** Switches to a new memory table; when this returns the worker no longer uses the old one. */
+    public int setMemory(GuestMemory memory) {
+        // Held chains point into the old mappings: give them back, they are re-taken via the new table.
+        tx.releasePending();
+        rx.releaseWindow();
+        boolean ok = txq.setMemory(memory) & rxq.setMemory(memory);
+        return ok ? 0 : -1;
+    }
+
+    /** New negotiated features and MTU: header size, validation and RX geometry. */
+    public int setFeatures(long features, int mtu) {
+        int hdrSize = VirtioNetHdr.size(features);
+        tx.configure(tapFd, hdrSize, new TxValidator(features, mtu));
+        rx.configure(tapFd, hdrSize, VirtioNetFeatures.has(features, VirtioNetFeatures.MRG_RXBUF),
+                VirtioNetFeatures.guestGso(features), mtu);
+        return 0;
+    }
+
+    public int setCapture(PacketCapture capture) {
+        tx.setCapture(capture);
+        rx.setCapture(capture);
+        return 0;
+    }
+
+    /** Stops both rings and clears broken state. */
+    public int reset() {
+        stopRing(TX);
+        stopRing(RX);
+        txq.reset();
+        rxq.reset();
+        return 0;
+    }
+
+    // ------------------------------------------------------------------------------------------
+
+    private void setKickFd(int role, int fd) {
+        long tag = role == TX ? TAG_TX_KICK : TAG_RX_KICK;
+        if (kickFd[role] >= 0) {
+            try {
+                Epoll.remove(ep, kickFd[role]);
+            } catch (RuntimeException e) {
+                // already closed by the front-end: epoll dropped it itself
+            }
+        }
+        kickFd[role] = fd;
+        if (fd >= 0) {
+            Epoll.add(ep, fd, Epoll.EPOLLIN, tag);
+        }
+    }
+
+    private void signalError(int role) {
+        int fd = errFd[role];
+        if (fd >= 0) {
+            EventFd.signal(fd);
+        }
+    }
+
+    private boolean txActive() {
+        return started[TX] && !txq.isBroken();
+    }
+
+    private boolean rxActive() {
+        return started[RX] && enabled[RX] && !rxq.isBroken();
+    }
+
+    private void run() {
+        long lastWork = System.nanoTime();
+        while (running) {
+            try {
+                long now = System.nanoTime();
+                int work = drainCommands();
+                if (!running) {
+                    break;
+                }
+                boolean txOn = txActive();
+                boolean rxOn = rxActive();
+                if (txOn && !tx.backpressured()) {
+                    work += tx.process(config.weight(), now);
+                }
+                if (rxOn && !rx.needsBuffers()) {
+                    work += rx.process(config.weight(), now);
+                }
+                if (work > 0) {
+                    lastWork = now;
+                    continue;
+                }
+                counters.increment(Counter.EMPTY_POLLS);
+                if (config.busyPollNanos() > 0 && now - lastWork < config.busyPollNanos()) {
+                    rx.kicked(); // polling: look at the RX ring again without waiting for a kick
+                    Thread.onSpinWait();
+                    continue;
+                }
+                // About to sleep: ask for kicks and re-check (no lost wake-up).
+                if (txOn && !tx.backpressured() && tx.armNotify()) {
+                    continue;
+                }
+                if (rxOn && rx.needsBuffers() && rx.armNotify()) {
+                    continue;
+                }
+                sleep(txOn, rxOn);
+                lastWork = System.nanoTime();
+            } catch (RuntimeException | Error e) {
+                LOG.log(System.Logger.Level.ERROR, name + ": worker cycle failed; rings of this queue pair stopped", e);
+                try {
+                    reset();
+                } catch (RuntimeException ignored) {
+                    // keep serving commands
+                }
+            }
+        }
+        alive = false;
+        // Acknowledge anything submitted meanwhile so no control thread waits for the timeout.
+        drainCommands();
+    }
+
+    private void sleep(boolean txOn, boolean rxOn) {
+        int interest = (rxOn && !rx.needsBuffers() ? Epoll.EPOLLIN : 0) | (txOn && tx.backpressured() ? Epoll.EPOLLOUT : 0);
+        if (interest != tapInterest) {
+            Epoll.modify(ep, tapFd, interest, TAG_TAP);
+            tapInterest = interest;
+        }
+        boolean polled = (txOn && kickFd[TX] < 0) || (rxOn && kickFd[RX] < 0);
+        int n = Epoll.wait(ep, events, MAX_EVENTS, polled ? POLL_INTERVAL_MS : -1);
+        counters.increment(Counter.WAKEUPS);
+        for (int i = 0; i < n; i++) {
+            long tag = Epoll.data(events, i);
+            int ev = Epoll.events(events, i);
+            if (tag == TAG_TX_KICK) {
+                EventFd.drain(kickFd[TX]);
+                counters.increment(Counter.TX_KICKS);
+            } else if (tag == TAG_RX_KICK) {
+                EventFd.drain(kickFd[RX]);
+                counters.increment(Counter.RX_KICKS);
+                rx.kicked();
+            } else if (tag == TAG_TAP) {
+                if ((ev & (Epoll.EPOLLOUT | Epoll.EPOLLERR | Epoll.EPOLLHUP)) != 0) {
+                    tx.writable();
+                }
+            } else {
+                EventFd.drain(cmdFd);
+            }
+        }
+        if (polled) {
+            rx.kicked(); // no kick will come: look at the ring again
+        }
+    }
+
+    private int drainCommands() {
+        int n = 0;
+        Command c;
+        while (n < COMMANDS_PER_CYCLE && (c = commands.poll()) != null) {
+            try {
+                c.result = c.task.run(this);
+            } catch (RuntimeException | Error e) {
+                c.error = e;
+            }
+            c.done.countDown();
+            n++;
+        }
+        return n;
+    }
+
+    /** Stops the thread (after resetting the rings) and frees its resources. Control thread. */
+    @Override
+    public void close() {
+        if (alive) {
+            try {
+                call(w -> {
+                    w.reset();
+                    w.running = false;
+                    return 0;
+                });
+                thread.join(config.ackTimeoutMs());
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } catch (IllegalStateException e) {
+                LOG.log(System.Logger.Level.WARNING, "{0}: {1}", name, e.getMessage());
+            }
+        }
+        if (!thread.isAlive()) {
+            Fds.closeQuietly(cmdFd);
+            Fds.closeQuietly(ep);
+            arena.close();
+        }
+    }
+
+    private static final class Command {
+        final Task task;
+        final CountDownLatch done = new CountDownLatch(1);
+        int result;
+        Throwable error;
+
+        Command(Task task) {
+            this.task = task;
+        }
+    }
+}

@@ -1,0 +1,322 @@
+package io.jvhost.net;
+
+import io.jvhost.engine.QueuePairWorker;
+import io.jvhost.engine.QueueStats;
+import io.jvhost.engine.WorkerConfig;
+import io.jvhost.memory.GuestMemory;
+import io.jvhost.nativ.Fds;
+import io.jvhost.vhostuser.DeviceBackend;
+import io.jvhost.vhostuser.RingConfig;
+import io.jvhost.vhostuser.VirtioFeatures;
+import io.jvhost.vhostuser.VirtioNetConfig;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.io.UncheckedIOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The virtio-net device: a {@link TapPort} plus one {@link QueuePairWorker} per queue pair,
+ * driven by a vhost-user session through {@link DeviceBackend} (or directly by tests).
+ *
+ * <p>Threading: every {@link DeviceBackend} method runs on the session's control thread; each
+ * forwards to the affected worker with {@link QueuePairWorker#call}, which returns after the worker
+ * applied the change, as the interface requires. {@link #stats()} may be called from any thread.
+ */
+public final class NetDevice implements DeviceBackend {
+    private static final System.Logger LOG = System.getLogger(NetDevice.class.getName());
+    /** Largest ring size vhost-user allows. */
+    public static final int MAX_RING_SIZE = 32768;
+    public static final int MIN_MTU = 68;
+    public static final int MAX_MTU = 65535;
+
+    /**
+     * @param name        device name (thread names, stats)
+     * @param tapName     tap interface to create or attach to (null: kernel picks)
+     * @param queuePairs  queue pairs (one tap queue and one worker each)
+     * @param mtu         MTU offered to the guest (0: the tap's MTU)
+     * @param mac         MAC offered to the guest (6 bytes)
+     * @param worker      worker tuning
+     * @param capture     pcap file for {@code --capture}, or null
+     */
+    public record Config(String name, String tapName, int queuePairs, int mtu, byte[] mac, WorkerConfig worker,
+                         Path capture) {
+        public Config {
+            if (queuePairs < 1) {
+                throw new IllegalArgumentException("queuePairs " + queuePairs);
+            }
+            if (mac == null || mac.length != VirtioNetConfig.MAC_LENGTH) {
+                throw new IllegalArgumentException("mac must be 6 bytes");
+            }
+            mac = mac.clone();
+        }
+
+        @Override
+        public byte[] mac() {
+            return mac.clone();
+        }
+
+        public static Config of(String name, String tapName, int queuePairs) {
+            return new Config(name, tapName, queuePairs, 0, new byte[]{0x52, 0x54, 0x00, 0x12, 0x34, 0x56},
+                    WorkerConfig.defaults(), null);
+        }
+
+        public Config withMtu(int m) {
+            return new Config(name, tapName, queuePairs, m, mac, worker, capture);
+        }
+
+        public Config withWorker(WorkerConfig w) {
+            return new Config(name, tapName, queuePairs, mtu, mac, w, capture);
+        }
+
+        public Config withCapture(Path p) {
+            return new Config(name, tapName, queuePairs, mtu, mac, worker, p);
+        }
+
+        public Config withMac(byte[] m) {
+            return new Config(name, tapName, queuePairs, mtu, m, worker, capture);
+        }
+    }
+
+    /** Snap length of {@code --capture}: whole 64 KiB GSO frames. */
+    public static final int CAPTURE_SNAPLEN = VirtioNetHdr.MAX_GSO_FRAME;
+    private static final int CAPTURE_FRAMES = 256;
+
+    private final Config config;
+    private final TapPort tap;
+    private final QueuePairWorker[] workers;
+    private final PacketCapture capture;
+    private volatile long features;
+    private volatile int mtu;
+    private volatile byte[] mac;
+
+    public NetDevice(Config config) {
+        this.config = config;
+        this.tap = TapPort.open(config.tapName(), config.queuePairs());
+        this.mac = config.mac();
+        this.mtu = config.mtu() > 0 ? config.mtu() : tap.mtu();
+        PacketCapture pc = null;
+        List<QueuePairWorker> ws = new ArrayList<>();
+        try {
+            if (config.capture() != null) {
+                pc = new PacketCapture(config.capture(), CAPTURE_SNAPLEN, CAPTURE_FRAMES);
+            }
+            for (int i = 0; i < config.queuePairs(); i++) {
+                QueuePairWorker w = new QueuePairWorker(config.name(), i, tap.fd(i), config.worker(), MAX_RING_SIZE);
+                ws.add(w);
+                final PacketCapture c = pc;
+                w.call(x -> x.setFeatures(0, mtu));
+                if (c != null) {
+                    w.call(x -> x.setCapture(c));
+                }
+                w.start();
+                if (i > 0) {
+                    tap.setQueueEnabled(i, false); // no RX ring yet: let the kernel steer to live queues
+                }
+            }
+        } catch (IOException e) {
+            ws.forEach(QueuePairWorker::close);
+            tap.close();
+            throw new UncheckedIOException("cannot open capture file " + config.capture(), e);
+        } catch (RuntimeException e) {
+            ws.forEach(QueuePairWorker::close);
+            tap.close();
+            throw e;
+        }
+        this.capture = pc;
+        this.workers = ws.toArray(new QueuePairWorker[0]);
+        LOG.log(System.Logger.Level.INFO, "{0}: tap {1}, {2} queue pair(s), mtu {3}", config.name(), tap.ifName(),
+                workers.length, mtu);
+    }
+
+    public TapPort tap() {
+        return tap;
+    }
+
+    public String name() {
+        return config.name();
+    }
+
+    public QueuePairWorker worker(int queuePair) {
+        return workers[queuePair];
+    }
+
+    /** Current counters and histograms of every queue pair. Any thread. */
+    public List<QueueStats> stats() {
+        List<QueueStats> out = new ArrayList<>(workers.length);
+        for (QueuePairWorker w : workers) {
+            out.add(QueueStats.of(config.name(), w.queuePair(), w.counters(), w.latency()));
+        }
+        return out;
+    }
+
+    @Override
+    public long features() {
+        long f = 0;
+        for (int b : new int[]{VirtioFeatures.NET_F_CSUM, VirtioFeatures.NET_F_GUEST_CSUM, VirtioFeatures.NET_F_MTU,
+                VirtioFeatures.NET_F_MAC, VirtioFeatures.NET_F_GUEST_TSO4, VirtioFeatures.NET_F_GUEST_TSO6,
+                VirtioFeatures.NET_F_GUEST_ECN, VirtioFeatures.NET_F_GUEST_UFO, VirtioFeatures.NET_F_HOST_TSO4,
+                VirtioFeatures.NET_F_HOST_TSO6, VirtioFeatures.NET_F_HOST_ECN, VirtioFeatures.NET_F_HOST_UFO,
+                VirtioFeatures.NET_F_MRG_RXBUF, VirtioFeatures.NET_F_STATUS, VirtioFeatures.F_ANY_LAYOUT,
+                VirtioFeatures.RING_F_INDIRECT_DESC, VirtioFeatures.RING_F_EVENT_IDX,
+                VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES, VirtioFeatures.F_VERSION_1}) {
+            f |= 1L << b;
+        }
+        if (workers.length > 1) {
+            f |= 1L << VirtioFeatures.NET_F_MQ;
+        }
+        return f;
+    }
+
+    @Override
+    public int maxQueuePairs() {
+        return workers.length;
+    }
+
+    @Override
+    public void onFeaturesSet(long f) {
+        this.features = f;
+        tap.applyFeatures(f);
+        int m = mtu;
+        for (QueuePairWorker w : workers) {
+            w.call(x -> x.setFeatures(f, m));
+        }
+    }
+
+    public long negotiatedFeatures() {
+        return features;
+    }
+
+    @Override
+    public void onMemoryTable(GuestMemory memory) {
+        for (QueuePairWorker w : workers) {
+            if (w.call(x -> x.setMemory(memory)) != 0) {
+                LOG.log(System.Logger.Level.WARNING, "{0}: a running ring is outside the new memory table", w.name());
+            }
+        }
+    }
+
+    private QueuePairWorker workerFor(int queueIndex) {
+        int qp = queueIndex / 2;
+        if (queueIndex < 0 || qp >= workers.length) {
+            throw new IllegalArgumentException("vring " + queueIndex + " out of range (" + workers.length
+                    + " queue pairs)");
+        }
+        return workers[qp];
+    }
+
+    @Override
+    public void startRing(RingConfig ring) {
+        QueuePairWorker w = workerFor(ring.queueIndex());
+        w.call(x -> x.startRing(ring));
+        if ((ring.queueIndex() & 1) == QueuePairWorker.RX && w.queuePair() > 0) {
+            tap.setQueueEnabled(w.queuePair(), ring.enabled());
+        }
+    }
+
+    @Override
+    public int stopRing(int queueIndex) {
+        QueuePairWorker w = workerFor(queueIndex);
+        int base = w.call(x -> x.stopRing(queueIndex & 1));
+        if ((queueIndex & 1) == QueuePairWorker.RX && w.queuePair() > 0) {
+            tap.setQueueEnabled(w.queuePair(), false);
+        }
+        return base;
+    }
+
+    @Override
+    public void setRingEnabled(int queueIndex, boolean enabled) {
+        QueuePairWorker w = workerFor(queueIndex);
+        w.call(x -> x.setRingEnabled(queueIndex & 1, enabled));
+        if ((queueIndex & 1) == QueuePairWorker.RX && w.queuePair() > 0 && w.call(x -> x.ringStarted(QueuePairWorker.RX) ? 1 : 0) == 1) {
+            tap.setQueueEnabled(w.queuePair(), enabled);
+        }
+    }
+
+    @Override
+    public void setCallFd(int queueIndex, int callFd) {
+        workerFor(queueIndex).call(x -> x.setCallFd(queueIndex & 1, callFd));
+    }
+
+    @Override
+    public void setErrFd(int queueIndex, int errFd) {
+        workerFor(queueIndex).call(x -> x.setErrFd(queueIndex & 1, errFd));
+    }
+
+    @Override
+    public boolean sendRarp(byte[] rarpMac) {
+        if (rarpMac == null || rarpMac.length != VirtioNetConfig.MAC_LENGTH) {
+            return false;
+        }
+        int hdr = tap.hdrSize();
+        byte[] frame = Frames.rarp(rarpMac);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment seg = a.allocate(hdr + frame.length);
+            MemorySegment.copy(frame, 0, seg, ValueLayout.JAVA_BYTE, hdr, frame.length);
+            return Fds.write(tap.fd(0), seg, seg.byteSize()) > 0;
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.WARNING, "{0}: RARP not sent: {1}", config.name(), e.getMessage());
+            return false;
+        }
+    }
+
+    @Override
+    public boolean setMtu(int newMtu) {
+        if (newMtu < MIN_MTU || newMtu > MAX_MTU) {
+            return false;
+        }
+        this.mtu = newMtu;
+        long f = features;
+        for (QueuePairWorker w : workers) {
+            w.call(x -> x.setFeatures(f, newMtu));
+        }
+        return true;
+    }
+
+    public int mtu() {
+        return mtu;
+    }
+
+    @Override
+    public VirtioNetConfig config() {
+        return new VirtioNetConfig(mac, VirtioNetConfig.STATUS_LINK_UP, workers.length, mtu);
+    }
+
+    @Override
+    public boolean setMac(byte[] newMac) {
+        if (newMac == null || newMac.length != VirtioNetConfig.MAC_LENGTH) {
+            return false;
+        }
+        this.mac = newMac.clone();
+        return true;
+    }
+
+    @Override
+    public void reset() {
+        for (QueuePairWorker w : workers) {
+            w.call(QueuePairWorker::reset);
+            if (w.queuePair() > 0) {
+                tap.setQueueEnabled(w.queuePair(), false);
+            }
+        }
+    }
+
+    @Override
+    public void close() {
+        for (QueuePairWorker w : workers) {
+            w.close();
+        }
+        if (capture != null) {
+            try {
+                capture.close();
+            } catch (IOException | RuntimeException e) {
+                LOG.log(System.Logger.Level.WARNING, "{0}: capture: {1}", config.name(), e.getMessage());
+            }
+        }
+        tap.close();
+    }
+}

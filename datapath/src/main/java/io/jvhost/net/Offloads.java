@@ -1,0 +1,72 @@
+package io.jvhost.net;
+
+import io.jvhost.nativ.Tun;
+
+/**
+ * Translates negotiated guest receive offloads into the {@code TUN_F_*} flags of
+ * {@code TUNSETOFFLOAD}. The tap's offload flags say what the kernel may hand us on read, i.e. what
+ * the guest agreed to receive; what the guest sends (HOST_* bits) needs no tap flag because a
+ * {@code IFF_VNET_HDR} tap always accepts partial checksums and GSO on write.
+ *
+ * <p>Flag values come from {@link Tun} ({@code linux/if_tun.h}). Pure functions, thread-safe.
+ */
+public final class Offloads {
+    private Offloads() {
+    }
+
+    public static final int TUN_F_CSUM = Tun.TUN_F_CSUM;
+    public static final int TUN_F_TSO4 = Tun.TUN_F_TSO4;
+    public static final int TUN_F_TSO6 = Tun.TUN_F_TSO6;
+    public static final int TUN_F_TSO_ECN = Tun.TUN_F_TSO_ECN;
+    public static final int TUN_F_UFO = Tun.TUN_F_UFO;
+    /** linux/if_tun.h (5.19+); not in the syscall layer's constants. */
+    public static final int TUN_F_USO4 = 0x20;
+    public static final int TUN_F_USO6 = 0x40;
+
+    /**
+     * TUN_F_* flags for the given guest features. Every segmentation offload needs GUEST_CSUM: a
+     * segmented frame always carries a partial checksum, and the kernel refuses TSO flags without
+     * TUN_F_CSUM (EINVAL), so without GUEST_CSUM we ask for nothing.
+     */
+    public static int tunFlags(long guestFeatures) {
+        if (!VirtioNetFeatures.has(guestFeatures, VirtioNetFeatures.GUEST_CSUM)) {
+            return 0;
+        }
+        int f = TUN_F_CSUM;
+        if (VirtioNetFeatures.has(guestFeatures, VirtioNetFeatures.GUEST_TSO4)) {
+            f |= TUN_F_TSO4;
+        }
+        if (VirtioNetFeatures.has(guestFeatures, VirtioNetFeatures.GUEST_TSO6)) {
+            f |= TUN_F_TSO6;
+        }
+        // ECN only qualifies TCP segmentation: meaningless (and refused by some kernels) alone.
+        if (VirtioNetFeatures.has(guestFeatures, VirtioNetFeatures.GUEST_ECN) && (f & (TUN_F_TSO4 | TUN_F_TSO6)) != 0) {
+            f |= TUN_F_TSO_ECN;
+        }
+        if (VirtioNetFeatures.has(guestFeatures, VirtioNetFeatures.GUEST_UFO)) {
+            f |= TUN_F_UFO;
+        }
+        if (VirtioNetFeatures.has(guestFeatures, VirtioNetFeatures.GUEST_USO4)) {
+            f |= TUN_F_USO4;
+        }
+        if (VirtioNetFeatures.has(guestFeatures, VirtioNetFeatures.GUEST_USO6)) {
+            f |= TUN_F_USO6;
+        }
+        return f;
+    }
+
+    /** Human-readable list, e.g. {@code "csum,tso4,tso6"}, for logs and stats. */
+    public static String describe(int tunFlags) {
+        StringBuilder b = new StringBuilder();
+        String[] names = {"csum", "tso4", "tso6", "tso_ecn", "ufo", "uso4", "uso6"};
+        for (int i = 0; i < names.length; i++) {
+            if ((tunFlags & (1 << i)) != 0) {
+                if (!b.isEmpty()) {
+                    b.append(',');
+                }
+                b.append(names[i]);
+            }
+        }
+        return b.isEmpty() ? "none" : b.toString();
+    }
+}

@@ -1,0 +1,343 @@
+package io.jvhost.net;
+
+import io.jvhost.engine.Counter;
+import io.jvhost.engine.QueueCounters;
+import io.jvhost.engine.QueueLatency;
+import io.jvhost.nativ.EventFd;
+import io.jvhost.nativ.Fds;
+import io.jvhost.nativ.NativeException;
+import io.jvhost.virtq.Chain;
+import io.jvhost.virtq.SplitVirtqueue;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * Tap → guest: {@code readv} straight into the guest's RX buffers.
+ *
+ * <h2>Buffer window</h2>
+ * The engine keeps a window of chains taken from the RX ring but not yet used, with their
+ * writable iovecs laid end to end in one native iovec array. Before each read it tops the window up
+ * to the largest frame the guest may receive ({@link VirtioNetHdr#MAX_GSO_BUFFER} with guest GSO,
+ * else MTU + Ethernet + VLAN + header) — with MRG_RXBUF across as many chains as that takes, without
+ * it one chain per frame (the guest's big or small buffers). One {@code readv} then fills as many
+ * chains as the frame needs; those are published (with {@code num_buffers} written into the
+ * header), the rest stay in the window for the next frame. Chains left in the window are given
+ * back with {@link SplitVirtqueue#rewind} only when the ring stops, the features change or the
+ * memory table is swapped.
+ *
+ * <h2>Never truncated</h2>
+ * The tap cannot be peeked, so every read carries one extra iovec after the guest's buffers: an
+ * overflow area as large as any frame. A frame longer than the guest buffers lands partly there;
+ * it is dropped and counted ({@link DropReason#RX_TOO_BIG}) and the guest buffers stay in the window
+ * — never delivered cut short.
+ *
+ * <h2>No buffers</h2>
+ * When the ring has no chains (or, with MRG_RXBUF, too few for even a non-GSO frame),
+ * {@link #needsBuffers()} turns true: the worker stops polling the tap for input (the kernel's tap
+ * queue is the backlog), calls {@link #armNotify()} — which enables the guest's kick and re-checks
+ * the ring (no lost wake-up) — and sleeps until the kick.
+ *
+ * <p>Threading: owned by one queue-pair worker; {@link #process} allocates nothing, takes no lock.
+ */
+public final class RxEngine {
+    private static final System.Logger LOG = System.getLogger(RxEngine.class.getName());
+    /** readv takes at most UIO_MAXIOV entries; one is the overflow area. */
+    private static final int MAX_IOV = Chain.UIO_MAXIOV - 1;
+    private static final int CHAIN_IOV = 512;
+
+    private final int queuePair;
+    private final SplitVirtqueue queue;
+    private final Chain chain;
+    private final QueueCounters counters;
+    private final QueueLatency latency;
+    /** Window iovecs plus one overflow entry. */
+    private final MemorySegment iovs;
+    private final MemorySegment overflow;
+    private final MemorySegment numBuffers;
+    private final int[] heads;
+    private final int[] lens;
+    private final int[] iovCounts;
+
+    private int windowChains;
+    private int windowIov;
+    private long windowBytes;
+
+    private int tapFd = -1;
+    private int hdrSize = VirtioNetHdr.SIZE;
+    private boolean mergeable;
+    private boolean writeNumBuffers;
+    /** Window target: the largest frame plus header the guest may be handed. */
+    private long need;
+    /** With MRG_RXBUF, the least we read with when the ring runs dry: a full non-GSO frame. */
+    private long minNeed;
+    private int maxChains;
+    private PacketCapture capture;
+    private int callFd = -1;
+    private boolean enabled = true;
+    private boolean needsBuffers;
+    private boolean notifyEnabled;
+    private boolean readErrorLogged;
+
+    public RxEngine(int queuePair, SplitVirtqueue queue, Arena arena, QueueCounters counters, QueueLatency latency,
+                    int maxRingSize) {
+        this.queuePair = queuePair;
+        this.queue = queue;
+        this.chain = new Chain(arena, CHAIN_IOV);
+        this.counters = counters;
+        this.latency = latency;
+        this.iovs = arena.allocate((long) (MAX_IOV + 1) * NativeMemory.IOVEC_SIZE, 8);
+        this.overflow = arena.allocate(VirtioNetHdr.MAX_GSO_BUFFER + FramePool.CACHE_LINE, FramePool.CACHE_LINE);
+        this.numBuffers = arena.allocate(Short.BYTES, 2);
+        int cap = Math.min(maxRingSize, MAX_IOV);
+        this.heads = new int[cap];
+        this.lens = new int[cap];
+        this.iovCounts = new int[cap];
+        configure(-1, VirtioNetHdr.SIZE, false, false, 1500);
+    }
+
+    /**
+     * Sets the tap fd and the frame geometry from negotiated features. Releases the window first
+     * (its sizes were computed for the old geometry).
+     */
+    public void configure(int tapFd, int hdrSize, boolean mergeable, boolean guestGso, int mtu) {
+        releaseWindow();
+        this.tapFd = tapFd;
+        this.hdrSize = hdrSize;
+        this.mergeable = mergeable;
+        this.writeNumBuffers = hdrSize == VirtioNetHdr.SIZE;
+        this.minNeed = (long) mtu + VirtioNetHdr.ETH_HLEN + VirtioNetHdr.VLAN_HLEN + hdrSize;
+        this.need = guestGso ? Math.max(minNeed, VirtioNetHdr.MAX_GSO_FRAME + hdrSize) : minNeed;
+        this.maxChains = mergeable ? heads.length : 1;
+    }
+
+    public void setCapture(PacketCapture capture) {
+        this.capture = capture;
+    }
+
+    public void setCallFd(int fd) {
+        this.callFd = fd;
+    }
+
+    /** A disabled ring supplies no RX: the worker stops reading the tap. */
+    public void setEnabled(boolean on) {
+        this.enabled = on;
+    }
+
+    public boolean enabled() {
+        return enabled;
+    }
+
+    /** True when the last {@link #process} stopped for lack of guest buffers. */
+    public boolean needsBuffers() {
+        return needsBuffers;
+    }
+
+    /** The guest kicked the RX ring: buffers may have arrived. */
+    public void kicked() {
+        needsBuffers = false;
+    }
+
+    /** Gives the window's chains back to the ring (stop, feature change, memory swap). */
+    public void releaseWindow() {
+        if (windowChains > 0) {
+            queue.rewind(windowChains);
+        }
+        windowChains = 0;
+        windowIov = 0;
+        windowBytes = 0;
+        needsBuffers = false;
+    }
+
+    /**
+     * Reads up to {@code budget} frames from the tap into guest buffers, publishes them and calls
+     * the guest if it wants a call.
+     *
+     * @return frames delivered or dropped
+     */
+    public int process(int budget, long cycleStart) {
+        if (notifyEnabled) {
+            queue.disableNotification();
+            notifyEnabled = false;
+        }
+        needsBuffers = false;
+        int done = 0;
+        int published = 0;
+        long bytes = 0;
+        while (done < budget) {
+            int bad = fill();
+            published += bad;
+            if (!readyToRead()) {
+                needsBuffers = true;
+                break;
+            }
+            iovSet(windowIov, overflow.address(), overflow.byteSize());
+            long n;
+            try {
+                n = Fds.readv(tapFd, iovs, windowIov + 1);
+            } catch (NativeException e) {
+                logReadError(e);
+                break;
+            }
+            if (n == Fds.WOULD_BLOCK || n <= 0) {
+                break;
+            }
+            done++;
+            if (n > windowBytes) {
+                // Spilled into the overflow area: the guest's buffers cannot take this frame.
+                counters.drop(DropReason.RX_TOO_BIG);
+                continue;
+            }
+            int used = deliver(n);
+            published += used;
+            bytes += n - hdrSize;
+            counters.increment(Counter.RX_FRAMES);
+        }
+        if (published > 0) {
+            counters.add(Counter.RX_BYTES, bytes);
+            counters.increment(Counter.RX_BATCHES);
+            queue.publishUsed();
+            latency.recordService(System.nanoTime() - cycleStart);
+            latency.recordBatch(done);
+            signal();
+        }
+        if (needsBuffers) {
+            counters.increment(Counter.RX_NO_BUFFERS);
+        }
+        return done + published;
+    }
+
+    private boolean readyToRead() {
+        if (windowChains == 0) {
+            return false;
+        }
+        // fill() stopped short of `need` only because the ring ran dry (or the iovec limit): read
+        // anyway when a full non-GSO frame fits; a larger GSO frame then spills and is counted.
+        return !mergeable || windowBytes >= minNeed;
+    }
+
+    /**
+     * Tops the window up to {@link #need}. Unusable chains (read-only pieces, no writable bytes) are
+     * returned at once with length 0 and counted.
+     *
+     * @return used entries added for unusable chains
+     */
+    private int fill() {
+        int bad = 0;
+        while (windowBytes < need && windowChains < maxChains) {
+            int r = queue.next(chain);
+            if (r != SplitVirtqueue.CHAIN) {
+                break;
+            }
+            int cnt = chain.writableCount();
+            if (chain.readableCount() != 0 || chain.writableBytes() == 0 || chain.writableBytes() > Integer.MAX_VALUE
+                    || (windowChains == 0 && chain.writableBytes() < hdrSize)) {
+                counters.drop(DropReason.RX_BAD_CHAIN);
+                queue.addUsed(chain.head(), 0);
+                bad++;
+                continue;
+            }
+            if (windowIov + cnt > MAX_IOV) {
+                queue.rewind(1); // next frame's window will start with it
+                break;
+            }
+            MemorySegment.copy(chain.writable(), 0, iovs, (long) windowIov * NativeMemory.IOVEC_SIZE,
+                    (long) cnt * NativeMemory.IOVEC_SIZE);
+            heads[windowChains] = chain.head();
+            lens[windowChains] = (int) chain.writableBytes();
+            iovCounts[windowChains] = cnt;
+            windowChains++;
+            windowIov += cnt;
+            windowBytes += chain.writableBytes();
+        }
+        return bad;
+    }
+
+    /** Hands the first chains of the window holding {@code n} bytes to the guest; returns how many. */
+    private int deliver(long n) {
+        int k = 0;
+        int iovUsed = 0;
+        long left = n;
+        while (left > 0) {
+            long part = Math.min(left, lens[k]);
+            left -= part;
+            iovUsed += iovCounts[k];
+            k++;
+        }
+        if (writeNumBuffers) {
+            numBuffers.set(VirtioNetHdr.LE16, 0, (short) k);
+            NativeMemory.scatter(numBuffers, 0, iovs, windowIov, VirtioNetHdr.NUM_BUFFERS_OFFSET, Short.BYTES);
+        }
+        PacketCapture c = capture;
+        if (c != null && !c.captureIovecs(queuePair, FrameMeta.DIR_RX, iovs, iovUsed, hdrSize, n - hdrSize)) {
+            counters.drop(DropReason.CAPTURE_NO_BUFFER);
+        }
+        left = n;
+        for (int i = 0; i < k; i++) {
+            int part = (int) Math.min(left, lens[i]);
+            queue.addUsed(heads[i], part);
+            left -= part;
+        }
+        // Shift the rest of the window to the front (readv needs the iovecs at the array start).
+        int restChains = windowChains - k;
+        int restIov = windowIov - iovUsed;
+        if (restChains > 0) {
+            System.arraycopy(heads, k, heads, 0, restChains);
+            System.arraycopy(lens, k, lens, 0, restChains);
+            System.arraycopy(iovCounts, k, iovCounts, 0, restChains);
+            MemorySegment.copy(iovs, (long) iovUsed * NativeMemory.IOVEC_SIZE, iovs, 0,
+                    (long) restIov * NativeMemory.IOVEC_SIZE);
+        }
+        windowChains = restChains;
+        windowIov = restIov;
+        windowBytes -= capacityOf(k);
+        return k;
+    }
+
+    /** Bytes of the first {@code k} chains (their full capacity leaves the window, not just what was written). */
+    private long capacityOf(int k) {
+        long s = 0;
+        for (int i = 0; i < k; i++) {
+            s += lens[i];
+        }
+        return s;
+    }
+
+    private void iovSet(int i, long base, long len) {
+        iovs.set(ValueLayout.JAVA_LONG, (long) i * NativeMemory.IOVEC_SIZE, base);
+        iovs.set(ValueLayout.JAVA_LONG, (long) i * NativeMemory.IOVEC_SIZE + Long.BYTES, len);
+    }
+
+    private void signal() {
+        if (queue.needsCall()) {
+            if (callFd >= 0) {
+                EventFd.signal(callFd);
+                counters.increment(Counter.RX_CALLS);
+            }
+        } else {
+            counters.increment(Counter.CALLS_SUPPRESSED);
+        }
+    }
+
+    /**
+     * Before sleeping for lack of buffers: enables the guest's kick and re-checks the ring.
+     *
+     * @return true when buffers arrived meanwhile (process again instead of sleeping)
+     */
+    public boolean armNotify() {
+        notifyEnabled = true;
+        if (queue.enableNotification()) {
+            needsBuffers = false;
+            return true;
+        }
+        return false;
+    }
+
+    private void logReadError(NativeException e) {
+        if (!readErrorLogged) {
+            readErrorLogged = true;
+            LOG.log(System.Logger.Level.WARNING, "q{0} RX: tap read failed ({1})", queuePair, e.getMessage());
+        }
+    }
+}

@@ -1,0 +1,884 @@
+package io.jvhost.vhostuser;
+
+import static io.jvhost.vhostuser.VhostUserMessage.*;
+
+import io.jvhost.memory.GuestMemory;
+import io.jvhost.memory.MemoryRegion;
+import java.io.IOException;
+import java.lang.System.Logger.Level;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * One vhost-user connection: the back-end state machine of QEMU's docs/interop/vhost-user.rst for
+ * a virtio-net device. Feature negotiation, memory table (SET_MEM_TABLE and ADD/REM_MEM_REG), ring
+ * setup and the ring state machine (stopped → started (disabled | enabled) → stopped by
+ * GET_VRING_BASE), config space, RARP, MTU, resets.
+ *
+ * <h2>Ring rules</h2>
+ * A ring starts when it has a size, addresses, a memory table and a kick (an eventfd, or
+ * VHOST_USER_VRING_NOFD_MASK meaning "poll"). Without VHOST_USER_F_PROTOCOL_FEATURES negotiated it
+ * starts enabled; with it, it starts in the state last set by SET_VRING_ENABLE (initially disabled).
+ * GET_VRING_BASE stops the ring, closes its kick fd and answers the index the next start uses.
+ *
+ * <h2>Errors</h2>
+ * Every request is validated completely before anything is applied. A rejected request is answered
+ * with a non-zero REPLY_ACK when the front-end negotiated REPLY_ACK and set NEED_REPLY; otherwise the
+ * session ends with a log line saying why. Fds that came with a message and were not kept are closed.
+ *
+ * <h2>Threading</h2>
+ * Confined to the device's control thread: {@link #handleOne()} and {@link #close()} are called by
+ * that thread only, and all {@link DeviceBackend} calls happen from there.
+ */
+public final class Session implements AutoCloseable {
+
+    /** What GET_MAX_MEM_SLOTS answers and the most regions the table may hold (QEMU uses up to 509). */
+    public static final int MAX_MEM_SLOTS = 509;
+    /** Largest split ring (virtio 1.x: queue size ≤ 32768). */
+    public static final int MAX_RING_SIZE = 32768;
+    /** A message that has started must arrive completely within this time. */
+    public static final int MESSAGE_TIMEOUT_MS = 5000;
+
+    private static final System.Logger LOG = System.getLogger(Session.class.getName());
+
+    private static final int DESC_ALIGN = 16;
+    private static final int AVAIL_ALIGN = 2;
+    private static final int USED_ALIGN = 4;
+    private static final int DESC_SIZE = 16;
+    private static final int AVAIL_HEADER = 4;
+    private static final int AVAIL_ELEM = 2;
+    private static final int USED_HEADER = 4;
+    private static final int USED_ELEM = 8;
+    /** used_event / avail_event trailer present with EVENT_IDX. */
+    private static final int EVENT_TRAILER = 2;
+    private static final int MIN_MTU = 68;
+    private static final int MAX_MTU = 65535;
+
+    /** Per-vring state as the front-end configured it. */
+    private static final class Vring {
+        int size;
+        boolean addrSet;
+        long desc;
+        long used;
+        long avail;
+        long log;
+        int addrFlags;
+        int base;
+        boolean kickSet;
+        int kickFd = -1;
+        int callFd = -1;
+        int errFd = -1;
+        boolean enabled;
+        boolean started;
+    }
+
+    private final String name;
+    private final int socketFd;
+    private final VhostUserCodec codec;
+    private final DeviceBackend backend;
+    private final long offeredFeatures;
+    private final long offeredProtocol;
+    private final Vring[] rings;
+
+    private long ackedFeatures;
+    private long ackedProtocol;
+    private boolean owner;
+    /** Maps region fds; the fds themselves are closed right after mapping (the mapping keeps the memory). */
+    private final FdMapper mapper = new FdMapper();
+    /** Current memory table, null until the first one arrives. */
+    private GuestMemory memory;
+    private long messages;
+    private boolean closed;
+
+    /**
+     * @param name     device name for log lines
+     * @param socketFd connected socket; the session owns it and closes it in {@link #close()}
+     * @param backend  the device (shared by successive sessions of one device, never by two at once)
+     * @param offer    features to offer (masked with what the backend supports)
+     */
+    public Session(String name, int socketFd, DeviceBackend backend, FeatureSet offer) {
+        this.name = name;
+        this.socketFd = socketFd;
+        this.codec = new VhostUserCodec(socketFd);
+        this.backend = backend;
+        long virtio = backend.features() & offer.virtio();
+        if (offer.protocolFeatures()) {
+            virtio |= 1L << VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES;
+        } else {
+            virtio &= ~(1L << VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES);
+        }
+        this.offeredFeatures = virtio;
+        this.offeredProtocol = offer.protocolFeatures() ? offer.protocol() & PROTOCOL_SUPPORTED : 0;
+        int n = 2 * backend.maxQueuePairs();
+        this.rings = new Vring[n];
+        for (int i = 0; i < n; i++) {
+            rings[i] = new Vring();
+        }
+    }
+
+    public int socketFd() {
+        return socketFd;
+    }
+
+    public long offeredFeatures() {
+        return offeredFeatures;
+    }
+
+    public long offeredProtocolFeatures() {
+        return offeredProtocol;
+    }
+
+    public long ackedFeatures() {
+        return ackedFeatures;
+    }
+
+    public long ackedProtocolFeatures() {
+        return ackedProtocol;
+    }
+
+    public long messages() {
+        return messages;
+    }
+
+    private boolean protocolNegotiated() {
+        return VirtioFeatures.has(ackedFeatures, VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES);
+    }
+
+    private boolean replyAck() {
+        return (ackedProtocol & (1L << PROTOCOL_F_REPLY_ACK)) != 0;
+    }
+
+    /**
+     * Reads and handles one message; call when the socket is readable.
+     *
+     * @return false when the session is over (peer gone or a fatal error; already logged)
+     */
+    public boolean handleOne() {
+        if (closed) {
+            return false;
+        }
+        try {
+            if (codec.read(MESSAGE_TIMEOUT_MS) == VhostUserCodec.ReadResult.EOF) {
+                LOG.log(Level.INFO, "{0}: front-end disconnected after {1} messages", name, messages);
+                return false;
+            }
+        } catch (VhostUserCodec.StreamException e) {
+            LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
+            return false;
+        }
+        messages++;
+        int req = codec.request();
+        try {
+            if ((codec.flags() & FLAGS_VERSION_MASK) != VERSION) {
+                throw new ProtocolException("unsupported protocol version " + (codec.flags() & FLAGS_VERSION_MASK));
+            }
+            if (codec.fdOverflow()) {
+                throw new ProtocolException("more than " + MAX_FDS + " fds attached");
+            }
+            LOG.log(Level.DEBUG, "{0}: {1} size={2} fds={3}", name, requestName(req), codec.size(), codec.fdCount());
+            dispatch(req);
+            if (codec.needReply() && replyAck() && !hasReply(req)) {
+                codec.replyU64(0);
+            }
+            return true;
+        } catch (ProtocolException e) {
+            return reject(req, e.getMessage());
+        } catch (IllegalArgumentException e) {
+            // the device refused a value the session already validated: same treatment as a bad request
+            return reject(req, "device refused: " + e.getMessage());
+        } catch (VhostUserCodec.StreamException e) {
+            LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
+            return false;
+        } catch (RuntimeException e) {
+            LOG.log(Level.ERROR, name + ": closing session: " + requestName(req) + " failed", e);
+            return false;
+        } finally {
+            codec.closeFds();
+        }
+    }
+
+    private boolean reject(int req, String why) {
+        if (codec.needReply() && replyAck() && !hasReply(req)) {
+            LOG.log(Level.WARNING, "{0}: {1} rejected: {2}", name, requestName(req), why);
+            try {
+                codec.replyU64(1);
+                return true;
+            } catch (VhostUserCodec.StreamException e) {
+                LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
+                return false;
+            }
+        }
+        LOG.log(Level.WARNING, "{0}: closing session: {1} rejected: {2}", name, requestName(req), why);
+        return false;
+    }
+
+    // ------------------------------------------------------------------ dispatch
+
+    private void dispatch(int req) throws ProtocolException, VhostUserCodec.StreamException {
+        switch (req) {
+            case GET_FEATURES -> {
+                expect(0, 0);
+                codec.replyU64(offeredFeatures);
+            }
+            case SET_FEATURES -> setFeatures();
+            case GET_PROTOCOL_FEATURES -> {
+                expect(0, 0);
+                requireProtocolFeaturesOffered(req);
+                codec.replyU64(offeredProtocol);
+            }
+            case SET_PROTOCOL_FEATURES -> setProtocolFeatures();
+            case SET_OWNER -> {
+                expect(0, 0);
+                owner = true;
+            }
+            case RESET_OWNER -> {
+                expect(0, 0);
+                // Deprecated; the spec recommends "ignore or disable all rings". Disabling keeps state intact.
+                for (int q = 0; q < rings.length; q++) {
+                    setEnabled(q, false);
+                }
+            }
+            case SET_MEM_TABLE -> setMemTable();
+            case GET_MAX_MEM_SLOTS -> {
+                expect(0, 0);
+                requireProtocol(PROTOCOL_F_CONFIGURE_MEM_SLOTS, req);
+                codec.replyU64(MAX_MEM_SLOTS);
+            }
+            case ADD_MEM_REG -> addMemReg();
+            case REM_MEM_REG -> remMemReg();
+            case SET_VRING_NUM -> setVringNum();
+            case SET_VRING_ADDR -> setVringAddr();
+            case SET_VRING_BASE -> setVringBase();
+            case GET_VRING_BASE -> getVringBase();
+            case SET_VRING_KICK -> setVringFd(req);
+            case SET_VRING_CALL -> setVringFd(req);
+            case SET_VRING_ERR -> setVringFd(req);
+            case GET_QUEUE_NUM -> {
+                expect(0, 0);
+                requireProtocol(PROTOCOL_F_MQ, req);
+                codec.replyU64(rings.length / 2);
+            }
+            case SET_VRING_ENABLE -> {
+                expect(STATE_SIZE, 0);
+                int q = ringIndex(codec.payloadInt(STATE_INDEX_OFFSET));
+                int num = codec.payloadInt(STATE_NUM_OFFSET);
+                if (num != 0 && num != 1) {
+                    throw new ProtocolException("enable value " + Integer.toUnsignedString(num) + " is not 0 or 1");
+                }
+                setEnabled(q, num == 1);
+            }
+            case SEND_RARP -> {
+                expect(U64_SIZE, 0);
+                requireProtocol(PROTOCOL_F_RARP, req);
+                byte[] mac = new byte[VirtioNetConfig.MAC_LENGTH];
+                MemorySegment.copy(codec.payload(), ValueLayout.JAVA_BYTE, 0, mac, 0, mac.length);
+                if (!backend.sendRarp(mac)) {
+                    throw new ProtocolException("device cannot send RARP");
+                }
+            }
+            case NET_SET_MTU -> {
+                expect(U64_SIZE, 0);
+                requireProtocol(PROTOCOL_F_MTU, req);
+                long mtu = codec.payloadLong(0);
+                if (mtu < MIN_MTU || mtu > MAX_MTU) {
+                    throw new ProtocolException("MTU " + Long.toUnsignedString(mtu) + " outside [" + MIN_MTU + ", "
+                            + MAX_MTU + "]");
+                }
+                if (!backend.setMtu((int) mtu)) {
+                    throw new ProtocolException("device refused MTU " + mtu);
+                }
+            }
+            case GET_CONFIG -> getConfig();
+            case SET_CONFIG -> setConfig();
+            case RESET_DEVICE -> {
+                expect(0, 0);
+                requireProtocol(PROTOCOL_F_RESET_DEVICE, req);
+                LOG.log(Level.INFO, "{0}: RESET_DEVICE", name);
+                resetDeviceState();
+            }
+            default -> throw new ProtocolException("unsupported request");
+        }
+    }
+
+    private void expect(int size, int fds) throws ProtocolException {
+        if (codec.size() != size) {
+            throw new ProtocolException("payload size " + codec.size() + ", expected " + size);
+        }
+        if (codec.fdCount() != fds) {
+            throw new ProtocolException(codec.fdCount() + " fds attached, expected " + fds);
+        }
+    }
+
+    private void requireProtocolFeaturesOffered(int req) throws ProtocolException {
+        if (!VirtioFeatures.has(offeredFeatures, VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES)) {
+            throw new ProtocolException(requestName(req) + " needs VHOST_USER_F_PROTOCOL_FEATURES, not offered");
+        }
+    }
+
+    private void requireProtocol(int bit, int req) throws ProtocolException {
+        if ((offeredProtocol & (1L << bit)) == 0) {
+            throw new ProtocolException("protocol feature " + bit + " needed for " + requestName(req) + " is not offered");
+        }
+    }
+
+    private int ringIndex(long raw) throws ProtocolException {
+        if (raw < 0 || raw >= rings.length) {
+            throw new ProtocolException("vring index " + Long.toUnsignedString(raw) + " out of range [0, " + rings.length
+                    + ")");
+        }
+        return (int) raw;
+    }
+
+    private int ringIndex(int raw) throws ProtocolException {
+        return ringIndex(Integer.toUnsignedLong(raw));
+    }
+
+    // ------------------------------------------------------------------ features
+
+    private void setFeatures() throws ProtocolException {
+        expect(U64_SIZE, 0);
+        long f = codec.payloadLong(0);
+        long extra = f & ~offeredFeatures;
+        if (extra != 0) {
+            throw new ProtocolException("acknowledges features not offered: " + VirtioFeatures.describe(extra));
+        }
+        backend.onFeaturesSet(f);
+        ackedFeatures = f;
+        LOG.log(Level.INFO, "{0}: features {1}", name, VirtioFeatures.describe(f));
+    }
+
+    private void setProtocolFeatures() throws ProtocolException {
+        expect(U64_SIZE, 0);
+        requireProtocolFeaturesOffered(SET_PROTOCOL_FEATURES);
+        long f = codec.payloadLong(0);
+        long extra = f & ~offeredProtocol;
+        if (extra != 0) {
+            throw new ProtocolException("acknowledges protocol features not offered: 0x" + Long.toHexString(extra));
+        }
+        ackedProtocol = f;
+    }
+
+    // ------------------------------------------------------------------ memory
+
+    private MemoryRegion readRegion(int base, int fd) throws ProtocolException {
+        try {
+            return new MemoryRegion(codec.payloadLong(base + REGION_GPA_OFFSET),
+                    codec.payloadLong(base + REGION_SIZE_OFFSET), codec.payloadLong(base + REGION_UADDR_OFFSET),
+                    codec.payloadLong(base + REGION_MMAP_OFFSET_OFFSET), fd);
+        } catch (IllegalArgumentException e) {
+            throw new ProtocolException("bad region: " + e.getMessage());
+        }
+    }
+
+    private void setMemTable() throws ProtocolException {
+        int size = codec.size();
+        if (size < MEM_REGIONS_OFFSET) {
+            throw new ProtocolException("payload size " + size + " shorter than the region count");
+        }
+        int n = codec.payloadInt(MEM_NREGIONS_OFFSET);
+        if (n < 1 || n > MEM_MAX_REGIONS) {
+            throw new ProtocolException(Integer.toUnsignedString(n) + " regions, expected 1.." + MEM_MAX_REGIONS);
+        }
+        int exact = MEM_REGIONS_OFFSET + n * REGION_SIZE;
+        int full = MEM_REGIONS_OFFSET + MEM_MAX_REGIONS * REGION_SIZE;
+        // QEMU sends exactly n regions; a front-end sending the whole fixed-size struct is accepted too.
+        if (size != exact && size != full) {
+            throw new ProtocolException("payload size " + size + " for " + n + " regions, expected " + exact);
+        }
+        if (codec.fdCount() != n) {
+            throw new ProtocolException(codec.fdCount() + " fds for " + n + " regions");
+        }
+        List<MemoryRegion> table = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            MemoryRegion r = readRegion(MEM_REGIONS_OFFSET + i * REGION_SIZE, codec.fdAt(i));
+            checkRegion(r);
+            table.add(r);
+        }
+        checkNoOverlap(table);
+        GuestMemory next;
+        try {
+            next = GuestMemory.map(table, mapper);
+        } catch (RuntimeException e) {
+            throw new ProtocolException("mapping the memory table failed: " + e.getMessage());
+        }
+        // The mappings keep the memory alive; the fds close with the message.
+        install(next);
+        LOG.log(Level.INFO, "{0}: memory table with {1} regions", name, n);
+        startPendingRings();
+    }
+
+    private void addMemReg() throws ProtocolException {
+        requireProtocol(PROTOCOL_F_CONFIGURE_MEM_SLOTS, ADD_MEM_REG);
+        expect(SINGLE_REGION_SIZE, 1);
+        MemoryRegion r = readRegion(SINGLE_REGION_OFFSET, codec.fdAt(0));
+        checkRegion(r);
+        GuestMemory current = memory != null ? memory : GuestMemory.empty();
+        if (current.regionCount() >= MAX_MEM_SLOTS) {
+            throw new ProtocolException("all " + MAX_MEM_SLOTS + " memory slots in use");
+        }
+        List<MemoryRegion> all = new ArrayList<>(current.regions());
+        all.add(r);
+        checkNoOverlap(all);
+        GuestMemory next;
+        try {
+            next = current.withAdded(r, mapper);
+        } catch (RuntimeException e) {
+            throw new ProtocolException("mapping the region failed: " + e.getMessage());
+        }
+        install(next);
+        LOG.log(Level.INFO, "{0}: added region gpa=0x{1} size=0x{2} ({3} regions)", name,
+                Long.toHexString(r.guestPhysAddr()), Long.toHexString(r.size()), next.regionCount());
+        startPendingRings();
+    }
+
+    private void remMemReg() throws ProtocolException {
+        requireProtocol(PROTOCOL_F_CONFIGURE_MEM_SLOTS, REM_MEM_REG);
+        if (codec.size() != SINGLE_REGION_SIZE) {
+            throw new ProtocolException("payload size " + codec.size() + ", expected " + SINGLE_REGION_SIZE);
+        }
+        // The spec tolerates one (unused) fd for compatibility; it is closed with the message.
+        if (codec.fdCount() > 1) {
+            throw new ProtocolException(codec.fdCount() + " fds attached, expected 0");
+        }
+        MemoryRegion r = readRegion(SINGLE_REGION_OFFSET, -1);
+        boolean found = false;
+        if (memory != null) {
+            for (MemoryRegion e : memory.regions()) {
+                found |= e.guestPhysAddr() == r.guestPhysAddr() && e.userAddr() == r.userAddr() && e.size() == r.size();
+            }
+        }
+        if (!found) {
+            throw new ProtocolException("no region gpa=0x" + Long.toHexString(r.guestPhysAddr()) + " uaddr=0x"
+                    + Long.toHexString(r.userAddr()) + " size=0x" + Long.toHexString(r.size()));
+        }
+        install(memory.withRemoved(r.guestPhysAddr(), r.size()));
+        LOG.log(Level.INFO, "{0}: removed region gpa=0x{1} ({2} regions)", name, Long.toHexString(r.guestPhysAddr()),
+                memory.regionCount());
+    }
+
+    /**
+     * Hands {@code next} to the device, then retires the old table (unmapping what {@code next} does
+     * not share). If the device refuses, {@code next}'s own new mappings are unmapped and nothing changes.
+     */
+    private void install(GuestMemory next) {
+        GuestMemory old = memory;
+        try {
+            backend.onMemoryTable(next);
+        } catch (RuntimeException e) {
+            next.retire(old);
+            throw e;
+        }
+        memory = next;
+        if (old != null) {
+            old.retire(next);
+        }
+    }
+
+    private static void checkRegion(MemoryRegion r) throws ProtocolException {
+        String what = "region gpa=0x" + Long.toHexString(r.guestPhysAddr()) + " size=0x" + Long.toHexString(r.size());
+        if (r.size() <= 0) {
+            throw new ProtocolException(what + ": size must be positive");
+        }
+        if (Long.compareUnsigned(r.guestPhysAddr() + r.size() - 1, r.guestPhysAddr()) < 0) {
+            throw new ProtocolException(what + ": guest address range wraps");
+        }
+        if (Long.compareUnsigned(r.userAddr() + r.size() - 1, r.userAddr()) < 0) {
+            throw new ProtocolException(what + ": user address range wraps");
+        }
+        if (r.mmapOffset() < 0 || r.mmapOffset() + r.size() < r.mmapOffset()) {
+            throw new ProtocolException(what + ": mmap offset 0x" + Long.toHexString(r.mmapOffset()) + " out of range");
+        }
+        long fileSize = fileSize(r.fd(), what);
+        if (r.mmapOffset() + r.size() > fileSize) {
+            throw new ProtocolException(what + ": mmap offset 0x" + Long.toHexString(r.mmapOffset())
+                    + " + size points past the end of its fd (0x" + Long.toHexString(fileSize) + " bytes)");
+        }
+    }
+
+    /**
+     * Size of the file behind a received fd. stat through /proc/self/fd follows the descriptor to
+     * the memfd/hugetlbfs inode, so this needs no extra syscall binding. Mapping past the end of the
+     * file would succeed and then SIGBUS the whole process on first touch: this check is what keeps
+     * a bad front-end from killing other devices.
+     */
+    private static long fileSize(int fd, String what) throws ProtocolException {
+        try {
+            BasicFileAttributes a = Files.readAttributes(Path.of("/proc/self/fd/" + fd), BasicFileAttributes.class);
+            if (!a.isRegularFile()) {
+                throw new ProtocolException(what + ": fd is not a mappable file");
+            }
+            return a.size();
+        } catch (IOException e) {
+            throw new ProtocolException(what + ": cannot stat its fd: " + e.getMessage());
+        }
+    }
+
+    private static void checkNoOverlap(List<MemoryRegion> table) throws ProtocolException {
+        for (int i = 0; i < table.size(); i++) {
+            for (int j = i + 1; j < table.size(); j++) {
+                MemoryRegion a = table.get(i);
+                MemoryRegion b = table.get(j);
+                if (overlaps(a.guestPhysAddr(), a.size(), b.guestPhysAddr(), b.size())) {
+                    throw new ProtocolException("regions overlap in guest-physical space: 0x"
+                            + Long.toHexString(a.guestPhysAddr()) + " and 0x" + Long.toHexString(b.guestPhysAddr()));
+                }
+                if (overlaps(a.userAddr(), a.size(), b.userAddr(), b.size())) {
+                    throw new ProtocolException("regions overlap in front-end address space: 0x"
+                            + Long.toHexString(a.userAddr()) + " and 0x" + Long.toHexString(b.userAddr()));
+                }
+            }
+        }
+    }
+
+    /** Unsigned [a, a+alen) ∩ [b, b+blen) ≠ ∅ for ranges known not to wrap. */
+    private static boolean overlaps(long a, long alen, long b, long blen) {
+        return Long.compareUnsigned(a, b + blen - 1) <= 0 && Long.compareUnsigned(b, a + alen - 1) <= 0;
+    }
+
+    /** True if [addr, addr+len) lies wholly in one region's front-end address range. */
+    private boolean userRangeMapped(long addr, long len) {
+        return memory != null && memory.uvaToHost(addr, len) != GuestMemory.NO_ADDR;
+    }
+
+    // ------------------------------------------------------------------ rings
+
+    private void setVringNum() throws ProtocolException {
+        expect(STATE_SIZE, 0);
+        int q = ringIndex(codec.payloadInt(STATE_INDEX_OFFSET));
+        int num = codec.payloadInt(STATE_NUM_OFFSET);
+        if (num < 1 || num > MAX_RING_SIZE || Integer.bitCount(num) != 1) {
+            throw new ProtocolException("ring " + q + ": size " + Integer.toUnsignedString(num)
+                    + " is not a power of two in [1, " + MAX_RING_SIZE + "]");
+        }
+        if (rings[q].started) {
+            throw new ProtocolException("ring " + q + " is running; stop it with GET_VRING_BASE first");
+        }
+        rings[q].size = num;
+    }
+
+    private void setVringBase() throws ProtocolException {
+        expect(STATE_SIZE, 0);
+        int q = ringIndex(codec.payloadInt(STATE_INDEX_OFFSET));
+        int num = codec.payloadInt(STATE_NUM_OFFSET);
+        if (num < 0 || num > 0xffff) {
+            throw new ProtocolException("ring " + q + ": base " + Integer.toUnsignedString(num) + " exceeds 16 bits");
+        }
+        if (rings[q].started) {
+            throw new ProtocolException("ring " + q + " is running; stop it with GET_VRING_BASE first");
+        }
+        rings[q].base = num;
+    }
+
+    private void getVringBase() throws ProtocolException, VhostUserCodec.StreamException {
+        expect(STATE_SIZE, 0);
+        int q = ringIndex(codec.payloadInt(STATE_INDEX_OFFSET));
+        Vring r = rings[q];
+        stopRing(q);
+        // The ring needs a new kick (fd or NOFD) before it starts again.
+        VhostUserCodec.closeQuietly(r.kickFd);
+        r.kickFd = -1;
+        r.kickSet = false;
+        MemorySegment p = codec.txPayload();
+        p.set(U32, STATE_INDEX_OFFSET, q);
+        p.set(U32, STATE_NUM_OFFSET, r.base);
+        codec.reply(STATE_SIZE);
+        LOG.log(Level.DEBUG, "{0}: ring {1} stopped at {2}", name, q, r.base);
+    }
+
+    private void stopRing(int q) {
+        Vring r = rings[q];
+        if (r.started) {
+            r.started = false;
+            r.base = backend.stopRing(q) & 0xffff;
+        }
+    }
+
+    private void setVringAddr() throws ProtocolException {
+        expect(ADDR_SIZE, 0);
+        int q = ringIndex(codec.payloadInt(ADDR_INDEX_OFFSET));
+        int flags = codec.payloadInt(ADDR_FLAGS_OFFSET);
+        long desc = codec.payloadLong(ADDR_DESC_OFFSET);
+        long used = codec.payloadLong(ADDR_USED_OFFSET);
+        long avail = codec.payloadLong(ADDR_AVAIL_OFFSET);
+        long log = codec.payloadLong(ADDR_LOG_OFFSET);
+        if (flags != 0) {
+            throw new ProtocolException("ring " + q + ": flags 0x" + Integer.toHexString(flags)
+                    + " (dirty logging is not offered)");
+        }
+        if ((desc & (DESC_ALIGN - 1)) != 0 || (avail & (AVAIL_ALIGN - 1)) != 0 || (used & (USED_ALIGN - 1)) != 0) {
+            throw new ProtocolException("ring " + q + ": misaligned ring addresses desc=0x" + Long.toHexString(desc)
+                    + " avail=0x" + Long.toHexString(avail) + " used=0x" + Long.toHexString(used));
+        }
+        Vring r = rings[q];
+        if (memory != null && r.size > 0) {
+            checkRingMapped(q, r.size, desc, avail, used);
+        }
+        boolean restart = r.started;
+        if (restart) {
+            // QEMU re-sends addresses on a running ring (e.g. when toggling logging): stop, update, restart.
+            stopRing(q);
+        }
+        r.desc = desc;
+        r.used = used;
+        r.avail = avail;
+        r.log = log;
+        r.addrFlags = flags;
+        r.addrSet = true;
+        maybeStart(q);
+    }
+
+    private void checkRingMapped(int q, int size, long desc, long avail, long used) throws ProtocolException {
+        int trailer = VirtioFeatures.has(ackedFeatures, VirtioFeatures.RING_F_EVENT_IDX) ? EVENT_TRAILER : 0;
+        if (!userRangeMapped(desc, (long) DESC_SIZE * size)) {
+            throw new ProtocolException("ring " + q + ": descriptor table 0x" + Long.toHexString(desc)
+                    + " is not inside the memory table");
+        }
+        if (!userRangeMapped(avail, AVAIL_HEADER + (long) AVAIL_ELEM * size + trailer)) {
+            throw new ProtocolException("ring " + q + ": available ring 0x" + Long.toHexString(avail)
+                    + " is not inside the memory table");
+        }
+        if (!userRangeMapped(used, USED_HEADER + (long) USED_ELEM * size + trailer)) {
+            throw new ProtocolException("ring " + q + ": used ring 0x" + Long.toHexString(used)
+                    + " is not inside the memory table");
+        }
+    }
+
+    private void setVringFd(int req) throws ProtocolException {
+        if (codec.size() != U64_SIZE) {
+            throw new ProtocolException("payload size " + codec.size() + ", expected " + U64_SIZE);
+        }
+        long u = codec.payloadLong(0);
+        if ((u & ~(VRING_IDX_MASK | VRING_NOFD_MASK)) != 0) {
+            throw new ProtocolException("unknown bits in 0x" + Long.toHexString(u));
+        }
+        int q = ringIndex(u & VRING_IDX_MASK);
+        boolean nofd = (u & VRING_NOFD_MASK) != 0;
+        int wantFds = nofd ? 0 : 1;
+        if (codec.fdCount() != wantFds) {
+            throw new ProtocolException(codec.fdCount() + " fds attached, expected " + wantFds
+                    + (nofd ? " (NOFD flag set)" : ""));
+        }
+        Vring r = rings[q];
+        switch (req) {
+            case SET_VRING_KICK -> {
+                if (memory != null && r.size > 0 && r.addrSet) {
+                    checkRingMapped(q, r.size, r.desc, r.avail, r.used);
+                }
+                stopRing(q); // a new kick fd on a running ring: restart with it
+                int fd = nofd ? -1 : codec.takeFd(0);
+                VhostUserCodec.closeQuietly(r.kickFd);
+                r.kickFd = fd;
+                r.kickSet = true;
+                maybeStart(q);
+            }
+            case SET_VRING_CALL -> {
+                int fd = nofd ? -1 : codec.takeFd(0);
+                int old = r.callFd;
+                r.callFd = fd;
+                if (r.started) {
+                    backend.setCallFd(q, fd);
+                }
+                VhostUserCodec.closeQuietly(old);
+            }
+            default -> {
+                int fd = nofd ? -1 : codec.takeFd(0);
+                int old = r.errFd;
+                r.errFd = fd;
+                if (r.started) {
+                    backend.setErrFd(q, fd);
+                }
+                VhostUserCodec.closeQuietly(old);
+            }
+        }
+    }
+
+    private void setEnabled(int q, boolean on) {
+        Vring r = rings[q];
+        r.enabled = on;
+        if (r.started) {
+            backend.setRingEnabled(q, effectiveEnabled(r));
+        }
+    }
+
+    private boolean effectiveEnabled(Vring r) {
+        return !protocolNegotiated() || r.enabled;
+    }
+
+    private boolean canStart(Vring r) {
+        return !r.started && r.kickSet && r.addrSet && r.size > 0 && memory != null;
+    }
+
+    private void maybeStart(int q) throws ProtocolException {
+        Vring r = rings[q];
+        if (!canStart(r)) {
+            return;
+        }
+        checkRingMapped(q, r.size, r.desc, r.avail, r.used);
+        backend.startRing(new RingConfig(q, r.size, r.desc, r.avail, r.used, r.log, r.addrFlags, r.base, r.kickFd,
+                r.callFd, r.errFd, effectiveEnabled(r), ackedFeatures, memory));
+        r.started = true;
+        LOG.log(Level.DEBUG, "{0}: ring {1} started (size {2}, base {3}, {4}, {5})", name, q, r.size, r.base,
+                r.kickFd < 0 ? "polled" : "kicked", effectiveEnabled(r) ? "enabled" : "disabled");
+    }
+
+    /** After a new memory table, rings that only waited for memory start now (if their addresses map). */
+    private void startPendingRings() {
+        for (int q = 0; q < rings.length; q++) {
+            if (canStart(rings[q])) {
+                try {
+                    maybeStart(q);
+                } catch (ProtocolException | IllegalArgumentException e) {
+                    LOG.log(Level.WARNING, "{0}: ring {1} stays stopped: {2}", name, q, e.getMessage());
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ config space
+
+    private void getConfig() throws ProtocolException, VhostUserCodec.StreamException {
+        int size = codec.size();
+        String bad = null;
+        int off = 0;
+        int len = 0;
+        if ((offeredProtocol & (1L << PROTOCOL_F_CONFIG)) == 0) {
+            bad = "CONFIG protocol feature not offered";
+        } else if (codec.fdCount() != 0) {
+            bad = codec.fdCount() + " fds attached";
+        } else if (size < CONFIG_PAYLOAD_OFFSET) {
+            bad = "payload size " + size + " shorter than the config header";
+        } else {
+            off = codec.payloadInt(CONFIG_OFFSET_OFFSET);
+            len = codec.payloadInt(CONFIG_SIZE_OFFSET);
+            if (len < 0 || len > CONFIG_MAX_SIZE || size != CONFIG_PAYLOAD_OFFSET + len) {
+                bad = "config size " + Integer.toUnsignedString(len) + " does not match payload size " + size;
+            } else if (off < 0 || off > CONFIG_MAX_SIZE - len) {
+                bad = "config range " + Integer.toUnsignedString(off) + "+" + len + " outside the config space";
+            }
+        }
+        if (bad != null) {
+            // The spec's error answer for GET_CONFIG is a reply with an empty payload.
+            LOG.log(Level.WARNING, "{0}: GET_CONFIG rejected: {1}", name, bad);
+            codec.reply(0);
+            return;
+        }
+        MemorySegment space = configSpace();
+        MemorySegment p = codec.txPayload();
+        p.set(U32, CONFIG_OFFSET_OFFSET, off);
+        p.set(U32, CONFIG_SIZE_OFFSET, len);
+        p.set(U32, CONFIG_FLAGS_OFFSET, codec.payloadInt(CONFIG_FLAGS_OFFSET));
+        MemorySegment.copy(space, off, p, CONFIG_PAYLOAD_OFFSET, len);
+        codec.reply(CONFIG_PAYLOAD_OFFSET + len);
+    }
+
+    /** The device config space: virtio_net_config followed by zeros up to the protocol's maximum. */
+    private MemorySegment configSpace() {
+        MemorySegment space = MemorySegment.ofArray(new byte[CONFIG_MAX_SIZE]);
+        backend.config().writeTo(space);
+        return space;
+    }
+
+    private void setConfig() throws ProtocolException {
+        requireProtocol(PROTOCOL_F_CONFIG, SET_CONFIG);
+        int size = codec.size();
+        if (codec.fdCount() != 0) {
+            throw new ProtocolException(codec.fdCount() + " fds attached, expected 0");
+        }
+        if (size < CONFIG_PAYLOAD_OFFSET) {
+            throw new ProtocolException("payload size " + size + " shorter than the config header");
+        }
+        int off = codec.payloadInt(CONFIG_OFFSET_OFFSET);
+        int len = codec.payloadInt(CONFIG_SIZE_OFFSET);
+        int flags = codec.payloadInt(CONFIG_FLAGS_OFFSET);
+        if (len < 0 || len > CONFIG_MAX_SIZE || size != CONFIG_PAYLOAD_OFFSET + len) {
+            throw new ProtocolException("config size " + Integer.toUnsignedString(len) + " does not match payload size "
+                    + size);
+        }
+        if (off < 0 || off > CONFIG_MAX_SIZE - len) {
+            throw new ProtocolException("config range " + Integer.toUnsignedString(off) + "+" + len
+                    + " outside the config space");
+        }
+        if (flags != CONFIG_FLAG_WRITABLE && flags != CONFIG_FLAG_MIGRATION) {
+            throw new ProtocolException("config flags " + Integer.toUnsignedString(flags) + " unknown");
+        }
+        MemorySegment before = configSpace();
+        MemorySegment after = MemorySegment.ofArray(before.toArray(ValueLayout.JAVA_BYTE));
+        MemorySegment.copy(codec.payload(), CONFIG_PAYLOAD_OFFSET, after, off, len);
+        // Only the MAC is driver-writable in virtio-net config space; every other byte must be unchanged.
+        long firstDiff = before.asSlice(VirtioNetConfig.MAC_LENGTH).mismatch(after.asSlice(VirtioNetConfig.MAC_LENGTH));
+        if (firstDiff >= 0) {
+            throw new ProtocolException("write to read-only config byte " + (firstDiff + VirtioNetConfig.MAC_LENGTH));
+        }
+        if (before.asSlice(0, VirtioNetConfig.MAC_LENGTH).mismatch(after.asSlice(0, VirtioNetConfig.MAC_LENGTH)) >= 0) {
+            byte[] mac = after.asSlice(0, VirtioNetConfig.MAC_LENGTH).toArray(ValueLayout.JAVA_BYTE);
+            if (!backend.setMac(mac)) {
+                throw new ProtocolException("device refused MAC " + VirtioNetConfig.formatMac(mac));
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ reset / close
+
+    /** RESET_DEVICE: back to the state after SET_OWNER (ownership and protocol features stay). */
+    private void resetDeviceState() {
+        for (int q = 0; q < rings.length; q++) {
+            try {
+                stopRing(q);
+            } catch (RuntimeException e) {
+                LOG.log(Level.ERROR, name + ": stopping ring " + q + " failed", e);
+            }
+        }
+        try {
+            backend.reset();
+        } catch (RuntimeException e) {
+            LOG.log(Level.ERROR, name + ": device reset failed", e);
+        }
+        for (int q = 0; q < rings.length; q++) {
+            Vring r = rings[q];
+            VhostUserCodec.closeQuietly(r.kickFd);
+            VhostUserCodec.closeQuietly(r.callFd);
+            VhostUserCodec.closeQuietly(r.errFd);
+            rings[q] = new Vring();
+        }
+        GuestMemory old = memory;
+        memory = null;
+        if (old != null) {
+            try {
+                old.close();
+            } catch (RuntimeException e) {
+                LOG.log(Level.ERROR, name + ": unmapping guest memory failed", e);
+            }
+        }
+        ackedFeatures = 0;
+    }
+
+    /** Ends the session: stops rings, resets the device, unmaps memory, closes every fd including the socket. */
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        resetDeviceState();
+        codec.close();
+        VhostUserCodec.closeQuietly(socketFd);
+    }
+
+    /** For tests and logs: whether ring {@code q} is running. */
+    public boolean ringStarted(int q) {
+        return rings[q].started;
+    }
+
+    public boolean owner() {
+        return owner;
+    }
+
+    public String name() {
+        return name;
+    }
+}

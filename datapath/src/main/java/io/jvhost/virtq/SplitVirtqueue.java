@@ -1,0 +1,549 @@
+package io.jvhost.virtq;
+
+import io.jvhost.memory.GuestMemory;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.VarHandle;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
+
+/**
+ * Device side of one split virtqueue (virtio 1.x §2.7): takes descriptor chains the driver made
+ * available, turns them into iovecs pointing into guest memory, returns them as used and decides
+ * when the driver wants a call (interrupt).
+ *
+ * <h2>Hostile driver</h2>
+ * Every guest-controlled value is validated before it is used: head and next indices against the
+ * queue (or indirect table) size, chain length against the table size (loops), indirect tables
+ * (one level, length a non-zero multiple of 16, bounded, inside one region, not combined with
+ * NEXT, only when negotiated), buffer address ranges against the guest memory table (with 64-bit
+ * overflow checks), readable-after-writable ordering, {@code avail.idx} jumps larger than the
+ * queue, and chains longer than the iovec array. A violation marks the queue broken
+ * ({@link #brokenReason()}, logged once, counted, the broken handler is called once) and
+ * {@link #next} returns {@link #BROKEN} from then on. Nothing outside the guest's regions is ever
+ * read or written; each descriptor is read exactly once into locals (no double fetch).
+ *
+ * <h2>Memory order</h2>
+ * <ul>
+ *   <li>{@code avail.idx} is acquire-loaded before any ring entry or descriptor is read
+ *       ({@link VringAvail#idxAcquire}).</li>
+ *   <li>Used elements are written with plain stores, then {@code used.idx} is release-stored
+ *       ({@link VringUsed#idxRelease}) by {@link #publishUsed()}.</li>
+ *   <li>{@link #needsCall()} issues a full fence between the release of {@code used.idx} and the
+ *       load of {@code used_event}/{@code flags}; {@link #enableNotification()} issues one between
+ *       the store of {@code avail_event}/{@code flags} and the re-load of {@code avail.idx}. Both
+ *       are store→load orderings that acquire/release cannot give; without them both sides can
+ *       go to sleep (lost wake-up).</li>
+ * </ul>
+ *
+ * <h2>Threading</h2>
+ * Owned by one queue-pair worker thread: every method except {@link #brokenReason()},
+ * {@link #brokenMessage()} and {@link #errorCount()} must be called from that thread, or from the
+ * control thread while no worker runs the queue. Lock-free, allocation-free on the hot path
+ * ({@link #next}, {@link #addUsed}, {@link #publishUsed}, {@link #needsCall},
+ * {@link #enableNotification}, {@link #disableNotification}).
+ */
+public final class SplitVirtqueue {
+
+    /** {@link #next} result: a chain was taken. */
+    public static final int CHAIN = 1;
+    /** {@link #next} result: nothing available (or the queue is stopped). */
+    public static final int NONE = 0;
+    /** {@link #next} result: the queue is broken. */
+    public static final int BROKEN = -1;
+
+    /** Process-wide count of queues marked broken. */
+    private static final AtomicLong BROKEN_QUEUES = new AtomicLong();
+    private static final System.Logger LOG = System.getLogger(SplitVirtqueue.class.getName());
+
+    private final String name;
+
+    private int size;
+    private int mask;
+    private MemorySegment desc;
+    private MemorySegment avail;
+    private MemorySegment used;
+    private GuestMemory memory = GuestMemory.empty();
+    private long descUva;
+    private long availUva;
+    private long usedUva;
+    private boolean ringsFromUva;
+
+    private boolean eventIdx;
+    private boolean indirect;
+    private int maxIndirectEntries;
+
+    private boolean started;
+    /** Next avail slot to take (16-bit, free running). */
+    private int lastAvailIdx;
+    /** Last value of avail.idx we acquire-loaded. */
+    private int shadowAvailIdx;
+    /** Next used slot to write (16-bit), ahead of {@link #publishedUsedIdx} while a batch is open. */
+    private int usedIdx;
+    /** Last value release-stored to used.idx. */
+    private int publishedUsedIdx;
+    /** used.idx at the last call decision. */
+    private int signalledUsedIdx;
+    private boolean signalledValid;
+
+    private volatile VirtqError brokenReason;
+    private volatile String brokenMessage;
+    private final AtomicLong errorCount = new AtomicLong();
+    private Consumer<SplitVirtqueue> brokenHandler;
+
+    /** @param name used in log lines, e.g. "vhost0 rx0" */
+    public SplitVirtqueue(String name) {
+        this.name = name;
+    }
+
+    /** Process-wide number of queues that were marked broken. */
+    public static long brokenQueues() {
+        return BROKEN_QUEUES.get();
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Configuration (control path; queue stopped)
+
+    /** Sets the queue size (a power of two, 1..32768). */
+    public void setSize(int queueSize) {
+        this.size = VringDesc.checkQueueSize(queueSize);
+        this.mask = queueSize - 1;
+        this.maxIndirectEntries = Math.max(queueSize, Chain.UIO_MAXIOV);
+    }
+
+    public int size() {
+        return size;
+    }
+
+    /** Sets the negotiated features; only the ring bits matter here. */
+    public void setFeatures(long features) {
+        this.eventIdx = VirtqFeatures.has(features, VirtqFeatures.RING_F_EVENT_IDX);
+        this.indirect = VirtqFeatures.has(features, VirtqFeatures.RING_F_INDIRECT_DESC);
+    }
+
+    public boolean eventIdx() {
+        return eventIdx;
+    }
+
+    public boolean indirect() {
+        return indirect;
+    }
+
+    /** Called once, from the worker thread, when the queue becomes broken (signal the error eventfd here). */
+    public void setBrokenHandler(Consumer<SplitVirtqueue> handler) {
+        this.brokenHandler = handler;
+    }
+
+    /**
+     * Uses already-mapped ring areas (tests, in-process driver). Sizes must match
+     * {@link #size()}: desc {@link VringDesc#tableSize}, avail {@link VringAvail#sizeOf},
+     * used {@link VringUsed#sizeOf}; alignment as the spec requires.
+     *
+     * @throws IllegalArgumentException on a size or alignment mismatch
+     */
+    public void setRings(MemorySegment descTable, MemorySegment availRing, MemorySegment usedRing) {
+        requireSize();
+        checkRing("desc", descTable, VringDesc.tableSize(size), VringDesc.ALIGN);
+        checkRing("avail", availRing, VringAvail.sizeOf(size), VringAvail.ALIGN);
+        checkRing("used", usedRing, VringUsed.sizeOf(size), VringUsed.ALIGN);
+        this.desc = descTable;
+        this.avail = availRing;
+        this.used = usedRing;
+        this.ringsFromUva = false;
+    }
+
+    /**
+     * Sets the guest memory table used to translate descriptor addresses and, when the rings were
+     * given as front-end addresses, re-translates them (a new table after SET_MEM_TABLE /
+     * ADD_MEM_REG / REM_MEM_REG). Call on the worker when it switches tables.
+     *
+     * @return false (and the queue marked broken) when the rings are no longer inside the table
+     */
+    public boolean setMemory(GuestMemory table) {
+        this.memory = table;
+        if (ringsFromUva) {
+            return translateRings();
+        }
+        return true;
+    }
+
+    public GuestMemory memory() {
+        return memory;
+    }
+
+    /**
+     * Sets ring addresses as front-end virtual addresses ({@code SET_VRING_ADDR}) and translates
+     * them with the current memory table.
+     *
+     * @return false (and the queue marked broken) when a ring is outside memory or misaligned
+     */
+    public boolean setAddresses(long descUserAddr, long availUserAddr, long usedUserAddr) {
+        requireSize();
+        this.descUva = descUserAddr;
+        this.availUva = availUserAddr;
+        this.usedUva = usedUserAddr;
+        this.ringsFromUva = true;
+        return translateRings();
+    }
+
+    private boolean translateRings() {
+        GuestMemory m = memory;
+        MemorySegment d = m.uvaToSegment(descUva, VringDesc.tableSize(size));
+        MemorySegment a = m.uvaToSegment(availUva, VringAvail.sizeOf(size));
+        MemorySegment u = m.uvaToSegment(usedUva, VringUsed.sizeOf(size));
+        if (d == null || a == null || u == null
+                || d.address() % VringDesc.ALIGN != 0 || a.address() % VringAvail.ALIGN != 0
+                || u.address() % VringUsed.ALIGN != 0) {
+            fail(VirtqError.BAD_RING_ADDRESS, "rings desc=0x" + Long.toHexString(descUva) + " avail=0x"
+                    + Long.toHexString(availUva) + " used=0x" + Long.toHexString(usedUva) + " size=" + size
+                    + " not inside one region each / misaligned");
+            return false;
+        }
+        this.desc = d;
+        this.avail = a;
+        this.used = u;
+        return true;
+    }
+
+    /** {@code SET_VRING_BASE}: the next avail index to process. */
+    public void setBase(int base) {
+        this.lastAvailIdx = base & 0xffff;
+        this.shadowAvailIdx = lastAvailIdx;
+    }
+
+    /** {@code GET_VRING_BASE}: the next avail index to process. */
+    public int base() {
+        return lastAvailIdx;
+    }
+
+    /**
+     * Starts processing: the device's used index is taken from {@code used.idx} in the ring (the
+     * driver initialises it; after a stop every taken chain has been returned).
+     */
+    public void start() {
+        if (desc == null) {
+            throw new IllegalStateException(name + ": rings not set");
+        }
+        int u = Short.toUnsignedInt(used.get(VringDesc.LE_SHORT, VringUsed.IDX_OFFSET));
+        this.usedIdx = u;
+        this.publishedUsedIdx = u;
+        this.signalledUsedIdx = u;
+        this.signalledValid = false;
+        this.started = true;
+    }
+
+    /** Stops processing ({@code GET_VRING_BASE}); returns the base. Publishes any open used batch first. */
+    public int stop() {
+        if (started) {
+            publishUsed();
+        }
+        this.started = false;
+        return lastAvailIdx;
+    }
+
+    public boolean started() {
+        return started;
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Hot path
+
+    /**
+     * Takes the next available chain into {@code chain}.
+     *
+     * @return {@link #CHAIN}, {@link #NONE} (nothing available or stopped) or {@link #BROKEN}
+     */
+    public int next(Chain chain) {
+        if (brokenReason != null) {
+            return BROKEN;
+        }
+        if (!started) {
+            return NONE;
+        }
+        int last = lastAvailIdx;
+        if (last == shadowAvailIdx) {
+            // acquire: ring entries and descriptors the driver wrote before its release of idx are visible below
+            int idx = VringAvail.idxAcquire(avail);
+            if (((idx - last) & 0xffff) > size) {
+                return fail(VirtqError.AVAIL_INDEX_JUMP, "avail.idx=" + idx + " last_avail=" + last + " size=" + size);
+            }
+            shadowAvailIdx = idx;
+            if (idx == last) {
+                return NONE;
+            }
+        }
+        int head = VringAvail.ring(avail, last & mask);
+        chain.reset();
+        if (head >= size) {
+            return fail(VirtqError.HEAD_OUT_OF_RANGE, "head " + head + " >= size " + size + " at avail " + last);
+        }
+        int r = walk(chain, head);
+        if (r != CHAIN) {
+            return r;
+        }
+        chain.head = head;
+        lastAvailIdx = (last + 1) & 0xffff;
+        return CHAIN;
+    }
+
+    /**
+     * Number of chains the driver has made available that {@link #next} has not taken yet
+     * (acquire-loads avail.idx). Does not validate; {@link #next} does.
+     */
+    public int pending() {
+        if (!started || brokenReason != null) {
+            return 0;
+        }
+        return (VringAvail.idxAcquire(avail) - lastAvailIdx) & 0xffff;
+    }
+
+    /** Gives back the last {@code n} chains taken by {@link #next} (not yet used), e.g. when a mergeable RX frame does not fit. */
+    public void rewind(int n) {
+        lastAvailIdx = (lastAvailIdx - n) & 0xffff;
+    }
+
+    private int walk(Chain c, int head) {
+        final GuestMemory m = memory;
+        MemorySegment table = desc;
+        long tableBase = 0;
+        int limit = size;
+        boolean inIndirect = false;
+        boolean sawWritable = false;
+        int i = head;
+        int count = 0;
+        while (true) {
+            if (++count > limit) {
+                return fail(VirtqError.CHAIN_LOOP, "chain from head " + head + " longer than " + limit
+                        + (inIndirect ? " (indirect)" : ""));
+            }
+            long off = tableBase + (long) i * VringDesc.SIZE;
+            // Each field is read exactly once; every check below uses these locals (no double fetch).
+            final long addr = VringDesc.addr(table, off);
+            final int len = VringDesc.len(table, off);
+            final int flags = VringDesc.flags(table, off);
+            final int next = VringDesc.next(table, off);
+
+            if ((flags & VringDesc.F_INDIRECT) != 0) {
+                if (!indirect) {
+                    return fail(VirtqError.INDIRECT_NOT_NEGOTIATED, "indirect descriptor " + i + " (head " + head + ")");
+                }
+                if (inIndirect) {
+                    return fail(VirtqError.NESTED_INDIRECT, "indirect inside indirect table (head " + head + ")");
+                }
+                if ((flags & VringDesc.F_NEXT) != 0) {
+                    return fail(VirtqError.INDIRECT_WITH_NEXT, "indirect descriptor " + i + " has NEXT (head " + head + ")");
+                }
+                long tableLen = Integer.toUnsignedLong(len);
+                if (tableLen == 0 || tableLen % VringDesc.SIZE != 0
+                        || tableLen / VringDesc.SIZE > maxIndirectEntries) {
+                    return fail(VirtqError.INDIRECT_BAD_LENGTH, "indirect table length " + tableLen + " (head " + head + ")");
+                }
+                int region = m.findGpa(addr);
+                if (region < 0 || m.gpaToHost(addr, tableLen) == GuestMemory.NO_ADDR) {
+                    return fail(VirtqError.INDIRECT_OUTSIDE_MEMORY, "indirect table gpa=0x" + Long.toHexString(addr)
+                            + " len=" + tableLen + " (head " + head + ")");
+                }
+                table = m.regionSegment(region);
+                tableBase = addr - m.regionGpaFirst(region);
+                limit = (int) (tableLen / VringDesc.SIZE);
+                inIndirect = true;
+                i = 0;
+                count = 0;
+                continue;
+            }
+
+            c.descriptorCount++;
+            boolean write = (flags & VringDesc.F_WRITE) != 0;
+            if (write) {
+                sawWritable = true;
+            } else if (sawWritable) {
+                return fail(VirtqError.READABLE_AFTER_WRITABLE, "readable descriptor " + i + " after writable (head " + head + ")");
+            }
+            if (len != 0) {
+                int r = addPieces(c, m, addr, Integer.toUnsignedLong(len), write, head);
+                if (r != CHAIN) {
+                    return r;
+                }
+            }
+            if ((flags & VringDesc.F_NEXT) == 0) {
+                return CHAIN;
+            }
+            if (next >= limit) {
+                return fail(VirtqError.NEXT_OUT_OF_RANGE, "next " + next + " >= " + limit + " (head " + head + ")");
+            }
+            i = next;
+        }
+    }
+
+    /** Splits {@code [addr, addr+len)} (len &gt; 0) at region boundaries into iovecs. */
+    private int addPieces(Chain c, GuestMemory m, long addr, long len, boolean write, int head) {
+        if (Long.compareUnsigned(addr + len - 1, addr) < 0) {
+            return fail(VirtqError.BUFFER_OUTSIDE_MEMORY, "buffer gpa=0x" + Long.toHexString(addr) + " len=" + len
+                    + " overflows 64 bits (head " + head + ")");
+        }
+        while (len != 0) {
+            int region = m.findGpa(addr);
+            if (region < 0) {
+                return fail(VirtqError.BUFFER_OUTSIDE_MEMORY, "buffer piece gpa=0x" + Long.toHexString(addr) + " len="
+                        + len + " outside guest memory (head " + head + ")");
+            }
+            // regions are < 2^63 bytes, so last - addr + 1 is a positive long
+            long room = m.regionGpaLast(region) - addr + 1;
+            long piece = Math.min(len, room);
+            long host = m.regionHostAddr(region) + (addr - m.regionGpaFirst(region));
+            boolean ok = write ? c.addWritable(host, piece) : c.addReadable(host, piece);
+            if (!ok) {
+                return fail(VirtqError.IOV_OVERFLOW, "chain needs more than " + c.capacity() + " iovecs (head " + head + ")");
+            }
+            addr += piece;
+            len -= piece;
+        }
+        return CHAIN;
+    }
+
+    /**
+     * Writes a used element for chain {@code head} with {@code len} bytes written into its
+     * writable part (0 for TX chains and for dropped frames). Not visible to the driver until
+     * {@link #publishUsed()}.
+     */
+    public void addUsed(int head, int len) {
+        VringUsed.putElem(used, usedIdx & mask, head, len);
+        usedIdx = (usedIdx + 1) & 0xffff;
+    }
+
+    /** Release-stores {@code used.idx}, publishing every element added since the last publish. */
+    public void publishUsed() {
+        int u = usedIdx;
+        if (u != publishedUsedIdx) {
+            // release: the used elements written above become visible before the new index
+            VringUsed.idxRelease(used, u);
+            publishedUsedIdx = u;
+        }
+    }
+
+    /** {@link #addUsed} + {@link #publishUsed}. */
+    public void pushUsed(int head, int len) {
+        addUsed(head, len);
+        publishUsed();
+    }
+
+    /**
+     * Whether the driver wants a call for what was published since the last decision: with
+     * EVENT_IDX, whether {@code used.idx} crossed {@code used_event}; without, whether
+     * VRING_AVAIL_F_NO_INTERRUPT is clear. Call after {@link #publishUsed()}, once per batch.
+     */
+    public boolean needsCall() {
+        int now = publishedUsedIdx;
+        int old = signalledUsedIdx;
+        if (signalledValid && now == old) {
+            return false;
+        }
+        // full fence (store->load): our release of used.idx must be visible before we read the
+        // driver's used_event/flags, else the driver can re-arm after reading the old used.idx
+        // and we skip the call: a lost wake-up (Linux: smp_mb() in vhost_notify).
+        VarHandle.fullFence();
+        boolean valid = signalledValid;
+        signalledUsedIdx = now;
+        signalledValid = true;
+        if (eventIdx) {
+            if (!valid) {
+                return true;
+            }
+            return VringUsed.needEvent(VringAvail.usedEvent(avail, size), now, old);
+        }
+        return (VringAvail.flags(avail) & VringAvail.F_NO_INTERRUPT) == 0;
+    }
+
+    /** Asks the driver not to kick: sets VRING_USED_F_NO_NOTIFY (without EVENT_IDX; with it, a stale avail_event already suppresses kicks). */
+    public void disableNotification() {
+        if (!eventIdx) {
+            VringUsed.setFlags(used, VringUsed.F_NO_NOTIFY);
+        }
+    }
+
+    /**
+     * Asks the driver to kick on the next available chain, then re-checks the ring.
+     *
+     * @return true when chains are available (the caller must process them instead of sleeping)
+     */
+    public boolean enableNotification() {
+        if (eventIdx) {
+            VringUsed.setAvailEvent(used, size, lastAvailIdx);
+        } else {
+            VringUsed.setFlags(used, 0);
+        }
+        // full fence (store->load): the avail_event/flags store must be visible before we
+        // re-read avail.idx, else the driver may read the old value, skip the kick, and we sleep
+        // on an index we read before it published: a lost wake-up (Linux: smp_mb() in vhost_enable_notify).
+        VarHandle.fullFence();
+        return VringAvail.idxAcquire(avail) != lastAvailIdx;
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Broken state
+
+    /** The reason this queue is broken, or null. Any thread. */
+    public VirtqError brokenReason() {
+        return brokenReason;
+    }
+
+    /** Detail of the first violation, or null. Any thread. */
+    public String brokenMessage() {
+        return brokenMessage;
+    }
+
+    /** Number of violations seen (1 once broken). Any thread. */
+    public long errorCount() {
+        return errorCount.get();
+    }
+
+    public boolean isBroken() {
+        return brokenReason != null;
+    }
+
+    /** Clears the broken state (device reset by the front-end). */
+    public void reset() {
+        brokenReason = null;
+        brokenMessage = null;
+        started = false;
+        lastAvailIdx = 0;
+        shadowAvailIdx = 0;
+    }
+
+    private int fail(VirtqError reason, String message) {
+        errorCount.incrementAndGet();
+        if (brokenReason == null) {
+            brokenMessage = message;
+            brokenReason = reason;
+            BROKEN_QUEUES.incrementAndGet();
+            LOG.log(System.Logger.Level.WARNING, "{0}: virtqueue broken by the driver: {1}: {2}", name, reason, message);
+            Consumer<SplitVirtqueue> h = brokenHandler;
+            if (h != null) {
+                h.accept(this);
+            }
+        }
+        return BROKEN;
+    }
+
+    private void requireSize() {
+        if (size == 0) {
+            throw new IllegalStateException(name + ": queue size not set");
+        }
+    }
+
+    private static void checkRing(String what, MemorySegment seg, long minSize, int align) {
+        if (seg.byteSize() < minSize) {
+            throw new IllegalArgumentException(what + " ring has " + seg.byteSize() + " bytes, needs " + minSize);
+        }
+        if (seg.address() % align != 0) {
+            throw new IllegalArgumentException(what + " ring at 0x" + Long.toHexString(seg.address())
+                    + " not aligned to " + align);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "SplitVirtqueue[" + name + " size=" + size + " lastAvail=" + lastAvailIdx + " used=" + usedIdx
+                + (brokenReason != null ? " BROKEN " + brokenReason : "") + "]";
+    }
+}

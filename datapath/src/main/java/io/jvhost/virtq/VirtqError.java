@@ -1,0 +1,36 @@
+package io.jvhost.virtq;
+
+/**
+ * Why a virtqueue was marked broken. Every reason is something only a buggy or hostile driver
+ * (guest) can cause; a broken queue stops processing and never touches memory outside the guest's
+ * regions. A buffer that is merely too small or too large for a frame is <em>not</em> listed:
+ * that frame is dropped and the chain returned with used length 0.
+ */
+public enum VirtqError {
+    /** A head index taken from the avail ring is &ge; the queue size. */
+    HEAD_OUT_OF_RANGE,
+    /** A {@code next} index is &ge; the queue size (or the indirect table's length). */
+    NEXT_OUT_OF_RANGE,
+    /** More descriptors in one chain than the table holds: a loop. */
+    CHAIN_LOOP,
+    /** An indirect descriptor inside an indirect table. */
+    NESTED_INDIRECT,
+    /** An indirect descriptor that also has NEXT set (the spec forbids it). */
+    INDIRECT_WITH_NEXT,
+    /** An indirect descriptor although VIRTIO_RING_F_INDIRECT_DESC was not negotiated. */
+    INDIRECT_NOT_NEGOTIATED,
+    /** Indirect table length zero, not a multiple of 16 or larger than allowed. */
+    INDIRECT_BAD_LENGTH,
+    /** Indirect table not inside one guest memory region. */
+    INDIRECT_OUTSIDE_MEMORY,
+    /** A buffer's address or address+length outside every region or overflowing 64 bits. */
+    BUFFER_OUTSIDE_MEMORY,
+    /** A device-readable descriptor after a device-writable one. */
+    READABLE_AFTER_WRITABLE,
+    /** {@code avail.idx} moved by more than the queue size since the last processed entry. */
+    AVAIL_INDEX_JUMP,
+    /** More buffer pieces in one chain than the iovec array holds. */
+    IOV_OVERFLOW,
+    /** Ring addresses outside guest memory or misaligned. */
+    BAD_RING_ADDRESS
+}

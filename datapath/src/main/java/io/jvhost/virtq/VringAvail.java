@@ -1,0 +1,96 @@
+package io.jvhost.virtq;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
+
+/**
+ * Layout of the split-ring driver area, {@code struct virtq_avail} (virtio 1.x §2.7.6):
+ * <pre>
+ *   le16 flags;              // VIRTQ_AVAIL_F_NO_INTERRUPT
+ *   le16 idx;                // free-running, wraps at 65536
+ *   le16 ring[queueSize];    // chain heads
+ *   le16 used_event;         // only with VIRTIO_RING_F_EVENT_IDX
+ * </pre>
+ * The driver writes ring entries, then release-stores {@code idx}; the device acquire-loads
+ * {@code idx} and only then reads ring entries: {@link #idxAcquire} / {@link #idxRelease} name that.
+ */
+public final class VringAvail {
+    public static final int ALIGN = 2;
+    public static final long FLAGS_OFFSET = 0;
+    public static final long IDX_OFFSET = 2;
+    public static final long RING_OFFSET = 4;
+    public static final int ELEMENT_SIZE = 2;
+
+    /** Driver asks the device not to interrupt (call) it; a hint, ignored with EVENT_IDX. */
+    public static final int F_NO_INTERRUPT = 1;
+
+    private static final ValueLayout.OfShort LE_SHORT = VringDesc.LE_SHORT;
+    /**
+     * Naturally aligned little-endian 16-bit layout for the fields both sides access concurrently:
+     * atomic VarHandle modes (acquire/release/opaque) need an aligned layout; the spec's ring
+     * alignment (checked when rings are set) guarantees the fields are 2-aligned.
+     */
+    private static final ValueLayout.OfShort LE_SHORT_ALIGNED = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle IDX = LE_SHORT_ALIGNED.varHandle();
+    /** Atomic access to the 16-bit event field and flags (read by the other side concurrently). */
+    private static final VarHandle SHORT = LE_SHORT_ALIGNED.varHandle();
+
+    private VringAvail() {
+    }
+
+    /** Bytes of the avail ring for {@code queueSize} entries, including {@code used_event}. */
+    public static long sizeOf(int queueSize) {
+        return RING_OFFSET + (long) ELEMENT_SIZE * queueSize + 2;
+    }
+
+    public static long ringOffset(int slot) {
+        return RING_OFFSET + (long) ELEMENT_SIZE * slot;
+    }
+
+    /** Offset of {@code used_event}, right after the ring. */
+    public static long usedEventOffset(int queueSize) {
+        return RING_OFFSET + (long) ELEMENT_SIZE * queueSize;
+    }
+
+    /** Acquire-load of {@code idx}: ring entries written before the driver's release are visible after. */
+    public static int idxAcquire(MemorySegment avail) {
+        return Short.toUnsignedInt((short) IDX.getAcquire(avail, IDX_OFFSET));
+    }
+
+    /** Release-store of {@code idx}: ring entries and descriptors written before become visible first. */
+    public static void idxRelease(MemorySegment avail, int idx) {
+        IDX.setRelease(avail, IDX_OFFSET, (short) idx);
+    }
+
+    /** Opaque (single-copy atomic, unordered) load of {@code flags}. */
+    public static int flags(MemorySegment avail) {
+        return Short.toUnsignedInt((short) SHORT.getOpaque(avail, FLAGS_OFFSET));
+    }
+
+    /** Opaque store of {@code flags} (driver). */
+    public static void setFlags(MemorySegment avail, int flags) {
+        SHORT.setOpaque(avail, FLAGS_OFFSET, (short) flags);
+    }
+
+    /** Plain read of ring slot {@code slot}; call after {@link #idxAcquire}. */
+    public static int ring(MemorySegment avail, int slot) {
+        return Short.toUnsignedInt(avail.get(LE_SHORT, ringOffset(slot)));
+    }
+
+    /** Plain write of ring slot {@code slot} (driver; published by {@link #idxRelease}). */
+    public static void setRing(MemorySegment avail, int slot, int head) {
+        avail.set(LE_SHORT, ringOffset(slot), (short) head);
+    }
+
+    /** Opaque load of {@code used_event} (callers fence as the protocol needs). */
+    public static int usedEvent(MemorySegment avail, int queueSize) {
+        return Short.toUnsignedInt((short) SHORT.getOpaque(avail, usedEventOffset(queueSize)));
+    }
+
+    /** Opaque store of {@code used_event} (driver). */
+    public static void setUsedEvent(MemorySegment avail, int queueSize, int value) {
+        SHORT.setOpaque(avail, usedEventOffset(queueSize), (short) value);
+    }
+}

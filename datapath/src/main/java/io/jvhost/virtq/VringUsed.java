@@ -1,0 +1,114 @@
+package io.jvhost.virtq;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
+
+/**
+ * Layout of the split-ring device area, {@code struct virtq_used} (virtio 1.x §2.7.8):
+ * <pre>
+ *   le16 flags;                       // VIRTQ_USED_F_NO_NOTIFY
+ *   le16 idx;                         // free-running, wraps at 65536
+ *   struct { le32 id; le32 len; } ring[queueSize];
+ *   le16 avail_event;                 // only with VIRTIO_RING_F_EVENT_IDX
+ * </pre>
+ * The device writes used elements, then release-stores {@code idx}; the driver acquire-loads it.
+ */
+public final class VringUsed {
+    public static final int ALIGN = 4;
+    public static final long FLAGS_OFFSET = 0;
+    public static final long IDX_OFFSET = 2;
+    public static final long RING_OFFSET = 4;
+    public static final int ELEMENT_SIZE = 8;
+    public static final long ELEM_ID_OFFSET = 0;
+    public static final long ELEM_LEN_OFFSET = 4;
+
+    /** Device asks the driver not to kick (notify) it; a hint, ignored with EVENT_IDX. */
+    public static final int F_NO_NOTIFY = 1;
+
+    private static final ValueLayout.OfShort LE_SHORT = VringDesc.LE_SHORT;
+    private static final ValueLayout.OfInt LE_INT = VringDesc.LE_INT;
+    /**
+     * Naturally aligned little-endian 16-bit layout for the fields both sides access concurrently:
+     * atomic VarHandle modes (acquire/release/opaque) need an aligned layout; the spec's ring
+     * alignment (checked when rings are set) guarantees the fields are 2-aligned.
+     */
+    private static final ValueLayout.OfShort LE_SHORT_ALIGNED = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle IDX = LE_SHORT_ALIGNED.varHandle();
+    private static final VarHandle SHORT = LE_SHORT_ALIGNED.varHandle();
+
+    private VringUsed() {
+    }
+
+    /** Bytes of the used ring for {@code queueSize} entries, including {@code avail_event}. */
+    public static long sizeOf(int queueSize) {
+        return RING_OFFSET + (long) ELEMENT_SIZE * queueSize + 2;
+    }
+
+    public static long elemOffset(int slot) {
+        return RING_OFFSET + (long) ELEMENT_SIZE * slot;
+    }
+
+    /** Offset of {@code avail_event}, right after the ring. */
+    public static long availEventOffset(int queueSize) {
+        return RING_OFFSET + (long) ELEMENT_SIZE * queueSize;
+    }
+
+    /** Acquire-load of {@code idx} (driver): used elements written before the device's release are visible after. */
+    public static int idxAcquire(MemorySegment used) {
+        return Short.toUnsignedInt((short) IDX.getAcquire(used, IDX_OFFSET));
+    }
+
+    /** Release-store of {@code idx} (device): used elements written before become visible first. */
+    public static void idxRelease(MemorySegment used, int idx) {
+        IDX.setRelease(used, IDX_OFFSET, (short) idx);
+    }
+
+    /** Opaque load of {@code flags}. */
+    public static int flags(MemorySegment used) {
+        return Short.toUnsignedInt((short) SHORT.getOpaque(used, FLAGS_OFFSET));
+    }
+
+    /** Opaque store of {@code flags} (device). */
+    public static void setFlags(MemorySegment used, int flags) {
+        SHORT.setOpaque(used, FLAGS_OFFSET, (short) flags);
+    }
+
+    /** Plain write of a used element (device; published by {@link #idxRelease}). */
+    public static void putElem(MemorySegment used, int slot, int id, int len) {
+        long off = elemOffset(slot);
+        used.set(LE_INT, off + ELEM_ID_OFFSET, id);
+        used.set(LE_INT, off + ELEM_LEN_OFFSET, len);
+    }
+
+    /** Plain read of a used element's id (driver; after {@link #idxAcquire}). */
+    public static int elemId(MemorySegment used, int slot) {
+        return used.get(LE_INT, elemOffset(slot) + ELEM_ID_OFFSET);
+    }
+
+    /** Plain read of a used element's length (driver; after {@link #idxAcquire}). */
+    public static int elemLen(MemorySegment used, int slot) {
+        return used.get(LE_INT, elemOffset(slot) + ELEM_LEN_OFFSET);
+    }
+
+    /** Opaque load of {@code avail_event}. */
+    public static int availEvent(MemorySegment used, int queueSize) {
+        return Short.toUnsignedInt((short) SHORT.getOpaque(used, availEventOffset(queueSize)));
+    }
+
+    /** Opaque store of {@code avail_event} (device). */
+    public static void setAvailEvent(MemorySegment used, int queueSize, int value) {
+        SHORT.setOpaque(used, availEventOffset(queueSize), (short) value);
+    }
+
+    /**
+     * {@code vring_need_event}: whether moving an index from {@code oldIdx} to {@code newIdx}
+     * crossed {@code eventIdx}, i.e. the other side asked to be notified when entry
+     * {@code eventIdx} is produced. All 16-bit, compared with wrap-around:
+     * {@code (u16)(new - event - 1) < (u16)(new - old)}.
+     */
+    public static boolean needEvent(int eventIdx, int newIdx, int oldIdx) {
+        return ((newIdx - eventIdx - 1) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
+    }
+}

@@ -1,0 +1,240 @@
+package io.jvhost.nativ;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import io.jvhost.nativ.gen.Linux;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandle;
+import java.util.Objects;
+
+/**
+ * File-descriptor I/O: read/write/readv/writev, close, O_NONBLOCK, dup, pipe.
+ *
+ * <p>Data calls return the byte count (≥ 0) or {@link #WOULD_BLOCK} when a non-blocking fd has
+ * nothing to give or no room (EAGAIN); EINTR is retried; any other errno throws a
+ * {@link NativeException} without stack trace. They allocate nothing.
+ *
+ * <p>Buffers and iovec arrays must be native segments. iovec entries hold raw addresses: the caller
+ * guarantees they point into live mappings for the duration of the call.
+ *
+ * <p>Thread-safe (errno is captured per thread); concurrent calls on one fd have the kernel's
+ * semantics.
+ */
+public final class Fds {
+    static {
+        // First, before any generated layout is touched: an implicit restricted call there would
+        // only warn and then let the module through, and we want a clear failure instead.
+        Native.checkNativeAccess();
+    }
+
+    /** "No progress, try later" (EAGAIN); a negative value so it can never be a byte count. */
+    public static final int WOULD_BLOCK = -Errno.EAGAIN;
+
+    public static final int O_RDWR = Linux.O_RDWR();
+    public static final int O_NONBLOCK = Linux.O_NONBLOCK();
+    public static final int O_CLOEXEC = Linux.O_CLOEXEC();
+
+    private static final int F_GETFL = Linux.F_GETFL();
+    private static final int F_SETFL = Linux.F_SETFL();
+    private static final int F_DUPFD_CLOEXEC = Linux.F_DUPFD_CLOEXEC();
+
+    private static final MethodHandle READ = Native.downcall("read",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG), false);
+    private static final MethodHandle WRITE = Native.downcall("write",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG), false);
+    private static final MethodHandle READV = Native.downcall("readv",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT), false);
+    private static final MethodHandle WRITEV = Native.downcall("writev",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT), false);
+    private static final MethodHandle CLOSE = Native.downcall("close",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT), false);
+    /* fcntl is variadic: the third argument is declared variadic so the ABI sets up the call right. */
+    private static final MethodHandle FCNTL = Native.downcall("fcntl",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT), true, Linker.Option.firstVariadicArg(2));
+    private static final MethodHandle PIPE2 = Native.downcall("pipe2",
+            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT), true);
+
+    private Fds() {
+    }
+
+    /** {@code read(fd, buf, len)}: bytes read (0 = EOF) or {@link #WOULD_BLOCK}. */
+    public static long read(int fd, MemorySegment buf, long len) {
+        Objects.checkFromIndexSize(0, len, buf.byteSize());
+        MemorySegment s = Native.scratch();
+        for (;;) {
+            long n;
+            try {
+                n = (long) READ.invokeExact(s, fd, buf, len);
+            } catch (Throwable t) {
+                throw Native.rethrow(t);
+            }
+            if (n >= 0) {
+                return n;
+            }
+            int e = Native.errno(s);
+            if (e == Errno.EAGAIN) {
+                return WOULD_BLOCK;
+            }
+            if (e != Errno.EINTR) {
+                throw NativeException.fast("read", fd, e);
+            }
+        }
+    }
+
+    /** {@code write(fd, buf, len)}: bytes written or {@link #WOULD_BLOCK}. */
+    public static long write(int fd, MemorySegment buf, long len) {
+        Objects.checkFromIndexSize(0, len, buf.byteSize());
+        MemorySegment s = Native.scratch();
+        for (;;) {
+            long n;
+            try {
+                n = (long) WRITE.invokeExact(s, fd, buf, len);
+            } catch (Throwable t) {
+                throw Native.rethrow(t);
+            }
+            if (n >= 0) {
+                return n;
+            }
+            int e = Native.errno(s);
+            if (e == Errno.EAGAIN) {
+                return WOULD_BLOCK;
+            }
+            if (e != Errno.EINTR) {
+                throw NativeException.fast("write", fd, e);
+            }
+        }
+    }
+
+    /** {@code readv(fd, iov, iovcnt)}: bytes read (0 = EOF) or {@link #WOULD_BLOCK}. */
+    public static long readv(int fd, MemorySegment iov, int iovcnt) {
+        Iovec.check(iov, iovcnt);
+        MemorySegment s = Native.scratch();
+        for (;;) {
+            long n;
+            try {
+                n = (long) READV.invokeExact(s, fd, iov, iovcnt);
+            } catch (Throwable t) {
+                throw Native.rethrow(t);
+            }
+            if (n >= 0) {
+                return n;
+            }
+            int e = Native.errno(s);
+            if (e == Errno.EAGAIN) {
+                return WOULD_BLOCK;
+            }
+            if (e != Errno.EINTR) {
+                throw NativeException.fast("readv", fd, e);
+            }
+        }
+    }
+
+    /** {@code writev(fd, iov, iovcnt)}: bytes written or {@link #WOULD_BLOCK}. */
+    public static long writev(int fd, MemorySegment iov, int iovcnt) {
+        Iovec.check(iov, iovcnt);
+        MemorySegment s = Native.scratch();
+        for (;;) {
+            long n;
+            try {
+                n = (long) WRITEV.invokeExact(s, fd, iov, iovcnt);
+            } catch (Throwable t) {
+                throw Native.rethrow(t);
+            }
+            if (n >= 0) {
+                return n;
+            }
+            int e = Native.errno(s);
+            if (e == Errno.EAGAIN) {
+                return WOULD_BLOCK;
+            }
+            if (e != Errno.EINTR) {
+                throw NativeException.fast("writev", fd, e);
+            }
+        }
+    }
+
+    /**
+     * {@code close(fd)}. EINTR is not retried: Linux has released the fd already and a retry could
+     * close an fd another thread just got. Negative fds are ignored (a convenient "not open" value).
+     */
+    public static void close(int fd) {
+        if (fd < 0) {
+            return;
+        }
+        MemorySegment s = Native.scratch();
+        int r;
+        try {
+            r = (int) CLOSE.invokeExact(s, fd);
+        } catch (Throwable t) {
+            throw Native.rethrow(t);
+        }
+        if (r < 0) {
+            int e = Native.errno(s);
+            if (e != Errno.EINTR) {
+                throw NativeException.of("close", "fd " + fd, e);
+            }
+        }
+    }
+
+    /** Closes {@code fd}, swallowing errors; for cleanup paths that already report another failure. */
+    public static void closeQuietly(int fd) {
+        try {
+            close(fd);
+        } catch (RuntimeException ignored) {
+            // cleanup only: the original failure is what matters
+        }
+    }
+
+    /** Sets or clears O_NONBLOCK on {@code fd}. */
+    public static void setNonBlocking(int fd, boolean on) {
+        int fl = fcntl(fd, F_GETFL, 0, "F_GETFL");
+        int nfl = on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
+        if (nfl != fl) {
+            fcntl(fd, F_SETFL, nfl, "F_SETFL");
+        }
+    }
+
+    /** Whether O_NONBLOCK is set on {@code fd}. */
+    public static boolean isNonBlocking(int fd) {
+        return (fcntl(fd, F_GETFL, 0, "F_GETFL") & O_NONBLOCK) != 0;
+    }
+
+    /** A duplicate of {@code fd} (lowest free number, close-on-exec). */
+    public static int dup(int fd) {
+        return fcntl(fd, F_DUPFD_CLOEXEC, 0, "F_DUPFD_CLOEXEC");
+    }
+
+    /** {@code pipe2(O_CLOEXEC [| O_NONBLOCK])}: {@code [readEnd, writeEnd]}. */
+    public static int[] pipe(boolean nonBlocking) {
+        MemorySegment s = Native.scratch();
+        MemorySegment fds = s.asSlice(Native.SCRATCH_OFFSET, 8);
+        int r;
+        try {
+            r = (int) PIPE2.invokeExact(s, fds, O_CLOEXEC | (nonBlocking ? O_NONBLOCK : 0));
+        } catch (Throwable t) {
+            throw Native.rethrow(t);
+        }
+        if (r < 0) {
+            throw NativeException.of("pipe2", null, Native.errno(s));
+        }
+        return new int[] {fds.get(JAVA_INT, 0), fds.get(JAVA_INT, 4)};
+    }
+
+    private static int fcntl(int fd, int cmd, int arg, String what) {
+        MemorySegment s = Native.scratch();
+        int r;
+        try {
+            r = (int) FCNTL.invokeExact(s, fd, cmd, arg);
+        } catch (Throwable t) {
+            throw Native.rethrow(t);
+        }
+        if (r < 0) {
+            throw NativeException.of("fcntl " + what, "fd " + fd, Native.errno(s));
+        }
+        return r;
+    }
+}

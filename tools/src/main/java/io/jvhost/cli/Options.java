@@ -1,0 +1,194 @@
+package io.jvhost.cli;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * Command-line configuration: every option is a named constant with its default, parsed once into
+ * typed accessors (Aeron's {@code Configuration} shape). Unknown or malformed options are errors
+ * with a message naming the option; nothing is silently ignored.
+ *
+ * <p>Follows the vhost-user "Backend program conventions": {@code --socket-path}, {@code --fd},
+ * {@code --print-capabilities}; no daemonising.
+ */
+public final class Options {
+    public static final String SOCKET_PATH = "socket-path";
+    public static final String FD = "fd";
+    public static final String PRINT_CAPABILITIES = "print-capabilities";
+    public static final String TAP = "tap";
+    public static final String QUEUES = "queues";
+    public static final int QUEUES_DEFAULT = 1;
+    public static final int QUEUES_MAX = 16;
+    public static final String MTU = "mtu";
+    public static final int MTU_DEFAULT = 1500;
+    public static final String MAC = "mac";
+    public static final String CLIENT = "client";
+    public static final String BUSY_POLL_US = "busy-poll-us";
+    public static final int BUSY_POLL_US_DEFAULT = 0;
+    public static final String CAPTURE = "capture";
+    public static final String DISABLE_FEATURES = "disable-features";
+    public static final String HELP = "help";
+
+    private static final Map<String, String> HELP_TEXT = new LinkedHashMap<>();
+
+    static {
+        HELP_TEXT.put(SOCKET_PATH + "=PATH", "vhost-user unix socket (server: created; with --client: connected to)");
+        HELP_TEXT.put(FD + "=N", "use an already listening/connected socket inherited as fd N");
+        HELP_TEXT.put(TAP + "=NAME", "tap device to create or attach to (default: jvhost%d)");
+        HELP_TEXT.put(QUEUES + "=N", "max queue pairs offered (default " + QUEUES_DEFAULT + ", max " + QUEUES_MAX + ")");
+        HELP_TEXT.put(MTU + "=N", "MTU offered to the guest (default " + MTU_DEFAULT + ")");
+        HELP_TEXT.put(MAC + "=XX:XX:XX:XX:XX:XX", "MAC in the device config space");
+        HELP_TEXT.put(CLIENT, "client mode: connect to the front-end's socket, reconnect when it restarts");
+        HELP_TEXT.put(BUSY_POLL_US + "=N", "busy-poll the rings N microseconds before sleeping (default 0: off)");
+        HELP_TEXT.put(CAPTURE + "=FILE", "write every frame (both directions) to a pcap file");
+        HELP_TEXT.put(DISABLE_FEATURES + "=A,B", "switch off virtio features by name (e.g. mrg_rxbuf,event_idx,host_tso4)");
+        HELP_TEXT.put(PRINT_CAPABILITIES, "print the back-end capabilities as JSON and exit");
+        HELP_TEXT.put(HELP, "this text");
+    }
+
+    private final Map<String, String> values;
+    private final List<String> positional;
+
+    private Options(Map<String, String> values, List<String> positional) {
+        this.values = values;
+        this.positional = positional;
+    }
+
+    /** Parses {@code --name=value}, {@code --name value} and {@code --flag}. */
+    public static Options parse(String[] args) {
+        Map<String, String> values = new LinkedHashMap<>();
+        List<String> positional = new ArrayList<>();
+        for (int i = 0; i < args.length; i++) {
+            String a = args[i];
+            if (!a.startsWith("--")) {
+                positional.add(a);
+                continue;
+            }
+            String body = a.substring(2);
+            int eq = body.indexOf('=');
+            String name = eq < 0 ? body : body.substring(0, eq);
+            if (!isKnown(name)) {
+                throw new IllegalArgumentException("unknown option --" + name + " (see --help)");
+            }
+            String value;
+            if (eq >= 0) {
+                value = body.substring(eq + 1);
+            } else if (isFlag(name)) {
+                value = "true";
+            } else if (i + 1 < args.length) {
+                value = args[++i];
+            } else {
+                throw new IllegalArgumentException("option --" + name + " needs a value");
+            }
+            values.put(name, value);
+        }
+        return new Options(values, positional);
+    }
+
+    private static boolean isFlag(String name) {
+        return name.equals(CLIENT) || name.equals(PRINT_CAPABILITIES) || name.equals(HELP);
+    }
+
+    private static boolean isKnown(String name) {
+        for (String k : HELP_TEXT.keySet()) {
+            String n = k.contains("=") ? k.substring(0, k.indexOf('=')) : k;
+            if (n.equals(name)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    public List<String> positional() {
+        return positional;
+    }
+
+    public boolean flag(String name) {
+        return Boolean.parseBoolean(values.getOrDefault(name, "false"));
+    }
+
+    public String string(String name, String dflt) {
+        return values.getOrDefault(name, dflt);
+    }
+
+    public boolean has(String name) {
+        return values.containsKey(name);
+    }
+
+    public int integer(String name, int dflt, int min, int max) {
+        String v = values.get(name);
+        if (v == null) {
+            return dflt;
+        }
+        try {
+            int n = Integer.parseInt(v.trim());
+            if (n < min || n > max) {
+                throw new IllegalArgumentException("--" + name + "=" + v + " is out of range [" + min + ", " + max + "]");
+            }
+            return n;
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("--" + name + "=" + v + " is not a number", e);
+        }
+    }
+
+    public int queues() {
+        return integer(QUEUES, QUEUES_DEFAULT, 1, QUEUES_MAX);
+    }
+
+    public int mtu() {
+        return integer(MTU, MTU_DEFAULT, 68, 65535);
+    }
+
+    public int busyPollMicros() {
+        return integer(BUSY_POLL_US, BUSY_POLL_US_DEFAULT, 0, 10_000_000);
+    }
+
+    public List<String> disabledFeatures() {
+        String v = values.get(DISABLE_FEATURES);
+        List<String> out = new ArrayList<>();
+        if (v != null) {
+            for (String s : v.split(",")) {
+                if (!s.isBlank()) {
+                    out.add(s.trim().toLowerCase(Locale.ROOT));
+                }
+            }
+        }
+        return out;
+    }
+
+    /** Parses a MAC like {@code 52:54:00:12:34:56}; null when not given. */
+    public byte[] mac() {
+        String v = values.get(MAC);
+        if (v == null) {
+            return null;
+        }
+        String[] parts = v.split(":");
+        if (parts.length != 6) {
+            throw new IllegalArgumentException("--mac=" + v + " is not a MAC address (XX:XX:XX:XX:XX:XX)");
+        }
+        byte[] mac = new byte[6];
+        for (int i = 0; i < 6; i++) {
+            try {
+                mac[i] = (byte) Integer.parseInt(parts[i], 16);
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException("--mac=" + v + " is not a MAC address (XX:XX:XX:XX:XX:XX)", e);
+            }
+        }
+        return mac;
+    }
+
+    public static String usage() {
+        StringBuilder sb = new StringBuilder();
+        sb.append("usage: jvhost [demo]                      run the demo (default with no arguments)\n");
+        sb.append("       jvhost --socket-path=PATH [options] run a vhost-user-net back-end\n");
+        sb.append("       jvhost stats [--socket-path=PATH]   show a running back-end's counters\n");
+        sb.append("       jvhost --print-capabilities        vhost-user capabilities as JSON\n\noptions:\n");
+        for (Map.Entry<String, String> e : HELP_TEXT.entrySet()) {
+            sb.append(String.format("  --%-28s %s%n", e.getKey(), e.getValue()));
+        }
+        return sb.toString();
+    }
+}
