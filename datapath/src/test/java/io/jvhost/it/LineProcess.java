@@ -46,18 +46,22 @@ public final class LineProcess implements AutoCloseable {
     private void pump() {
         try (BufferedReader r = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
              PrintWriter w = new PrintWriter(Files.newBufferedWriter(log, StandardCharsets.UTF_8), true)) {
-            String line;
-            while ((line = r.readLine()) != null) {
-                // The serial console ends lines with \r\n and QEMU/testpmd sprinkle escape sequences.
-                String clean = line.replace("\r", "").replaceAll("\u001B\\[[0-9;]*[A-Za-z]", "");
-                w.println(clean);
-                synchronized (this) {
-                    lines.add(clean);
-                    notifyAll();
+            try {
+                String line;
+                while ((line = r.readLine()) != null) {
+                    // The serial console ends lines with \r\n and QEMU/testpmd sprinkle escape sequences.
+                    String clean = line.replace("\r", "").replaceAll("\u001B\\[[0-9;]*[A-Za-z]", "");
+                    w.println(clean);
+                    synchronized (this) {
+                        lines.add(clean);
+                        notifyAll();
+                    }
                 }
+            } catch (IOException | RuntimeException e) {
+                w.println("[LineProcess: output reader failed: " + e + "]");
             }
         } catch (IOException ignored) {
-            // the process went away
+            // the log file cannot be written: nothing sensible left to do
         } finally {
             synchronized (this) {
                 eof = true;
@@ -146,7 +150,9 @@ public final class LineProcess implements AutoCloseable {
      */
     public int stop(Duration grace) throws InterruptedException {
         if (process.isAlive()) {
-            process.destroy();
+            // Not Process.destroy(): that also closes our end of the output pipe at once, so the
+            // peer dies of SIGPIPE while it prints its final report. The handle only signals.
+            process.toHandle().destroy();
         }
         boolean ended = process.waitFor(grace.toMillis(), TimeUnit.MILLISECONDS);
         if (!ended) {
