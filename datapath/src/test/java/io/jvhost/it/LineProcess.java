@@ -23,6 +23,13 @@ import java.util.function.Predicate;
  * thread (the line list is guarded by this object's monitor).
  */
 public final class LineProcess implements AutoCloseable {
+    /** Peers still running: killed by a shutdown hook if the test JVM ends without closing them. */
+    private static final java.util.Set<Process> LIVE = java.util.concurrent.ConcurrentHashMap.newKeySet();
+
+    static {
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> LIVE.forEach(p -> Cmd.killTree(p.toHandle())), "it-peer-reaper"));
+    }
+
     private final String name;
     private final Process process;
     private final List<String> lines = new ArrayList<>();
@@ -34,6 +41,7 @@ public final class LineProcess implements AutoCloseable {
         this.name = name;
         this.process = process;
         this.log = log;
+        LIVE.add(process);
         this.reader = Thread.ofVirtual().name(name + "-out").start(this::pump);
     }
 
@@ -182,6 +190,7 @@ public final class LineProcess implements AutoCloseable {
             Cmd.killTree(process.toHandle());
         } finally {
             process.toHandle().descendants().forEach(ProcessHandle::destroyForcibly);
+            LIVE.remove(process);
         }
     }
 }
