@@ -275,6 +275,13 @@ public final class QemuGuest implements AutoCloseable {
         return rc;
     }
 
+    /** Types a line on the serial console (for the {@code shell} step: commands run as root in the guest). */
+    public void sendLine(String line) throws IOException {
+        var in = proc.stdin();
+        in.write((line + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        in.flush();
+    }
+
     /** The serial console (and QEMU's own messages) so far. */
     public List<String> output() {
         return proc.lines();
