@@ -37,8 +37,8 @@ import java.util.List;
  */
 public final class Session implements AutoCloseable {
 
-    /** What GET_MAX_MEM_SLOTS answers and the most regions the table may hold. */
-    public static final int MAX_MEM_SLOTS = 32;
+    /** What GET_MAX_MEM_SLOTS answers and the most regions the table may hold (QEMU uses up to 509). */
+    public static final int MAX_MEM_SLOTS = 509;
     /** Largest split ring (virtio 1.x: queue size ≤ 32768). */
     public static final int MAX_RING_SIZE = 32768;
     /** A message that has started must arrive completely within this time. */
