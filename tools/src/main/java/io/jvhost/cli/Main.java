@@ -126,7 +126,11 @@ public final class Main {
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             stopped.countDown();
             try {
-                done.await(2, TimeUnit.SECONDS);
+                if (done.await(2, TimeUnit.SECONDS)) {
+                    // A clean stop on SIGTERM/SIGINT is a success: exit 0, not the JVM's 128+signal.
+                    System.err.flush();
+                    Runtime.getRuntime().halt(0);
+                }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             }

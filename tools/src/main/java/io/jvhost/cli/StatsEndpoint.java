@@ -22,7 +22,7 @@ import java.nio.file.Path;
  * stops traffic (they are single-writer values read with opaque loads).
  */
 final class StatsEndpoint implements AutoCloseable {
-    private static final int POLL_MS = 200;
+    private static final int POLL_MS = 50;
     private static final int MAX_REQUEST = 64;
 
     private final String path;
