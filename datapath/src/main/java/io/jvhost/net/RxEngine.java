@@ -34,7 +34,7 @@ import java.lang.foreign.ValueLayout;
  * — never delivered cut short.
  *
  * <h2>No buffers</h2>
- * When the ring has no chains (or, with MRG_RXBUF, too few for even a non-GSO frame),
+ * When the ring has no chains (or, with MRG_RXBUF, too few for the largest frame),
  * {@link #needsBuffers()} turns true: the worker stops polling the tap for input (the kernel's tap
  * queue is the backlog), calls {@link #armNotify()} — which enables the guest's kick and re-checks
  * the ring (no lost wake-up) — and sleeps until the kick.
@@ -63,6 +63,8 @@ public final class RxEngine {
     private int windowChains;
     private int windowIov;
     private long windowBytes;
+    /** The window cannot take more chains (ring size, chain or iovec limit reached). */
+    private boolean windowFull;
 
     private int tapFd = -1;
     private int hdrSize = VirtioNetHdr.SIZE;
@@ -212,9 +214,14 @@ public final class RxEngine {
         if (windowChains == 0) {
             return false;
         }
-        // fill() stopped short of `need` only because the ring ran dry (or the iovec limit): read
-        // anyway when a full non-GSO frame fits; a larger GSO frame then spills and is counted.
-        return !mergeable || windowBytes >= minNeed;
+        if (!mergeable || windowBytes >= need) {
+            return true;
+        }
+        // Short of `need` because the ring ran dry: wait for the guest to post more (its kick wakes
+        // us), as vhost-net waits for buffers for the head frame. Only when the window cannot grow
+        // (every ring entry or every iovec taken) read with what we have, if a full non-GSO frame
+        // fits; a larger GSO frame then spills into the overflow area and is counted.
+        return windowFull && windowBytes >= minNeed;
     }
 
     /**
@@ -225,7 +232,8 @@ public final class RxEngine {
      */
     private int fill() {
         int bad = 0;
-        while (windowBytes < need && windowChains < maxChains) {
+        windowFull = windowChains >= maxChains || windowChains >= queue.size();
+        while (windowBytes < need && !windowFull) {
             int r = queue.next(chain);
             if (r != SplitVirtqueue.CHAIN) {
                 break;
@@ -240,6 +248,7 @@ public final class RxEngine {
             }
             if (windowIov + cnt > MAX_IOV) {
                 queue.rewind(1); // next frame's window will start with it
+                windowFull = true;
                 break;
             }
             MemorySegment.copy(chain.writable(), 0, iovs, (long) windowIov * NativeMemory.IOVEC_SIZE,
@@ -250,6 +259,7 @@ public final class RxEngine {
             windowChains++;
             windowIov += cnt;
             windowBytes += chain.writableBytes();
+            windowFull = windowChains >= maxChains || windowChains >= queue.size();
         }
         return bad;
     }

@@ -34,6 +34,8 @@ public final class TapPort implements AutoCloseable {
     private final boolean preExisting;
     private final boolean multiQueue;
     private final int originalHdrSize;
+    /** Every queue starts attached (TUNSETIFF attaches it). */
+    private final boolean[] queueAttached;
     private int hdrSize;
     private int offloads;
     private boolean offloadsChanged;
@@ -45,6 +47,8 @@ public final class TapPort implements AutoCloseable {
         this.multiQueue = multiQueue;
         this.originalHdrSize = originalHdrSize;
         this.hdrSize = originalHdrSize;
+        this.queueAttached = new boolean[fds.length];
+        java.util.Arrays.fill(queueAttached, true);
     }
 
     /**
@@ -126,9 +130,11 @@ public final class TapPort implements AutoCloseable {
     }
 
     /** Attaches or detaches one queue of a multi-queue tap (a detached queue gets no frames). No-op otherwise. */
-    public void setQueueEnabled(int queuePair, boolean on) {
-        if (multiQueue) {
+    public synchronized void setQueueEnabled(int queuePair, boolean on) {
+        // The kernel refuses (EINVAL) to attach an attached queue or detach a detached one.
+        if (multiQueue && queueAttached[queuePair] != on) {
             Tun.setQueueEnabled(fds[queuePair], on);
+            queueAttached[queuePair] = on;
         }
     }
 

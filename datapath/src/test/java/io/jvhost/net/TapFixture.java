@@ -1,6 +1,10 @@
 package io.jvhost.net;
 
 import io.jvhost.driver.DriverMemory;
+import io.jvhost.driver.VhostUserClient;
+import io.jvhost.vhostuser.FeatureSet;
+import io.jvhost.vhostuser.VhostUserMessage;
+import io.jvhost.vhostuser.VhostUserServer;
 import io.jvhost.driver.net.GuestNic;
 import io.jvhost.driver.net.GuestStack;
 import io.jvhost.driver.net.Packets;
@@ -22,7 +26,17 @@ public final class TapFixture implements AutoCloseable {
     public final GuestNic nic;
     public final GuestStack stack;
 
+    /** Set when the guest talks to the device over vhost-user. */
+    public final VhostUserServer server;
+    public final VhostUserClient client;
+
     public TapFixture(int queuePairs, long guestFeatures, int mtu, int ringSize, int maxTxFrame, WorkerConfig wc) {
+        this(queuePairs, guestFeatures, mtu, ringSize, maxTxFrame, wc, false);
+    }
+
+    /** @param vhostUser drive the device through a vhost-user socket (memfd RAM) instead of in-process */
+    public TapFixture(int queuePairs, long guestFeatures, int mtu, int ringSize, int maxTxFrame, WorkerConfig wc,
+                      boolean vhostUser) {
         String sfx = Sh.suffix();
         this.ns = "jvns" + sfx;
         this.tapName = "jvt" + sfx;
@@ -32,6 +46,8 @@ public final class TapFixture implements AutoCloseable {
         NetDevice d = null;
         DriverMemory m = null;
         GuestNic n = null;
+        VhostUserServer srv = null;
+        VhostUserClient cl = null;
         try {
             Sh.run("ip", "netns", "add", ns);
             d = new NetDevice(NetDevice.Config.of("t" + sfx, tapName, queuePairs).withMtu(mtu).withWorker(wc));
@@ -39,14 +55,25 @@ public final class TapFixture implements AutoCloseable {
             Sh.run("ip", "-n", ns, "link", "set", tapName, "mtu", Integer.toString(mtu), "up");
             Sh.run("ip", "-n", ns, "addr", "add", Packets.ipString(hostIp) + "/24", "dev", tapName);
             Sh.run("ip", "-n", ns, "link", "set", "lo", "up");
-            m = DriverMemory.allocate(GuestNic.ramNeeded(queuePairs, ringSize, maxTxFrame, guestFeatures),
-                    DriverMemory.DEFAULT_GPA_BASE);
+            long ram = GuestNic.ramNeeded(queuePairs, ringSize, maxTxFrame, guestFeatures);
+            m = vhostUser ? DriverMemory.memfd("guest-" + sfx, ram, DriverMemory.DEFAULT_GPA_BASE)
+                    : DriverMemory.allocate(ram, DriverMemory.DEFAULT_GPA_BASE);
             n = new GuestNic(m, queuePairs, guestFeatures, ringSize, maxTxFrame);
-            n.attach(d, m.guestMemory(1));
+            if (vhostUser) {
+                String sock = "/tmp/jvhost-it-" + sfx + ".sock";
+                srv = VhostUserServer.listen("t" + sfx, sock, d, FeatureSet.all());
+                cl = VhostUserClient.connect(sock);
+                n.attachVhostUser(cl, VhostUserMessage.PROTOCOL_SUPPORTED);
+            } else {
+                n.attach(d, m.guestMemory(1));
+            }
         } catch (RuntimeException | Error e) {
+            closeQuietly(cl, srv);
             cleanup(d, m, n);
             throw e;
         }
+        this.server = srv;
+        this.client = cl;
         this.device = d;
         this.mem = m;
         this.nic = n;
@@ -81,8 +108,26 @@ public final class TapFixture implements AutoCloseable {
         Sh.quiet("ip", "link", "del", tapName);
     }
 
+    private static void closeQuietly(VhostUserClient c, VhostUserServer s) {
+        try {
+            if (c != null) {
+                c.close();
+            }
+        } catch (RuntimeException ignored) {
+            // best effort
+        }
+        try {
+            if (s != null) {
+                s.close();
+            }
+        } catch (RuntimeException ignored) {
+            // best effort
+        }
+    }
+
     @Override
     public void close() {
+        closeQuietly(client, server);
         cleanup(device, mem, nic);
     }
 }

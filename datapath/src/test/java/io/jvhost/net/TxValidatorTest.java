@@ -56,6 +56,18 @@ class TxValidatorTest {
     }
 
     @ParameterizedTest
+    @CsvSource({"54, 54, OK", "54, 53, TX_BAD_GSO", "0, 14, OK"})
+    void hdrLenMustNotExceedFrame(int hdrLen, long frameLen, String expected) {
+        TxValidator v = new TxValidator(ALL, 1500);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(VirtioNetHdr.SIZE);
+            VirtioNetHdr.hdrLen(h, 0, hdrLen);
+            DropReason r = v.check(h, 0, frameLen);
+            assertEquals(expected, r == null ? "OK" : r.name());
+        }
+    }
+
+    @ParameterizedTest
     @CsvSource({"1, TX_BAD_GSO", "0, OK"})
     void ecnNeedsHostEcn(int ecnBit, String expected) {
         long f = bit(CSUM) | bit(HOST_TSO4);

@@ -3,6 +3,7 @@ package io.jvhost.driver.net;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
 import io.jvhost.driver.NetBufferLayout;
+import io.jvhost.driver.VhostUserClient;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
@@ -108,6 +109,32 @@ public final class GuestNic implements AutoCloseable {
             device.startRing(p.ringConfig(2 * p.index, p.rx, p.rxKick, p.rxCall, table));
             device.startRing(p.ringConfig(2 * p.index + 1, p.tx, p.txKick, p.txCall, table));
         }
+    }
+
+    /**
+     * Drives a back-end over vhost-user the way QEMU does: feature and protocol negotiation, the
+     * memory table (the RAM must be memfd-backed, see {@link DriverMemory#memfd}), then NUM, BASE,
+     * ADDR, KICK, CALL and ENABLE for every ring, RX posted full of buffers first.
+     *
+     * @return the acknowledged features
+     * @throws IllegalStateException when the back-end does not offer every feature this NIC uses
+     */
+    public long attachVhostUser(VhostUserClient client, long wantProtocol) {
+        long ack = client.negotiate(features, wantProtocol);
+        long missing = features & ~ack;
+        if (missing != 0) {
+            throw new IllegalStateException("back-end does not offer features 0x" + Long.toHexString(missing));
+        }
+        client.setMemTable(java.util.List.of(mem.region()));
+        for (Pair p : pairs) {
+            // setupRing sends the ring's current avail index as BASE: set up before posting buffers.
+            client.setupRing(2 * p.index, p.rx, p.rxKick, p.rxCall);
+            client.setupRing(2 * p.index + 1, p.tx, p.txKick, p.txCall);
+            p.fillRx();
+            client.setVringEnable(2 * p.index, true);
+            client.setVringEnable(2 * p.index + 1, true);
+        }
+        return ack;
     }
 
     /** Stops every ring on {@code device}. */

@@ -1,0 +1,141 @@
+package io.jvhost.cli;
+
+import io.jvhost.engine.StatsRenderer;
+import io.jvhost.nativ.Fds;
+import io.jvhost.nativ.NativeException;
+import io.jvhost.nativ.Poll;
+import io.jvhost.nativ.UnixSocket;
+import io.jvhost.net.NetDevice;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * A unix socket ({@code <socket-path>.stats}) on which a running back-end answers with its
+ * per-queue counters and latency percentiles: a client sends {@code "json\n"} or {@code "table\n"}
+ * and reads until EOF. Served by its own thread ({@code jvhost-stats}); reading the counters never
+ * stops traffic (they are single-writer values read with opaque loads).
+ */
+final class StatsEndpoint implements AutoCloseable {
+    private static final int POLL_MS = 50;
+    private static final int MAX_REQUEST = 64;
+
+    private final String path;
+    private final int listenFd;
+    private final NetDevice device;
+    private final Thread thread;
+    private volatile boolean running = true;
+
+    private StatsEndpoint(String path, int listenFd, NetDevice device) {
+        this.path = path;
+        this.listenFd = listenFd;
+        this.device = device;
+        this.thread = new Thread(this::serve, "jvhost-stats");
+        this.thread.setDaemon(true);
+    }
+
+    static StatsEndpoint start(String path, NetDevice device) {
+        StatsEndpoint s = new StatsEndpoint(path, UnixSocket.listen(path, 4), device);
+        s.thread.start();
+        return s;
+    }
+
+    private void serve() {
+        while (running) {
+            try {
+                if (Poll.poll(listenFd, Poll.POLLIN, POLL_MS) == 0) {
+                    continue;
+                }
+                int fd = UnixSocket.accept(listenFd);
+                if (fd < 0) {
+                    continue;
+                }
+                try {
+                    answer(fd);
+                } finally {
+                    Fds.closeQuietly(fd);
+                }
+            } catch (NativeException e) {
+                if (running) {
+                    System.err.println("jvhost: stats endpoint: " + e.getMessage());
+                }
+            }
+        }
+    }
+
+    private void answer(int fd) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment req = arena.allocate(MAX_REQUEST);
+            String request = "";
+            if (Poll.poll(fd, Poll.POLLIN, 1000) != 0) {
+                long n = Fds.read(fd, req, MAX_REQUEST);
+                if (n > 0) {
+                    request = new String(req.asSlice(0, n).toArray(ValueLayout.JAVA_BYTE), StandardCharsets.US_ASCII).trim();
+                }
+            }
+            String body = request.startsWith("json") ? StatsRenderer.json(device.stats())
+                    : StatsRenderer.table(device.stats());
+            byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
+            MemorySegment out = arena.allocate(Math.max(1, bytes.length));
+            MemorySegment.copy(bytes, 0, out, ValueLayout.JAVA_BYTE, 0, bytes.length);
+            long off = 0;
+            while (off < bytes.length) {
+                long w = Fds.write(fd, out.asSlice(off), bytes.length - off);
+                if (w <= 0) {
+                    break;
+                }
+                off += w;
+            }
+        }
+    }
+
+    /** Client side of {@code jvhost stats}: prints what the back-end answers. */
+    static int query(String path, boolean json) {
+        int fd;
+        try {
+            fd = UnixSocket.connect(path);
+        } catch (NativeException e) {
+            System.err.println("jvhost: no running back-end answers on " + path + " (" + e.getMessage() + ")");
+            return 1;
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            byte[] req = (json ? "json\n" : "table\n").getBytes(StandardCharsets.US_ASCII);
+            MemorySegment buf = arena.allocate(1 << 16);
+            MemorySegment.copy(req, 0, buf, ValueLayout.JAVA_BYTE, 0, req.length);
+            Fds.write(fd, buf, req.length);
+            StringBuilder sb = new StringBuilder();
+            while (true) {
+                long n = Fds.read(fd, buf, buf.byteSize());
+                if (n <= 0) {
+                    break;
+                }
+                sb.append(new String(buf.asSlice(0, n).toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8));
+            }
+            System.out.print(sb);
+            return 0;
+        } finally {
+            Fds.closeQuietly(fd);
+        }
+    }
+
+    @Override
+    public void close() {
+        running = false;
+        try {
+            thread.join(1000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        Fds.closeQuietly(listenFd);
+        try {
+            Files.deleteIfExists(Path.of(path));
+        } catch (IOException e) {
+            System.err.println("jvhost: could not remove " + path + ": " + e.getMessage());
+        }
+    }
+}
