@@ -17,7 +17,7 @@ import java.util.Map;
  * E2eMain --bin=DIR --out=DIR [--results=bench/RESULTS.md] [--scenarios=tx64,tx1514,tx64k,rx64,rx1514,rr64]
  *         [--contenders=c-limit,dpdk,jvhost,jvhost-bp] [--repeats=3] [--seconds=5] [--warmup=3]
  *         [--jvhost=tools/jvhost] [--jvhost-interim=true|false] [--busy-poll-us=N]
- *         [--frontend=testpmd|java-driver]
+ *         [--frontend=auto|testpmd|java-driver]
  *         [--backend-cpus=0] [--frontend-cpus=1] [--nice=N] [--command="how it was started"]
  * </pre>
  * jvhost is started with {@code tools/jvhost} once that answers {@code --print-capabilities} as a
@@ -47,10 +47,11 @@ public final class E2eMain {
         int busyPoll = Integer.parseInt(a.getOrDefault("busy-poll-us", "0"));
         NetNs.nice = Integer.parseInt(a.getOrDefault("nice", "0"));
 
-        VhostContender.FrontEnd fe = switch (a.getOrDefault("frontend", "testpmd")) {
+        VhostContender.FrontEnd fe = switch (a.getOrDefault("frontend", "auto")) {
+            case "auto" -> new VhostContender.AutoFrontEnd(new Dpdk.FrontEnd(), new Jvhost.DriverFrontEnd());
             case "testpmd" -> new Dpdk.FrontEnd();
             case "java-driver" -> new Jvhost.DriverFrontEnd();
-            default -> throw new IllegalArgumentException("--frontend: testpmd or java-driver");
+            default -> throw new IllegalArgumentException("--frontend: auto, testpmd or java-driver");
         };
         List<Contender> contenders = new ArrayList<>();
         List<String> jvhostCmd = null;

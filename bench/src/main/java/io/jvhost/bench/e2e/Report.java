@@ -268,18 +268,22 @@ final class Report {
               then the bench's launcher `io.jvhost.bench.e2e.JvhostServe` with the same options, which wires
               the same datapath classes (`NetDevice` on the tap + `VhostUserServer`, all features offered; see
               the exact commands below). **jvhost-bp** is jvhost with `--busy-poll-us=100` (the worker spins
-              that long before sleeping in epoll); plain jvhost sleeps until a kick. All are driven by the same front-end,
-              `dpdk-testpmd` with `net_virtio_user` (`queue_size=1024`): `txonly --txpkts=<size>` for TX
-              (UDP 198.18.0.1 → 198.18.0.2 to MAC 02:00:00:00:00:00, which the host stack drops after the tap
-              counted it; `tap_write` sends the same frame), `rxonly` for RX, `icmpecho` for RR.
+              that long before sleeping in epoll); plain jvhost sleeps until a kick. Both vhost back-ends get
+              the same front-end per scenario (`--frontend auto`, the default): `dpdk-testpmd` with
+              `net_virtio_user` (`queue_size=1024`) for TX (`txonly --txpkts=<size>`: UDP 198.18.0.1 →
+              198.18.0.2 to MAC 02:00:00:00:00:00, which the host stack drops after the tap counted it;
+              `tap_write` sends the same frame), RX (`rxonly`) and RR (`icmpecho`); the Java driver
+              (`io.jvhost.driver`, in its own JVM: `io.jvhost.bench.e2e.DriverFront`, 1024-entry rings,
+              VERSION_1 + MRG_RXBUF + EVENT_IDX + CSUM + HOST_TSO4) for 64 KiB GSO TX, which testpmd cannot
+              build. The issue asks for the Java driver, blocking on its call eventfd, as the RX front-end of
+              both back-ends (`--frontend java-driver`), but DPDK's vhost back-end drops every frame towards
+              the Java driver's RX ring (testpmd: TX-dropped = RX-packets), so RX stays on testpmd for now.
             - TX frames are counted as the tap's rx counters, i.e. what the back-end handed to the kernel.
             - RX: `pkt_gen` (AF_PACKET, `PACKET_QDISC_BYPASS`, `sendmmsg` of 64 frames) sends out of the tap
               inside the namespace, to 10.99.0.2 / 02:00:00:00:00:02 (a permanent neighbour entry). Counted =
               the tap's tx counters (frames the back-end read); "offered" = tx + tx_dropped (the tap drops what
               its 1000-frame queue cannot hold). The generator shares CPU 1 with the spinning front-end, so a
-              vhost contender's offered load is lower than c-limit's: the issue asks for the Java driver in
-              blocking (call-eventfd) mode as the RX front-end for both back-ends; it plugs in with
-              `--frontend java-driver` once the driver is on main.
+              vhost contender's offered load is lower than c-limit's.
             - RR: the requester is in the kernel's namespace (`rtt_ping`: raw ICMP socket, one echo request
               outstanding, 100 ms timeout counted as lost), the responder is the "guest" (testpmd icmpecho behind
               the back-end, or `tap_read --echo` for c-limit). The path is the issue's round trip turned around:
@@ -289,8 +293,7 @@ final class Report {
               stack takes it as one skb (TCP answers with a RST). Checked by hand: the kernel accepts these frames
               with `IFF_VNET_HDR` alone; `TUNSETOFFLOAD` (which `tap_write` sets anyway) only governs what the tap
               may hand *to* a reader, and the address matters only for where the skb goes after the tap counted
-              it. DPDK's tap PMD opens the tap without `IFF_VNET_HDR`, so it has no way to pass a GSO frame;
-              for jvhost this scenario needs the Java driver as front-end (testpmd txonly builds no GSO frames).
+              it. DPDK's tap PMD opens the tap without `IFF_VNET_HDR`, so it has no way to pass a GSO frame.
             - CPU s / Mpkt of a spinning back-end (testpmd) is its whole CPU share divided by the frames it
               moved: when the front-end, not the back-end, is the bottleneck, that number includes idle polling.
 
@@ -312,7 +315,7 @@ final class Report {
             double[] pps = values(l, Sample::pps);
             double m = median(pps);
             med.put(c.name(), m);
-            b.append("| ").append(label(c)).append(" | ").append(f("%.3f", m / 1e6)).append(" | ")
+            b.append("| ").append(label(c, s)).append(" | ").append(f("%.3f", m / 1e6)).append(" | ")
              .append(f("%.3f", Arrays.stream(pps).min().orElse(Double.NaN) / 1e6)).append("–")
              .append(f("%.3f", Arrays.stream(pps).max().orElse(Double.NaN) / 1e6)).append(" | ")
              .append(f("%.2f", median(values(l, Sample::gbps)))).append(" | ")
@@ -338,7 +341,7 @@ final class Report {
             }
             double[] p99s = l.stream().mapToDouble(x -> x.rtt().getValueAtPercentile(99) / 1e3).toArray();
             p99.put(c.name(), h.getValueAtPercentile(99) / 1e3);
-            b.append("| ").append(label(c)).append(" | ").append(f("%.0f", median(values(l, Sample::pps))))
+            b.append("| ").append(label(c, s)).append(" | ").append(f("%.0f", median(values(l, Sample::pps))))
              .append(" | ").append(f("%.1f", h.getValueAtPercentile(50) / 1e3))
              .append(" | ").append(f("%.1f", h.getValueAtPercentile(90) / 1e3))
              .append(" | ").append(f("%.1f", h.getValueAtPercentile(99) / 1e3))
@@ -364,8 +367,8 @@ final class Report {
         }
     }
 
-    private String label(Contender c) {
-        return c instanceof VhostContender v ? c.name() + " (front-end: " + v.frontEndName() + ")" : c.name();
+    private static String label(Contender c, Scenario s) {
+        return c instanceof VhostContender v ? c.name() + " (front-end: " + v.frontEndName(s) + ")" : c.name();
     }
 
     private static String ratios(Map<String, Double> m, boolean latency) {

@@ -27,6 +27,42 @@ final class VhostContender implements Contender {
         Process start(Run run) throws Exception;
     }
 
+    /**
+     * The default front-end choice: testpmd virtio-user wherever it can (so the front-end is not
+     * ours alone), the Java driver where it cannot (64 KiB GSO TX). The issue asks for the Java
+     * driver in blocking mode as the RX front-end of both back-ends, but DPDK's vhost back-end
+     * drops every frame towards the Java driver's RX ring (seen here: testpmd TX-dropped = RX), so
+     * RX stays on testpmd until that is understood; {@code --frontend java-driver} runs it anyway.
+     */
+    static final class AutoFrontEnd implements FrontEnd {
+        private final FrontEnd primary;
+        private final FrontEnd fallback;
+
+        AutoFrontEnd(FrontEnd primary, FrontEnd fallback) {
+            this.primary = primary;
+            this.fallback = fallback;
+        }
+
+        FrontEnd pick(Scenario s) {
+            return primary.unsupported(s) == null ? primary : fallback;
+        }
+
+        @Override
+        public String name() {
+            return primary.name() + ", else " + fallback.name();
+        }
+
+        @Override
+        public String unsupported(Scenario s) {
+            return pick(s).unsupported(s);
+        }
+
+        @Override
+        public Process start(Run run) throws Exception {
+            return pick(run.scenario()).start(run);
+        }
+    }
+
     private final Backend backend;
     private final FrontEnd frontEnd;
 
@@ -40,8 +76,8 @@ final class VhostContender implements Contender {
         return backend.name();
     }
 
-    String frontEndName() {
-        return frontEnd.name();
+    String frontEndName(Scenario s) {
+        return frontEnd instanceof AutoFrontEnd a ? a.pick(s).name() : frontEnd.name();
     }
 
     @Override
