@@ -162,6 +162,9 @@ public final class NetDevice implements DeviceBackend {
                 VirtioFeatures.NET_F_GUEST_ECN, VirtioFeatures.NET_F_GUEST_UFO, VirtioFeatures.NET_F_HOST_TSO4,
                 VirtioFeatures.NET_F_HOST_TSO6, VirtioFeatures.NET_F_HOST_ECN, VirtioFeatures.NET_F_HOST_UFO,
                 VirtioFeatures.NET_F_MRG_RXBUF, VirtioFeatures.NET_F_STATUS, VirtioFeatures.F_ANY_LAYOUT,
+                // The guest announces itself after migration (QEMU runs the control queue); without
+                // it QEMU asks the back-end to send a RARP instead (SEND_RARP).
+                VirtioFeatures.NET_F_GUEST_ANNOUNCE,
                 VirtioFeatures.RING_F_INDIRECT_DESC, VirtioFeatures.RING_F_EVENT_IDX,
                 VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES, VirtioFeatures.F_VERSION_1}) {
             f |= 1L << b;
