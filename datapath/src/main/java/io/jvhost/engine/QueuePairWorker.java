@@ -240,6 +240,9 @@ public final class QueuePairWorker implements AutoCloseable {
     }
 
     public int setRingEnabled(int role, boolean on) {
+        if (role == TX && !on && enabled[TX] && txActive()) {
+            flushTx();
+        }
         enabled[role] = on;
         if (role == TX) {
             tx.setEnabled(on);
@@ -250,6 +253,25 @@ public final class QueuePairWorker implements AutoCloseable {
             rx.setEnabled(on);
         }
         return 0;
+    }
+
+    /**
+     * Sends what the driver made available while TX was enabled before the disable takes effect.
+     * A disabled TX ring discards (vhost-user.rst, "Ring states"), but frames posted before the
+     * disable are the driver's sent frames: DPDK virtio-user disables every ring at port stop and
+     * counts them as transmitted, so dropping them made the counts of the two ends disagree by
+     * whatever the worker had not reached yet. Bounded by one ring's worth; stops at backpressure
+     * (a held chain is still written later).
+     */
+    private void flushTx() {
+        int left = txq.size();
+        while (left > 0 && !tx.backpressured()) {
+            int n = tx.process(Math.min(left, config.weight()), System.nanoTime());
+            if (n == 0) {
+                break;
+            }
+            left -= n;
+        }
     }
 
     public int setCallFd(int role, int fd) {

@@ -104,6 +104,57 @@ class JvhostTestpmdIT {
         }
     }
 
+    /**
+     * Two queue pairs: virtio-user negotiates MQ and sends on both TX queues; frames the kernel
+     * sends to several addresses (several flows, spread by the tap over its queues) all arrive.
+     */
+    @Test
+    void virtioUserOnTwoQueuePairs() throws Exception {
+        try (NetNs ns = NetNs.create();
+             Jvhost jv = Jvhost.server(socket, tap, 2, FeatureSet.all())) {
+            ns.moveIn(tap).address(tap, HOST_IP + "/24");
+            for (int i = 0; i < 4; i++) {
+                ns.neighbour(tap, "10.77.0." + (9 + i), PEER_MAC);
+            }
+            NetNs.LinkStats tapBefore = ns.linkStats(tap);
+            long sent;
+            try (DpdkTestpmd tx = DpdkTestpmd.virtioUser(socket, false, "txonly", PKT_LEN, 2, Duration.ofSeconds(3))) {
+                DpdkTestpmd.PortStats st = tx.awaitStats(Duration.ofSeconds(90)).get(0);
+                sent = st.tx();
+                System.out.println("testpmd txonly, 2 queues: " + st);
+            }
+            assertTrue(sent > 1000, "virtio-user sent only " + sent + "\n" + jv.table());
+            NetNs.LinkStats tapAfter = awaitTapRx(ns, tapBefore.rxPackets() + sent);
+            assertEquals(sent, jv.total(Counter.TX_FRAMES), "jvhost TX frames vs testpmd tx\n" + jv.table());
+            assertEquals(sent, tapAfter.rxPackets() - tapBefore.rxPackets(), "tap rx vs testpmd tx\n" + jv.table());
+            for (var q : jv.stats()) {
+                assertTrue(q.get(Counter.TX_FRAMES) > 0, "queue pair " + q.queuePair() + " carried TX\n" + jv.table());
+            }
+            assertTrue(Jvhost.await(() -> !jv.sessionActive(), Duration.ofSeconds(10)), "session ended with testpmd");
+
+            try (DpdkTestpmd rx = DpdkTestpmd.virtioUser(socket, false, "rxonly", 64, 2, Duration.ZERO)) {
+                assertTrue(Jvhost.await(jv::sessionActive, Duration.ofSeconds(30)), "virtio-user connected");
+                Thread.sleep(500);
+                long jvRx0 = jv.total(Counter.RX_FRAMES);
+                NetNs.LinkStats b = ns.linkStats(tap);
+                for (int i = 0; i < 4; i++) {
+                    ns.ping("10.77.0." + (9 + i), 50, Duration.ofMillis(5), Duration.ofSeconds(3));
+                }
+                long kernelSent = ns.linkStats(tap).txPackets() - b.txPackets();
+                assertTrue(kernelSent >= 200, "kernel sent " + kernelSent);
+                assertTrue(Jvhost.await(() -> jv.total(Counter.RX_FRAMES) - jvRx0 >= kernelSent, Duration.ofSeconds(10)),
+                        "jvhost RX vs tap tx " + kernelSent + "\n" + jv.table());
+                Thread.sleep(500);
+                DpdkTestpmd.PortStats st = rx.stop().get(0);
+                System.out.println("testpmd rxonly, 2 queues: " + st);
+                assertEquals(kernelSent, jv.total(Counter.RX_FRAMES) - jvRx0, "jvhost RX frames vs tap tx\n" + jv.table());
+                assertEquals(kernelSent, st.rx(), "testpmd rx vs tap tx\n" + jv.table());
+            }
+            assertEquals(0, jv.totalDrops(), jv.table());
+            System.out.println("jvhost counters, 2 queue pairs:\n" + jv.table());
+        }
+    }
+
     /** jvhost writes asynchronously: wait (bounded) until the tap has seen {@code rxPackets}. */
     private NetNs.LinkStats awaitTapRx(NetNs ns, long rxPackets) throws InterruptedException {
         long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
