@@ -33,13 +33,17 @@ public interface DeviceBackend extends AutoCloseable {
     /** Number of queue pairs the device supports (vrings = 2 × this; RX is even, TX is odd). */
     int maxQueuePairs();
 
-    /** The front-end acknowledged these virtio features (already a subset of what was offered). May arrive while rings run. */
+    /**
+     * The front-end acknowledged these virtio features (already a subset of what was offered). May
+     * arrive while rings run, but then only with the features they started with (a change is refused).
+     */
     void onFeaturesSet(long features);
 
     /**
      * A new memory table. Rings that are running keep their front-end addresses and must be
-     * re-translated against {@code memory}. When this returns no worker touches the previous table
-     * any more; the session then closes it.
+     * re-translated against {@code memory}; the session has stopped every running ring that
+     * {@code memory} does not cover, so the re-translation of a running ring never fails. When this
+     * returns no worker touches the previous table any more; the session then closes it.
      */
     void onMemoryTable(GuestMemory memory);
 

@@ -4,6 +4,10 @@ import static io.jvhost.vhostuser.VhostUserMessage.*;
 
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.memory.MemoryRegion;
+import io.jvhost.nativ.Fds;
+import io.jvhost.virtq.VringAvail;
+import io.jvhost.virtq.VringDesc;
+import io.jvhost.virtq.VringUsed;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.lang.foreign.MemorySegment;
@@ -21,15 +25,24 @@ import java.util.List;
  * GET_VRING_BASE), config space, RARP, MTU, resets.
  *
  * <h2>Ring rules</h2>
- * A ring starts when it has a size, addresses, a memory table and a kick (an eventfd, or
- * VHOST_USER_VRING_NOFD_MASK meaning "poll"). Without VHOST_USER_F_PROTOCOL_FEATURES negotiated it
- * starts enabled; with it, it starts in the state last set by SET_VRING_ENABLE (initially disabled).
- * GET_VRING_BASE stops the ring, closes its kick fd and answers the index the next start uses.
+ * A ring starts when it has a size, addresses, a memory table that covers them and a kick (an
+ * eventfd, or VHOST_USER_VRING_NOFD_MASK meaning "poll"). Enabling is separate (vhost-user.rst,
+ * "Ring states"): every ring begins disabled, SET_VRING_ENABLE sets the state, and a SET_FEATURES
+ * without VHOST_USER_F_PROTOCOL_FEATURES enables all rings. GET_VRING_BASE stops the ring, closes
+ * its kick fd and answers the index the next start uses. A new memory table that no longer covers a
+ * running ring stops that ring first (its kick is kept) and it restarts, at the same index, as soon
+ * as a table covers it again: QEMU removes and re-adds regions (REM_MEM_REG then ADD_MEM_REG) when
+ * its memory map changes, and the device never sees a table that does not cover a running ring.
  *
  * <h2>Errors</h2>
  * Every request is validated completely before anything is applied. A rejected request is answered
- * with a non-zero REPLY_ACK when the front-end negotiated REPLY_ACK and set NEED_REPLY; otherwise the
- * session ends with a log line saying why. Fds that came with a message and were not kept are closed.
+ * with a non-zero REPLY_ACK when the front-end negotiated REPLY_ACK (before this message) and set
+ * NEED_REPLY; otherwise the session ends with a log line saying why. A request that has a reply of
+ * its own never gets a second one. Fds that came with a message and were not kept are closed.
+ *
+ * <h2>Logging</h2>
+ * Session start and end at INFO, every rejected request as one WARNING line naming it and the reason,
+ * everything per message at DEBUG.
  *
  * <h2>Threading</h2>
  * Confined to the device's control thread: {@link #handleOne()} and {@link #close()} are called by
@@ -46,16 +59,8 @@ public final class Session implements AutoCloseable {
 
     private static final System.Logger LOG = System.getLogger(Session.class.getName());
 
-    private static final int DESC_ALIGN = 16;
-    private static final int AVAIL_ALIGN = 2;
-    private static final int USED_ALIGN = 4;
-    private static final int DESC_SIZE = 16;
-    private static final int AVAIL_HEADER = 4;
-    private static final int AVAIL_ELEM = 2;
-    private static final int USED_HEADER = 4;
-    private static final int USED_ELEM = 8;
-    /** used_event / avail_event trailer present with EVENT_IDX. */
-    private static final int EVENT_TRAILER = 2;
+    /** SET_LOG_BASE payload: QEMU's log description (size, offset); the kernel-era form was one u64. */
+    private static final int LOG_DESCRIPTION_SIZE = 16;
     private static final int MIN_MTU = 68;
     private static final int MAX_MTU = 65535;
 
@@ -114,6 +119,9 @@ public final class Session implements AutoCloseable {
         }
         this.offeredFeatures = virtio;
         this.offeredProtocol = offer.protocolFeatures() ? offer.protocol() & PROTOCOL_SUPPORTED : 0;
+        // A front-end that stops reading its replies must not wedge the control thread in send():
+        // non-blocking, the codec waits at most its send timeout and then ends the session.
+        Fds.setNonBlocking(socketFd, true);
         int n = 2 * backend.maxQueuePairs();
         this.rings = new Vring[n];
         for (int i = 0; i < n; i++) {
@@ -145,10 +153,6 @@ public final class Session implements AutoCloseable {
         return messages;
     }
 
-    private boolean protocolNegotiated() {
-        return VirtioFeatures.has(ackedFeatures, VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES);
-    }
-
     private boolean replyAck() {
         return (ackedProtocol & (1L << PROTOCOL_F_REPLY_ACK)) != 0;
     }
@@ -173,6 +177,10 @@ public final class Session implements AutoCloseable {
         }
         messages++;
         int req = codec.request();
+        // Whether this request gets a REPLY_ACK status is decided by the state before it: a
+        // SET_PROTOCOL_FEATURES that turns REPLY_ACK on is not itself acknowledged (QEMU, DPDK
+        // virtio-user and rust-vmm front-ends all decide NEED_REPLY from what was negotiated before).
+        boolean ack = codec.needReply() && replyAck() && !hasReply(req);
         try {
             if ((codec.flags() & FLAGS_VERSION_MASK) != VERSION) {
                 throw new ProtocolException("unsupported protocol version " + (codec.flags() & FLAGS_VERSION_MASK));
@@ -182,15 +190,15 @@ public final class Session implements AutoCloseable {
             }
             LOG.log(Level.DEBUG, "{0}: {1} size={2} fds={3}", name, requestName(req), codec.size(), codec.fdCount());
             dispatch(req);
-            if (codec.needReply() && replyAck() && !hasReply(req)) {
+            if (ack) {
                 codec.replyU64(0);
             }
             return true;
         } catch (ProtocolException e) {
-            return reject(req, e.getMessage());
+            return reject(req, e.getMessage(), ack);
         } catch (IllegalArgumentException e) {
             // the device refused a value the session already validated: same treatment as a bad request
-            return reject(req, "device refused: " + e.getMessage());
+            return reject(req, "device refused: " + e.getMessage(), ack);
         } catch (VhostUserCodec.StreamException e) {
             LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
             return false;
@@ -202,8 +210,8 @@ public final class Session implements AutoCloseable {
         }
     }
 
-    private boolean reject(int req, String why) {
-        if (codec.needReply() && replyAck() && !hasReply(req)) {
+    private boolean reject(int req, String why, boolean ack) {
+        if (ack) {
             LOG.log(Level.WARNING, "{0}: {1} rejected: {2}", name, requestName(req), why);
             try {
                 codec.replyU64(1);
@@ -244,6 +252,27 @@ public final class Session implements AutoCloseable {
                 }
             }
             case SET_MEM_TABLE -> setMemTable();
+            case SET_LOG_BASE -> {
+                // Dirty logging needs F_LOG_ALL and LOG_SHMFD, neither of which is offered, so no log
+                // can ever be asked for (SET_FEATURES with LOG_ALL and SET_VRING_ADDR with the log flag
+                // are refused): the message changes nothing. Without LOG_SHMFD it has no reply of its
+                // own; closing the session for it would be harsher than the spec's "exceptional" bar.
+                if (codec.size() != LOG_DESCRIPTION_SIZE && codec.size() != U64_SIZE) {
+                    throw new ProtocolException("payload size " + codec.size() + ", expected " + LOG_DESCRIPTION_SIZE);
+                }
+                if (codec.fdCount() > 1) {
+                    throw new ProtocolException(codec.fdCount() + " fds attached, expected at most 1");
+                }
+                LOG.log(Level.DEBUG, "{0}: SET_LOG_BASE ignored (dirty logging not offered)", name);
+            }
+            case SET_LOG_FD -> {
+                // The log-changed eventfd: unused without dirty logging, closed with the message.
+                if (codec.size() != 0 || codec.fdCount() > 1) {
+                    throw new ProtocolException("payload size " + codec.size() + " with " + codec.fdCount()
+                            + " fds, expected 0 with at most 1");
+                }
+                LOG.log(Level.DEBUG, "{0}: SET_LOG_FD ignored (dirty logging not offered)", name);
+            }
             case GET_MAX_MEM_SLOTS -> {
                 expect(0, 0);
                 requireProtocol(PROTOCOL_F_CONFIGURE_MEM_SLOTS, req);
@@ -298,7 +327,7 @@ public final class Session implements AutoCloseable {
             case RESET_DEVICE -> {
                 expect(0, 0);
                 requireProtocol(PROTOCOL_F_RESET_DEVICE, req);
-                LOG.log(Level.INFO, "{0}: RESET_DEVICE", name);
+                LOG.log(Level.DEBUG, "{0}: RESET_DEVICE", name);
                 resetDeviceState();
             }
             default -> throw new ProtocolException("unsupported request");
@@ -347,9 +376,31 @@ public final class Session implements AutoCloseable {
         if (extra != 0) {
             throw new ProtocolException("acknowledges features not offered: " + VirtioFeatures.describe(extra));
         }
+        if (f != ackedFeatures && anyRingStarted()) {
+            // QEMU re-sends identical features (once per queue pair's vhost_dev) while other rings run;
+            // a real change while rings run (DPDK's vhost refuses it too) would leave running rings on a
+            // ring layout (EVENT_IDX) and header size they did not start with.
+            throw new ProtocolException("features change while rings run (0x" + Long.toHexString(ackedFeatures)
+                    + " -> 0x" + Long.toHexString(f) + "); stop them with GET_VRING_BASE first");
+        }
         backend.onFeaturesSet(f);
         ackedFeatures = f;
-        LOG.log(Level.INFO, "{0}: features {1}", name, VirtioFeatures.describe(f));
+        LOG.log(Level.DEBUG, "{0}: features {1}", name, VirtioFeatures.describe(f));
+        if (!VirtioFeatures.has(f, VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES)) {
+            // vhost-user.rst, "Ring states": SET_FEATURES without PROTOCOL_FEATURES enables all rings.
+            for (int q = 0; q < rings.length; q++) {
+                setEnabled(q, true);
+            }
+        }
+    }
+
+    private boolean anyRingStarted() {
+        for (Vring r : rings) {
+            if (r.started) {
+                return true;
+            }
+        }
+        return false;
     }
 
     private void setProtocolFeatures() throws ProtocolException {
@@ -408,8 +459,7 @@ public final class Session implements AutoCloseable {
         }
         // The mappings keep the memory alive; the fds close with the message.
         install(next);
-        LOG.log(Level.INFO, "{0}: memory table with {1} regions", name, n);
-        startPendingRings();
+        LOG.log(Level.DEBUG, "{0}: memory table with {1} regions", name, n);
     }
 
     private void addMemReg() throws ProtocolException {
@@ -431,9 +481,8 @@ public final class Session implements AutoCloseable {
             throw new ProtocolException("mapping the region failed: " + e.getMessage());
         }
         install(next);
-        LOG.log(Level.INFO, "{0}: added region gpa=0x{1} size=0x{2} ({3} regions)", name,
+        LOG.log(Level.DEBUG, "{0}: added region gpa=0x{1} size=0x{2} ({3} regions)", name,
                 Long.toHexString(r.guestPhysAddr()), Long.toHexString(r.size()), next.regionCount());
-        startPendingRings();
     }
 
     private void remMemReg() throws ProtocolException {
@@ -457,26 +506,39 @@ public final class Session implements AutoCloseable {
                     + Long.toHexString(r.userAddr()) + " size=0x" + Long.toHexString(r.size()));
         }
         install(memory.withRemoved(r.guestPhysAddr(), r.size()));
-        LOG.log(Level.INFO, "{0}: removed region gpa=0x{1} ({2} regions)", name, Long.toHexString(r.guestPhysAddr()),
+        LOG.log(Level.DEBUG, "{0}: removed region gpa=0x{1} ({2} regions)", name, Long.toHexString(r.guestPhysAddr()),
                 memory.regionCount());
     }
 
     /**
      * Hands {@code next} to the device, then retires the old table (unmapping what {@code next} does
-     * not share). If the device refuses, {@code next}'s own new mappings are unmapped and nothing changes.
+     * not share). Running rings that {@code next} does not cover are stopped first (the device must
+     * never translate a running ring against a table without it); afterwards every ring that can run
+     * (again) is started. If the device refuses, {@code next}'s own new mappings are unmapped and the
+     * paused rings restart on the old table.
      */
     private void install(GuestMemory next) {
+        for (int q = 0; q < rings.length; q++) {
+            Vring r = rings[q];
+            if (r.started && !ringMapped(next, r.size, r.desc, r.avail, r.used)) {
+                stopRing(q);
+                LOG.log(Level.DEBUG, "{0}: ring {1} paused at {2}: not covered by the new memory table", name, q,
+                        r.base);
+            }
+        }
         GuestMemory old = memory;
         try {
             backend.onMemoryTable(next);
         } catch (RuntimeException e) {
             next.retire(old);
+            startPendingRings();
             throw e;
         }
         memory = next;
         if (old != null) {
             old.retire(next);
         }
+        startPendingRings();
     }
 
     private static void checkRegion(MemoryRegion r) throws ProtocolException {
@@ -540,9 +602,19 @@ public final class Session implements AutoCloseable {
         return Long.compareUnsigned(a, b + blen - 1) <= 0 && Long.compareUnsigned(b, a + alen - 1) <= 0;
     }
 
-    /** True if [addr, addr+len) lies wholly in one region's front-end address range. */
-    private boolean userRangeMapped(long addr, long len) {
-        return memory != null && memory.uvaToHost(addr, len) != GuestMemory.NO_ADDR;
+    /** True if [addr, addr+len) lies wholly in one region's front-end address range of {@code m}. */
+    private static boolean userRangeMapped(GuestMemory m, long addr, long len) {
+        return m != null && m.uvaToHost(addr, len) != GuestMemory.NO_ADDR;
+    }
+
+    /**
+     * Whether all three ring structures lie inside {@code m}. Sizes are the virtqueue's own (avail and
+     * used always with their 2-byte event trailer, as the device maps them whatever EVENT_IDX says), so
+     * a ring the session accepts is one the device can translate.
+     */
+    private static boolean ringMapped(GuestMemory m, int size, long desc, long avail, long used) {
+        return userRangeMapped(m, desc, VringDesc.tableSize(size)) && userRangeMapped(m, avail, VringAvail.sizeOf(size))
+                && userRangeMapped(m, used, VringUsed.sizeOf(size));
     }
 
     // ------------------------------------------------------------------ rings
@@ -610,7 +682,8 @@ public final class Session implements AutoCloseable {
             throw new ProtocolException("ring " + q + ": flags 0x" + Integer.toHexString(flags)
                     + " (dirty logging is not offered)");
         }
-        if ((desc & (DESC_ALIGN - 1)) != 0 || (avail & (AVAIL_ALIGN - 1)) != 0 || (used & (USED_ALIGN - 1)) != 0) {
+        if ((desc & (VringDesc.ALIGN - 1)) != 0 || (avail & (VringAvail.ALIGN - 1)) != 0
+                || (used & (VringUsed.ALIGN - 1)) != 0) {
             throw new ProtocolException("ring " + q + ": misaligned ring addresses desc=0x" + Long.toHexString(desc)
                     + " avail=0x" + Long.toHexString(avail) + " used=0x" + Long.toHexString(used));
         }
@@ -633,16 +706,15 @@ public final class Session implements AutoCloseable {
     }
 
     private void checkRingMapped(int q, int size, long desc, long avail, long used) throws ProtocolException {
-        int trailer = VirtioFeatures.has(ackedFeatures, VirtioFeatures.RING_F_EVENT_IDX) ? EVENT_TRAILER : 0;
-        if (!userRangeMapped(desc, (long) DESC_SIZE * size)) {
+        if (!userRangeMapped(memory, desc, VringDesc.tableSize(size))) {
             throw new ProtocolException("ring " + q + ": descriptor table 0x" + Long.toHexString(desc)
                     + " is not inside the memory table");
         }
-        if (!userRangeMapped(avail, AVAIL_HEADER + (long) AVAIL_ELEM * size + trailer)) {
+        if (!userRangeMapped(memory, avail, VringAvail.sizeOf(size))) {
             throw new ProtocolException("ring " + q + ": available ring 0x" + Long.toHexString(avail)
                     + " is not inside the memory table");
         }
-        if (!userRangeMapped(used, USED_HEADER + (long) USED_ELEM * size + trailer)) {
+        if (!userRangeMapped(memory, used, VringUsed.sizeOf(size))) {
             throw new ProtocolException("ring " + q + ": used ring 0x" + Long.toHexString(used)
                     + " is not inside the memory table");
         }
@@ -677,36 +749,39 @@ public final class Session implements AutoCloseable {
                 maybeStart(q);
             }
             case SET_VRING_CALL -> {
-                int fd = nofd ? -1 : codec.takeFd(0);
-                int old = r.callFd;
-                r.callFd = fd;
+                // The device gets the fd first; only once it accepted does the session own it (a refusal
+                // leaves the old fd in place and the new one closes with the message).
+                int fd = nofd ? -1 : codec.fdAt(0);
                 if (r.started) {
                     backend.setCallFd(q, fd);
                 }
-                VhostUserCodec.closeQuietly(old);
+                if (!nofd) {
+                    codec.takeFd(0);
+                }
+                VhostUserCodec.closeQuietly(r.callFd);
+                r.callFd = fd;
             }
             default -> {
-                int fd = nofd ? -1 : codec.takeFd(0);
-                int old = r.errFd;
-                r.errFd = fd;
+                int fd = nofd ? -1 : codec.fdAt(0);
                 if (r.started) {
                     backend.setErrFd(q, fd);
                 }
-                VhostUserCodec.closeQuietly(old);
+                if (!nofd) {
+                    codec.takeFd(0);
+                }
+                VhostUserCodec.closeQuietly(r.errFd);
+                r.errFd = fd;
             }
         }
     }
 
     private void setEnabled(int q, boolean on) {
         Vring r = rings[q];
+        boolean was = r.enabled;
         r.enabled = on;
-        if (r.started) {
-            backend.setRingEnabled(q, effectiveEnabled(r));
+        if (r.started && was != on) {
+            backend.setRingEnabled(q, on);
         }
-    }
-
-    private boolean effectiveEnabled(Vring r) {
-        return !protocolNegotiated() || r.enabled;
     }
 
     private boolean canStart(Vring r) {
@@ -720,21 +795,24 @@ public final class Session implements AutoCloseable {
         }
         checkRingMapped(q, r.size, r.desc, r.avail, r.used);
         backend.startRing(new RingConfig(q, r.size, r.desc, r.avail, r.used, r.log, r.addrFlags, r.base, r.kickFd,
-                r.callFd, r.errFd, effectiveEnabled(r), ackedFeatures, memory));
+                r.callFd, r.errFd, r.enabled, ackedFeatures, memory));
         r.started = true;
         LOG.log(Level.DEBUG, "{0}: ring {1} started (size {2}, base {3}, {4}, {5})", name, q, r.size, r.base,
-                r.kickFd < 0 ? "polled" : "kicked", effectiveEnabled(r) ? "enabled" : "disabled");
+                r.kickFd < 0 ? "polled" : "kicked", r.enabled ? "enabled" : "disabled");
     }
 
-    /** After a new memory table, rings that only waited for memory start now (if their addresses map). */
+    /** After a memory table change, rings that waited for memory start now (if the table covers them). */
     private void startPendingRings() {
         for (int q = 0; q < rings.length; q++) {
-            if (canStart(rings[q])) {
+            Vring r = rings[q];
+            if (canStart(r) && ringMapped(memory, r.size, r.desc, r.avail, r.used)) {
                 try {
                     maybeStart(q);
                 } catch (ProtocolException | IllegalArgumentException e) {
                     LOG.log(Level.WARNING, "{0}: ring {1} stays stopped: {2}", name, q, e.getMessage());
                 }
+            } else if (canStart(r)) {
+                LOG.log(Level.DEBUG, "{0}: ring {1} waits for a memory table that covers it", name, q);
             }
         }
     }

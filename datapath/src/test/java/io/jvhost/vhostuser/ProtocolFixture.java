@@ -73,6 +73,17 @@ final class ProtocolFixture implements AutoCloseable {
         }
     }
 
+    /**
+     * Raises the vhostuser loggers' threshold to {@code level} until closed: for tests that open
+     * thousands of sessions or send thousands of bad messages on purpose.
+     */
+    static AutoCloseable quietLogs(java.util.logging.Level level) {
+        java.util.logging.Logger jul = java.util.logging.Logger.getLogger("io.jvhost.vhostuser");
+        java.util.logging.Level saved = jul.getLevel();
+        jul.setLevel(level);
+        return () -> jul.setLevel(saved);
+    }
+
     static void awaitTrue(java.util.function.BooleanSupplier cond, long timeoutMs, String what) {
         long end = System.currentTimeMillis() + timeoutMs;
         while (!cond.getAsBoolean()) {

@@ -1,6 +1,9 @@
 package io.jvhost.vhostuser;
 
 import io.jvhost.memory.GuestMemory;
+import io.jvhost.virtq.VringAvail;
+import io.jvhost.virtq.VringDesc;
+import io.jvhost.virtq.VringUsed;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -27,6 +30,7 @@ final class RecordingBackend implements DeviceBackend {
     private long ackedFeatures;
     private int resets;
     volatile boolean refuseStart;
+    volatile boolean refuseCall;
     private String fdProblem;
 
     RecordingBackend(int pairs) {
@@ -69,6 +73,11 @@ final class RecordingBackend implements DeviceBackend {
 
     @Override
     public synchronized void onMemoryTable(GuestMemory m) {
+        for (RingConfig r : running.values()) {
+            if (!covers(m, r)) {
+                fdProblem = "running ring " + r.queueIndex() + " is not covered by the new memory table";
+            }
+        }
         memory = m;
         log("mem " + m.regionCount());
     }
@@ -84,8 +93,8 @@ final class RecordingBackend implements DeviceBackend {
         checkFd("kick", ring.kickFd());
         checkFd("call", ring.callFd());
         checkFd("err", ring.errFd());
-        if (ring.memory() == null || ring.memory().uvaToHost(ring.descAddr(), 16L * ring.size()) == GuestMemory.NO_ADDR) {
-            fdProblem = "ring " + ring.queueIndex() + " started with untranslatable desc";
+        if (!covers(ring.memory(), ring) || ring.memory() != memory) {
+            fdProblem = "ring " + ring.queueIndex() + " started outside the current memory table";
         }
         running.put(ring.queueIndex(), ring);
         enabled.put(ring.queueIndex(), ring.enabled());
@@ -116,8 +125,18 @@ final class RecordingBackend implements DeviceBackend {
         log("enable " + q + " " + on);
     }
 
+    /** Whether all three ring structures (with their event trailers, as the virtqueue maps them) lie in {@code m}. */
+    static boolean covers(GuestMemory m, RingConfig r) {
+        return m != null && m.uvaToHost(r.descAddr(), VringDesc.tableSize(r.size())) != GuestMemory.NO_ADDR
+                && m.uvaToHost(r.availAddr(), VringAvail.sizeOf(r.size())) != GuestMemory.NO_ADDR
+                && m.uvaToHost(r.usedAddr(), VringUsed.sizeOf(r.size())) != GuestMemory.NO_ADDR;
+    }
+
     @Override
     public synchronized void setCallFd(int q, int fd) {
+        if (refuseCall) {
+            throw new IllegalArgumentException("call fd refused by test");
+        }
         checkFd("call", fd);
         callFds.put(q, fd);
         log("call " + q);
@@ -208,6 +227,10 @@ final class RecordingBackend implements DeviceBackend {
 
     synchronized String fdProblem() {
         return fdProblem;
+    }
+
+    synchronized Integer callFd(int q) {
+        return callFds.get(q);
     }
 
     synchronized int runningCount() {
