@@ -90,6 +90,9 @@ public final class Main {
         String name = "vm0";
         WorkerConfig worker = WorkerConfig.defaults().withBusyPollNanos(o.busyPollMicros() * 1000L);
         NetDevice.Config cfg = NetDevice.Config.of(name, tap, o.queues()).withMtu(o.mtu()).withWorker(worker);
+        if (o.tapSndBuf() > 0) {
+            cfg = cfg.withTapSndBuf(o.tapSndBuf());
+        }
         byte[] mac = o.mac();
         if (mac != null) {
             cfg = cfg.withMac(mac);

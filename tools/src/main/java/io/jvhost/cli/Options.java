@@ -29,6 +29,8 @@ public final class Options {
     public static final String BUSY_POLL_US = "busy-poll-us";
     public static final int BUSY_POLL_US_DEFAULT = 0;
     public static final String CAPTURE = "capture";
+    public static final String TAP_SNDBUF = "tap-sndbuf";
+    public static final int TAP_SNDBUF_DEFAULT = 0;
     public static final String DISABLE_FEATURES = "disable-features";
     public static final String HELP = "help";
 
@@ -44,6 +46,8 @@ public final class Options {
         HELP_TEXT.put(CLIENT, "client mode: connect to the front-end's socket, reconnect when it restarts");
         HELP_TEXT.put(BUSY_POLL_US + "=N", "busy-poll the rings N microseconds before sleeping (default 0: off)");
         HELP_TEXT.put(CAPTURE + "=FILE", "write every frame (both directions) to a pcap file");
+        HELP_TEXT.put(TAP_SNDBUF + "=BYTES", "cap the tap's send buffer (TUNSETSNDBUF) so a slow host path pushes back"
+                + " on the guest instead of queueing without bound (default 0: kernel default, unlimited)");
         HELP_TEXT.put(DISABLE_FEATURES + "=A,B", "switch off virtio features by name (e.g. mrg_rxbuf,event_idx,host_tso4)");
         HELP_TEXT.put(PRINT_CAPABILITIES, "print the back-end capabilities as JSON and exit");
         HELP_TEXT.put(HELP, "this text");
@@ -140,6 +144,10 @@ public final class Options {
 
     public int mtu() {
         return integer(MTU, MTU_DEFAULT, 68, 65535);
+    }
+
+    public int tapSndBuf() {
+        return integer(TAP_SNDBUF, TAP_SNDBUF_DEFAULT, 0, Integer.MAX_VALUE);
     }
 
     public int busyPollMicros() {
