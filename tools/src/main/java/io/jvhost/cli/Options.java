@@ -53,17 +53,23 @@ public final class Options {
         HELP_TEXT.put(HELP, "this text");
     }
 
+    /** Options that may be given once per device, in the same order. */
+    private static final List<String> REPEATABLE = List.of(SOCKET_PATH, TAP, MAC);
+
     private final Map<String, String> values;
+    private final Map<String, List<String>> repeated;
     private final List<String> positional;
 
-    private Options(Map<String, String> values, List<String> positional) {
+    private Options(Map<String, String> values, Map<String, List<String>> repeated, List<String> positional) {
         this.values = values;
+        this.repeated = repeated;
         this.positional = positional;
     }
 
     /** Parses {@code --name=value}, {@code --name value} and {@code --flag}. */
     public static Options parse(String[] args) {
         Map<String, String> values = new LinkedHashMap<>();
+        Map<String, List<String>> repeated = new LinkedHashMap<>();
         List<String> positional = new ArrayList<>();
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
@@ -87,9 +93,13 @@ public final class Options {
             } else {
                 throw new IllegalArgumentException("option --" + name + " needs a value");
             }
-            values.put(name, value);
+            if (values.containsKey(name) && !REPEATABLE.contains(name)) {
+                throw new IllegalArgumentException("option --" + name + " given twice");
+            }
+            values.putIfAbsent(name, value);
+            repeated.computeIfAbsent(name, k -> new ArrayList<>()).add(value);
         }
-        return new Options(values, positional);
+        return new Options(values, repeated, positional);
     }
 
     private static boolean isFlag(String name) {
@@ -116,6 +126,11 @@ public final class Options {
 
     public String string(String name, String dflt) {
         return values.getOrDefault(name, dflt);
+    }
+
+    /** Every value of a repeatable option, in command-line order (empty when absent). */
+    public List<String> strings(String name) {
+        return repeated.getOrDefault(name, List.of());
     }
 
     public boolean has(String name) {
@@ -167,12 +182,14 @@ public final class Options {
         return out;
     }
 
-    /** Parses a MAC like {@code 52:54:00:12:34:56}; null when not given. */
-    public byte[] mac() {
-        String v = values.get(MAC);
-        if (v == null) {
-            return null;
-        }
+    /** The MAC of device {@code index} (the index-th {@code --mac}); null when not given. */
+    public byte[] mac(int index) {
+        List<String> all = strings(MAC);
+        return index < all.size() ? parseMac(all.get(index)) : null;
+    }
+
+    /** Parses a MAC like {@code 52:54:00:12:34:56}. */
+    static byte[] parseMac(String v) {
         String[] parts = v.split(":");
         if (parts.length != 6) {
             throw new IllegalArgumentException("--mac=" + v + " is not a MAC address (XX:XX:XX:XX:XX:XX)");
@@ -192,6 +209,7 @@ public final class Options {
         StringBuilder sb = new StringBuilder();
         sb.append("usage: jvhost [demo]                      run the demo (default with no arguments)\n");
         sb.append("       jvhost --socket-path=PATH [options] run a vhost-user-net back-end\n");
+        sb.append("       (--socket-path, --tap and --mac may be repeated: one device per --socket-path, in order)\n");
         sb.append("       jvhost stats [--socket-path=PATH]   show a running back-end's counters\n");
         sb.append("       jvhost --print-capabilities        vhost-user capabilities as JSON\n\noptions:\n");
         for (Map.Entry<String, String> e : HELP_TEXT.entrySet()) {
