@@ -48,7 +48,7 @@ public final class Options {
         HELP_TEXT.put(CAPTURE + "=FILE", "write every frame (both directions) to a pcap file");
         HELP_TEXT.put(TAP_SNDBUF + "=BYTES", "cap the tap's send buffer (TUNSETSNDBUF) so a slow host path pushes back"
                 + " on the guest instead of queueing without bound (default 0: kernel default, unlimited)");
-        HELP_TEXT.put(DISABLE_FEATURES + "=A,B", "switch off virtio features by name (e.g. mrg_rxbuf,event_idx,host_tso4)");
+        HELP_TEXT.put(DISABLE_FEATURES + "=A,B", "switch off virtio features by name (e.g. mrg-rxbuf,event-idx,host-tso4; _ works too)");
         HELP_TEXT.put(PRINT_CAPABILITIES, "print the back-end capabilities as JSON and exit");
         HELP_TEXT.put(HELP, "this text");
     }
@@ -175,7 +175,7 @@ public final class Options {
         if (v != null) {
             for (String s : v.split(",")) {
                 if (!s.isBlank()) {
-                    out.add(s.trim().toLowerCase(Locale.ROOT));
+                    out.add(s.trim().toLowerCase(Locale.ROOT).replace('_', '-'));
                 }
             }
         }
