@@ -86,6 +86,7 @@ public final class QueuePairWorker implements AutoCloseable {
     private final int[] callFd = {-1, -1};
     private final int[] errFd = {-1, -1};
     private int tapInterest = -1;
+    private long busyPollNanos;
     private boolean running = true;
     private volatile boolean alive;
 
@@ -112,6 +113,7 @@ public final class QueuePairWorker implements AutoCloseable {
         txq.setBrokenHandler(q -> signalError(TX));
         rxq.setBrokenHandler(q -> signalError(RX));
         setFeatures(0, 1500);
+        this.busyPollNanos = config.busyPollNanos();
         this.thread = Thread.ofPlatform().name(name).daemon().unstarted(this::run);
     }
 
@@ -136,6 +138,20 @@ public final class QueuePairWorker implements AutoCloseable {
     /** Histograms: recorded by the worker, readable from any thread. */
     public QueueLatency latency() {
         return latency;
+    }
+
+    /**
+     * What the worker is doing, for stall reports: thread state and where it is (e.g. parked in
+     * {@code epoll_wait}), read without asking the worker (a command would wake it and hide a lost
+     * wake-up). Any thread.
+     */
+    public String diagnostics() {
+        StringBuilder b = new StringBuilder(name).append(": ").append(thread.getState());
+        StackTraceElement[] st = thread.getStackTrace();
+        for (int i = 0; i < Math.min(st.length, 6); i++) {
+            b.append("\n    at ").append(st[i]);
+        }
+        return b.toString();
     }
 
     /** The virtqueue state (tests, diagnostics); touch only through {@link #call}. */
@@ -240,6 +256,9 @@ public final class QueuePairWorker implements AutoCloseable {
     }
 
     public int setRingEnabled(int role, boolean on) {
+        if (role == TX && !on && enabled[TX] && txActive()) {
+            flushTx();
+        }
         enabled[role] = on;
         if (role == TX) {
             tx.setEnabled(on);
@@ -250,6 +269,25 @@ public final class QueuePairWorker implements AutoCloseable {
             rx.setEnabled(on);
         }
         return 0;
+    }
+
+    /**
+     * Sends what the driver made available while TX was enabled before the disable takes effect.
+     * A disabled TX ring discards (vhost-user.rst, "Ring states"), but frames posted before the
+     * disable are the driver's sent frames: DPDK virtio-user disables every ring at port stop and
+     * counts them as transmitted, so dropping them made the counts of the two ends disagree by
+     * whatever the worker had not reached yet. Bounded by one ring's worth; stops at backpressure
+     * (a held chain is still written later).
+     */
+    private void flushTx() {
+        int left = txq.size();
+        while (left > 0 && !tx.backpressured()) {
+            int n = tx.process(Math.min(left, config.weight()), System.nanoTime());
+            if (n == 0) {
+                break;
+            }
+            left -= n;
+        }
     }
 
     public int setCallFd(int role, int fd) {
@@ -282,6 +320,18 @@ public final class QueuePairWorker implements AutoCloseable {
         tx.configure(tapFd, hdrSize, new TxValidator(features, mtu));
         rx.configure(tapFd, hdrSize, VirtioNetFeatures.has(features, VirtioNetFeatures.MRG_RXBUF),
                 VirtioNetFeatures.guestGso(features), mtu);
+        return 0;
+    }
+
+    /**
+     * Changes how long the idle worker keeps polling before it sleeps (0: sleep at once), e.g. to
+     * switch between latency and power modes at run time.
+     */
+    public int setBusyPollNanos(long nanos) {
+        if (nanos < 0) {
+            throw new IllegalArgumentException("busyPollNanos " + nanos);
+        }
+        busyPollNanos = nanos;
         return 0;
     }
 
@@ -354,7 +404,7 @@ public final class QueuePairWorker implements AutoCloseable {
                     continue;
                 }
                 counters.increment(Counter.EMPTY_POLLS);
-                if (config.busyPollNanos() > 0 && now - lastWork < config.busyPollNanos()) {
+                if (busyPollNanos > 0 && now - lastWork < busyPollNanos) {
                     rx.kicked(); // polling: look at the RX ring again without waiting for a kick
                     Thread.onSpinWait();
                     continue;

@@ -42,15 +42,21 @@ public final class NetDevice implements DeviceBackend {
      * @param mac         MAC offered to the guest (6 bytes)
      * @param worker      worker tuning
      * @param capture     pcap file for {@code --capture}, or null
+     * @param tapSndBuf   per-queue cap on guest frames the kernel may hold before tap writes return
+     *                    EAGAIN and TX pushes back on the guest ({@link TapPort#setSndBuf}); 0: the
+     *                    kernel default (unlimited: a slow egress drops instead)
      */
     public record Config(String name, String tapName, int queuePairs, int mtu, byte[] mac, WorkerConfig worker,
-                         Path capture) {
+                         Path capture, int tapSndBuf) {
         public Config {
             if (queuePairs < 1) {
                 throw new IllegalArgumentException("queuePairs " + queuePairs);
             }
             if (mac == null || mac.length != VirtioNetConfig.MAC_LENGTH) {
                 throw new IllegalArgumentException("mac must be 6 bytes");
+            }
+            if (tapSndBuf < 0) {
+                throw new IllegalArgumentException("tapSndBuf " + tapSndBuf);
             }
             mac = mac.clone();
         }
@@ -62,23 +68,27 @@ public final class NetDevice implements DeviceBackend {
 
         public static Config of(String name, String tapName, int queuePairs) {
             return new Config(name, tapName, queuePairs, 0, new byte[]{0x52, 0x54, 0x00, 0x12, 0x34, 0x56},
-                    WorkerConfig.defaults(), null);
+                    WorkerConfig.defaults(), null, 0);
         }
 
         public Config withMtu(int m) {
-            return new Config(name, tapName, queuePairs, m, mac, worker, capture);
+            return new Config(name, tapName, queuePairs, m, mac, worker, capture, tapSndBuf);
         }
 
         public Config withWorker(WorkerConfig w) {
-            return new Config(name, tapName, queuePairs, mtu, mac, w, capture);
+            return new Config(name, tapName, queuePairs, mtu, mac, w, capture, tapSndBuf);
         }
 
         public Config withCapture(Path p) {
-            return new Config(name, tapName, queuePairs, mtu, mac, worker, p);
+            return new Config(name, tapName, queuePairs, mtu, mac, worker, p, tapSndBuf);
+        }
+
+        public Config withTapSndBuf(int bytes) {
+            return new Config(name, tapName, queuePairs, mtu, mac, worker, capture, bytes);
         }
 
         public Config withMac(byte[] m) {
-            return new Config(name, tapName, queuePairs, mtu, m, worker, capture);
+            return new Config(name, tapName, queuePairs, mtu, m, worker, capture, tapSndBuf);
         }
     }
 
@@ -97,6 +107,14 @@ public final class NetDevice implements DeviceBackend {
     public NetDevice(Config config) {
         this.config = config;
         this.tap = TapPort.open(config.tapName(), config.queuePairs());
+        if (config.tapSndBuf() > 0) {
+            try {
+                tap.setSndBuf(config.tapSndBuf());
+            } catch (RuntimeException e) {
+                tap.close();
+                throw e;
+            }
+        }
         this.mac = config.mac();
         this.mtu = config.mtu() > 0 ? config.mtu() : tap.mtu();
         PacketCapture pc = null;
@@ -162,6 +180,9 @@ public final class NetDevice implements DeviceBackend {
                 VirtioFeatures.NET_F_GUEST_ECN, VirtioFeatures.NET_F_GUEST_UFO, VirtioFeatures.NET_F_HOST_TSO4,
                 VirtioFeatures.NET_F_HOST_TSO6, VirtioFeatures.NET_F_HOST_ECN, VirtioFeatures.NET_F_HOST_UFO,
                 VirtioFeatures.NET_F_MRG_RXBUF, VirtioFeatures.NET_F_STATUS, VirtioFeatures.F_ANY_LAYOUT,
+                // The guest announces itself after migration (QEMU runs the control queue); without
+                // it QEMU asks the back-end to send a RARP instead (SEND_RARP).
+                VirtioFeatures.NET_F_GUEST_ANNOUNCE,
                 VirtioFeatures.RING_F_INDIRECT_DESC, VirtioFeatures.RING_F_EVENT_IDX,
                 VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES, VirtioFeatures.F_VERSION_1}) {
             f |= 1L << b;

@@ -129,6 +129,21 @@ public final class TapPort implements AutoCloseable {
         offloadsChanged = true;
     }
 
+    /**
+     * Caps, per queue, the bytes of guest frames the kernel may hold before a write returns EAGAIN
+     * (TUNSETSNDBUF; QEMU's {@code sndbuf}). With the kernel default (INT_MAX) tap writes never block:
+     * a slow egress (qdisc, bridge port) then drops instead of pushing back on the guest. With a cap,
+     * the TX engine sees EAGAIN, holds the chain and resumes on EPOLLOUT (docs/DATAPATH.md).
+     */
+    public void setSndBuf(int bytes) {
+        if (bytes <= 0) {
+            throw new IllegalArgumentException("sndbuf " + bytes);
+        }
+        for (int fd : fds) {
+            Tun.setSndBuf(fd, bytes);
+        }
+    }
+
     /** Attaches or detaches one queue of a multi-queue tap (a detached queue gets no frames). No-op otherwise. */
     public synchronized void setQueueEnabled(int queuePair, boolean on) {
         // The kernel refuses (EINVAL) to attach an attached queue or detach a detached one.

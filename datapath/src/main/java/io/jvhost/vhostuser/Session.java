@@ -468,6 +468,14 @@ public final class Session implements AutoCloseable {
         MemoryRegion r = readRegion(SINGLE_REGION_OFFSET, codec.fdAt(0));
         checkRegion(r);
         GuestMemory current = memory != null ? memory : GuestMemory.empty();
+        if (indexOf(current, r, true) >= 0) {
+            // QEMU (7.2 and others before it skipped them) sends the memory messages once per vhost_dev,
+            // i.e. once per queue pair on the same socket: the second pair re-adds every region the
+            // first one added. The same region again is a no-op, not an overlap.
+            LOG.log(Level.DEBUG, "{0}: region gpa=0x{1} size=0x{2} already in the table (duplicate ADD_MEM_REG)",
+                    name, Long.toHexString(r.guestPhysAddr()), Long.toHexString(r.size()));
+            return;
+        }
         if (current.regionCount() >= MAX_MEM_SLOTS) {
             throw new ProtocolException("all " + MAX_MEM_SLOTS + " memory slots in use");
         }
@@ -495,15 +503,12 @@ public final class Session implements AutoCloseable {
             throw new ProtocolException(codec.fdCount() + " fds attached, expected 0");
         }
         MemoryRegion r = readRegion(SINGLE_REGION_OFFSET, -1);
-        boolean found = false;
-        if (memory != null) {
-            for (MemoryRegion e : memory.regions()) {
-                found |= e.guestPhysAddr() == r.guestPhysAddr() && e.userAddr() == r.userAddr() && e.size() == r.size();
-            }
-        }
-        if (!found) {
-            throw new ProtocolException("no region gpa=0x" + Long.toHexString(r.guestPhysAddr()) + " uaddr=0x"
-                    + Long.toHexString(r.userAddr()) + " size=0x" + Long.toHexString(r.size()));
+        if (memory == null || indexOf(memory, r, false) < 0) {
+            // The counterpart of the duplicate ADD_MEM_REG: with several queue pairs QEMU removes a
+            // region once per queue pair; the first removal took it, the later ones find nothing.
+            LOG.log(Level.DEBUG, "{0}: no region gpa=0x{1} uaddr=0x{2} size=0x{3} (duplicate REM_MEM_REG): nothing to do",
+                    name, Long.toHexString(r.guestPhysAddr()), Long.toHexString(r.userAddr()), Long.toHexString(r.size()));
+            return;
         }
         install(memory.withRemoved(r.guestPhysAddr(), r.size()));
         LOG.log(Level.DEBUG, "{0}: removed region gpa=0x{1} ({2} regions)", name, Long.toHexString(r.guestPhysAddr()),
@@ -539,6 +544,23 @@ public final class Session implements AutoCloseable {
             old.retire(next);
         }
         startPendingRings();
+    }
+
+    /**
+     * Index of the region in {@code m} that is exactly {@code r} (guest-physical address, size and
+     * front-end address; with {@code matchOffset} also the mmap offset, which REM_MEM_REG need not
+     * carry), or -1.
+     */
+    private static int indexOf(GuestMemory m, MemoryRegion r, boolean matchOffset) {
+        List<MemoryRegion> all = m.regions();
+        for (int i = 0; i < all.size(); i++) {
+            MemoryRegion e = all.get(i);
+            if (e.guestPhysAddr() == r.guestPhysAddr() && e.userAddr() == r.userAddr() && e.size() == r.size()
+                    && (!matchOffset || e.mmapOffset() == r.mmapOffset())) {
+                return i;
+            }
+        }
+        return -1;
     }
 
     private static void checkRegion(MemoryRegion r) throws ProtocolException {

@@ -157,14 +157,32 @@ public final class SplitVirtqueue {
      * given as front-end addresses, re-translates them (a new table after SET_MEM_TABLE /
      * ADD_MEM_REG / REM_MEM_REG). Call on the worker when it switches tables.
      *
-     * @return false (and the queue marked broken) when the rings are no longer inside the table
+     * @return false (and the queue marked broken) when a started queue's rings are no longer inside the table
      */
     public boolean setMemory(GuestMemory table) {
         this.memory = table;
-        if (ringsFromUva) {
-            return translateRings();
+        if (!ringsFromUva) {
+            return true;
         }
-        return true;
+        if (!started) {
+            // A stopped queue's rings are not in use: a table that does not cover them is no driver
+            // error (QEMU changes its memory map between GET_VRING_BASE and the next SET_VRING_ADDR).
+            // Drop the stale translations; a start needs new addresses.
+            if (!covers(table)) {
+                ringsFromUva = false;
+                desc = null;
+                avail = null;
+                used = null;
+                return true;
+            }
+        }
+        return translateRings();
+    }
+
+    private boolean covers(GuestMemory m) {
+        return m.uvaToSegment(descUva, VringDesc.tableSize(size)) != null
+                && m.uvaToSegment(availUva, VringAvail.sizeOf(size)) != null
+                && m.uvaToSegment(usedUva, VringUsed.sizeOf(size)) != null;
     }
 
     public GuestMemory memory() {
@@ -501,13 +519,23 @@ public final class SplitVirtqueue {
         return brokenReason != null;
     }
 
-    /** Clears the broken state (device reset by the front-end). */
+    /**
+     * Clears the broken state and forgets the rings (device reset by the front-end, or a fresh
+     * start): the next start needs {@link #setAddresses} or {@link #setRings} again. Forgetting the
+     * addresses matters: they are the previous front-end's (or the previous start's) virtual
+     * addresses, and re-translating them against a new front-end's table in {@link #setMemory}
+     * broke the queue of a reconnected QEMU before its own addresses arrived.
+     */
     public void reset() {
         brokenReason = null;
         brokenMessage = null;
         started = false;
         lastAvailIdx = 0;
         shadowAvailIdx = 0;
+        ringsFromUva = false;
+        desc = null;
+        avail = null;
+        used = null;
     }
 
     private int fail(VirtqError reason, String message) {

@@ -133,6 +133,7 @@ public final class QemuGuest implements AutoCloseable {
         private boolean server;
         private int queues = 1;
         private String mac = "52:54:00:77:00:02";
+        private int hostMtu;
         private final Map<String, String> params = new LinkedHashMap<>();
         private String extraCmdline = "";
         private String mem = "512M";
@@ -155,6 +156,15 @@ public final class QemuGuest implements AutoCloseable {
 
         public Builder mac(String m) {
             this.mac = m;
+            return this;
+        }
+
+        /**
+         * QEMU offers VIRTIO_NET_F_MTU with this MTU ({@code host_mtu=}) and sends NET_SET_MTU to
+         * the back-end; without it QEMU masks the MTU feature whatever the back-end offers.
+         */
+        public Builder hostMtu(int mtu) {
+            this.hostMtu = mtu;
             return this;
         }
 
@@ -197,6 +207,9 @@ public final class QemuGuest implements AutoCloseable {
                     "--cmdline", cl.toString().strip()));
             if (server) {
                 cmd.add("--server");
+            }
+            if (hostMtu > 0) {
+                cmd.addAll(List.of("--host-mtu", Integer.toString(hostMtu)));
             }
             Path log = Cmd.logDir().resolve(name + "-" + Cmd.randomHex(3) + ".serial.log");
             return new QemuGuest(LineProcess.start("qemu[" + name + "]", cmd, log));

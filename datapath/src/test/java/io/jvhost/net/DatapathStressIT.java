@@ -19,7 +19,9 @@ import java.nio.channels.DatagramChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.Locale;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 import static io.jvhost.net.VirtioNetFeatures.*;
@@ -30,8 +32,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 @Tag("privileged")
 class DatapathStressIT {
     static final long MRG = bit(VERSION_1) | bit(EVENT_IDX) | bit(CSUM) | bit(GUEST_CSUM) | bit(MRG_RXBUF);
-    /** Exchanges in the lost-wake-up stress (bounded for a shared CI box; -Djvhost.it.exchanges=1000000 for the full million). */
-    static final int EXCHANGES = Integer.getInteger("jvhost.it.exchanges", 100_000);
+    /** Exchanges in the lost-wake-up stress (-Djvhost.it.exchanges=N to change). */
+    static final int EXCHANGES = Integer.getInteger("jvhost.it.exchanges", 1_000_000);
 
     @BeforeEach
     void needsTap() {
@@ -82,39 +84,149 @@ class DatapathStressIT {
         }
     }
 
+    /** How the two sides wait in a burst of exchanges. */
+    enum Mode {
+        /**
+         * Cheap: 16 requests in flight, the worker busy-polls (50 us) and the guest spins (50 us)
+         * before sleeping, so most exchanges need no wake-up at all.
+         */
+        PIPELINED(50_000, 50_000, 16),
+        /** One in flight; the worker sleeps at once, the guest spins 5 us then sleeps: the re-check races. */
+        SPIN_THEN_SLEEP(0, 5_000, 1),
+        /** One in flight, both sides sleep at once: every exchange is a kick wake-up and a call wake-up. */
+        SLEEP(0, 0, 1);
+
+        final long workerBusyPollNanos;
+        final long guestSpinNanos;
+        final int window;
+
+        Mode(long workerBusyPollNanos, long guestSpinNanos, int window) {
+            this.workerBusyPollNanos = workerBusyPollNanos;
+            this.guestSpinNanos = guestSpinNanos;
+            this.window = window;
+        }
+
+        /** Bursts of {@link #BURST}: 1 in 40 SLEEP, 1 in 40 SPIN_THEN_SLEEP, the rest PIPELINED. */
+        static Mode of(int burst) {
+            return switch (burst % 40) {
+                case 0 -> SLEEP;
+                case 20 -> SPIN_THEN_SLEEP;
+                default -> PIPELINED;
+            };
+        }
+    }
+
+    static final int BURST = 1000;
+    /** A reply not there after this long is a stall (lost kick, lost call or a stuck worker). */
+    static final int EXCHANGE_TIMEOUT_MS = 5000;
+
     @Test
-    @Timeout(180)
+    @Timeout(300)
     void lostWakeUpStress() throws Exception {
-        // Guest pings the host kernel EXCHANGES times, one in flight: every exchange makes both the
-        // worker and the guest go to sleep and be woken by the other side.
+        // The guest pings the host kernel EXCHANGES times. The kernel answers an ICMP echo inside the
+        // worker's writev, so an exchange costs a kick (unless the worker polls), one writev, one readv
+        // and a call (unless the guest polls). Bursts alternate between cheap pipelined/polled
+        // exchanges and one-in-flight exchanges where one or both sides sleep, so that every
+        // notification path — the worker arming kicks and re-checking before epoll_wait, the guest
+        // enabling callbacks and re-checking before poll — runs tens of thousands of times; a lost
+        // wake-up is a timeout that fails the test with the rings' state.
         try (TapFixture f = new TapFixture(1, MRG, 1500, 256, 2048, WorkerConfig.defaults())) {
             byte[] hostMac = f.stack.resolve(0, f.hostIp, 3000);
             byte[] payload = new byte[32];
-            long deadline = System.nanoTime() + 150_000_000_000L;
+            long[] exchangesIn = new long[Mode.values().length];
+            long[] nanosIn = new long[Mode.values().length];
+            long guestSleeps = 0;
+            QueueStats before = f.device.stats().get(0);
             long start = System.nanoTime();
-            for (int i = 0; i < EXCHANGES; i++) {
-                int seq = i & 0xffff;
-                assertTrue(f.nic.send(0, Packets.icmpEcho(f.stack.mac(), hostMac, f.guestIp, f.hostIp,
-                        Packets.ICMP_ECHO_REQUEST, 7, seq, payload), 2000), "TX buffer at " + i);
+            Mode mode = null;
+            int sent = 0;
+            int done = 0;
+            int burstEnd = 0;
+            long burstStart = 0;
+            while (done < EXCHANGES) {
+                if (done == burstEnd) {
+                    if (mode != null) {
+                        nanosIn[mode.ordinal()] += System.nanoTime() - burstStart;
+                    }
+                    Mode m = Mode.of(done / BURST);
+                    if (m != mode) {
+                        mode = m;
+                        f.device.worker(0).call(w -> w.setBusyPollNanos(m.workerBusyPollNanos));
+                    }
+                    burstEnd = Math.min(EXCHANGES, done + BURST);
+                    burstStart = System.nanoTime();
+                }
+                while (sent < burstEnd && sent - done < mode.window) {
+                    assertTrue(f.nic.send(0, Packets.icmpEcho(f.stack.mac(), hostMac, f.guestIp, f.hostIp,
+                            Packets.ICMP_ECHO_REQUEST, 7, sent & 0xffff, payload), EXCHANGE_TIMEOUT_MS),
+                            "TX buffer at " + sent);
+                    sent++;
+                }
+                long spinEnd = System.nanoTime() + mode.guestSpinNanos;
                 while (true) {
-                    GuestNic.Received r = f.nic.receive(0, 2000);
-                    assertNotNull(r, "reply " + i + " lost (stall)\n" + StatsRenderer.table(f.device.stats()));
+                    GuestNic.Received r = f.nic.receive(0, 0);
+                    if (r == null) {
+                        if (System.nanoTime() < spinEnd) {
+                            Thread.onSpinWait();
+                            continue;
+                        }
+                        guestSleeps++;
+                        if (!f.nic.awaitRxCall(0, EXCHANGE_TIMEOUT_MS)) {
+                            fail(stallReport(f, done, sent, mode));
+                        }
+                        continue;
+                    }
                     if (Packets.etherType(r.frame()) == Packets.ETHERTYPE_IPV4
-                            && Packets.ipProto(r.frame()) == Packets.PROTO_ICMP
-                            && Packets.u16(r.frame(), Packets.l4(r.frame()) + 6) == seq) {
+                            && Packets.ipProto(r.frame()) == Packets.PROTO_ICMP) {
+                        // The kernel answers in order: the reply is for the oldest request in flight.
+                        assertEquals(done & 0xffff, Packets.u16(r.frame(), Packets.l4(r.frame()) + 6), "reply order");
                         break;
                     }
                     // The kernel re-validates the guest's MAC now and then (ARP probe): answer it.
                     f.stack.handle(0, r);
                 }
-                assertTrue(System.nanoTime() < deadline, "too slow: " + i + " exchanges");
+                exchangesIn[mode.ordinal()]++;
+                done++;
             }
+            nanosIn[mode.ordinal()] += System.nanoTime() - burstStart;
             double secs = (System.nanoTime() - start) / 1e9;
-            System.out.printf("lost-wake-up stress: %d exchanges in %.1f s (%.1f us each)%n", EXCHANGES, secs,
-                    secs * 1e6 / EXCHANGES);
+            QueueStats after = f.device.stats().get(0);
+            System.out.printf(Locale.ROOT, "lost-wake-up stress: %d exchanges in %.1f s (%.1f us each); per mode %s (us each %s);"
+                            + " guest slept %d times, worker woke %d times, %d TX kicks, %d RX calls%n", EXCHANGES, secs,
+                    secs * 1e6 / EXCHANGES, Arrays.toString(exchangesIn), perExchange(nanosIn, exchangesIn), guestSleeps,
+                    after.get(Counter.WAKEUPS) - before.get(Counter.WAKEUPS),
+                    after.get(Counter.TX_KICKS) - before.get(Counter.TX_KICKS),
+                    after.get(Counter.RX_CALLS) - before.get(Counter.RX_CALLS));
             System.out.println(StatsRenderer.table(f.device.stats()));
-            System.out.println(StatsRenderer.percentiles("service time", f.device.stats().get(0).serviceTime()));
+            System.out.println(StatsRenderer.percentiles("service time", after.serviceTime()));
+            System.out.println("what a stall report shows, here at the end:\n" + stallReport(f, done, sent, mode));
+            // The wake-up paths really ran: both sides slept, the guest's kicks woke the worker, the
+            // worker's calls woke the guest.
+            long sleepExchanges = exchangesIn[Mode.SLEEP.ordinal()];
+            if (sleepExchanges > 0) {
+                assertTrue(guestSleeps >= sleepExchanges, "guest slept");
+                assertTrue(after.get(Counter.WAKEUPS) - before.get(Counter.WAKEUPS) >= sleepExchanges / 2, "worker slept");
+                assertTrue(after.get(Counter.TX_KICKS) - before.get(Counter.TX_KICKS) >= sleepExchanges / 2, "kicks");
+                assertTrue(after.get(Counter.RX_CALLS) - before.get(Counter.RX_CALLS) >= sleepExchanges / 2, "calls");
+            }
+            assertEquals(0, after.totalDrops(), StatsRenderer.table(f.device.stats()));
         }
+    }
+
+    private static String perExchange(long[] nanos, long[] n) {
+        StringBuilder b = new StringBuilder();
+        for (int i = 0; i < n.length; i++) {
+            b.append(i == 0 ? "" : ", ").append(Mode.values()[i]).append(' ')
+                    .append(n[i] == 0 ? "-" : String.format(Locale.ROOT, "%.1f", nanos[i] / 1e3 / n[i]));
+        }
+        return b.toString();
+    }
+
+    private static String stallReport(TapFixture f, int done, int sent, Mode mode) {
+        return "stall: no reply to exchange " + done + " (" + (sent - done) + " in flight, " + mode + ") within "
+                + EXCHANGE_TIMEOUT_MS + " ms\n"
+                + "guest view of the rings:\n" + f.nic.describe(0) + "\n"
+                + f.device.worker(0).diagnostics() + "\n" + StatsRenderer.table(f.device.stats());
     }
 
     @Test

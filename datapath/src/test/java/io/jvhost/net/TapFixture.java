@@ -37,6 +37,12 @@ public final class TapFixture implements AutoCloseable {
     /** @param vhostUser drive the device through a vhost-user socket (memfd RAM) instead of in-process */
     public TapFixture(int queuePairs, long guestFeatures, int mtu, int ringSize, int maxTxFrame, WorkerConfig wc,
                       boolean vhostUser) {
+        this(queuePairs, guestFeatures, mtu, ringSize, maxTxFrame, wc, vhostUser, c -> c);
+    }
+
+    /** @param tweak adjusts the device configuration (e.g. {@code c -> c.withCapture(path)}) */
+    public TapFixture(int queuePairs, long guestFeatures, int mtu, int ringSize, int maxTxFrame, WorkerConfig wc,
+                      boolean vhostUser, java.util.function.UnaryOperator<NetDevice.Config> tweak) {
         String sfx = Sh.suffix();
         this.ns = "jvns" + sfx;
         this.tapName = "jvt" + sfx;
@@ -50,7 +56,7 @@ public final class TapFixture implements AutoCloseable {
         VhostUserClient cl = null;
         try {
             Sh.run("ip", "netns", "add", ns);
-            d = new NetDevice(NetDevice.Config.of("t" + sfx, tapName, queuePairs).withMtu(mtu).withWorker(wc));
+            d = new NetDevice(tweak.apply(NetDevice.Config.of("t" + sfx, tapName, queuePairs).withMtu(mtu).withWorker(wc)));
             Sh.run("ip", "link", "set", tapName, "netns", ns);
             Sh.run("ip", "-n", ns, "link", "set", tapName, "mtu", Integer.toString(mtu), "up");
             Sh.run("ip", "-n", ns, "addr", "add", Packets.ipString(hostIp) + "/24", "dev", tapName);

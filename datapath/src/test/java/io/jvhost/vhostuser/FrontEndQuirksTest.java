@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.*;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.VhostUserClient;
 import io.jvhost.driver.VhostUserClient.Rejected;
+import io.jvhost.memory.MemoryRegion;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.UnixSocket;
 import java.lang.foreign.Arena;
@@ -170,6 +171,41 @@ class FrontEndQuirksTest {
             c.addMemReg(f.mem.region());
             assertTrue(f.backend.isRunning(0));
             assertEquals(3, f.backend.ring(0).baseIndex());
+            assertNull(f.backend.fdProblem());
+        }
+    }
+
+    /**
+     * QEMU 7.2 with CONFIGURE_MEM_SLOTS and two queue pairs (found booting a Linux guest with mq=on):
+     * each pair's vhost_dev sends ADD_MEM_REG for every region, so the second pair re-adds what the
+     * first added, and later removes what the first already removed. Before the fix the duplicate was
+     * refused as an overlap and QEMU fell back to userspace virtio ("vhost_set_mem_table failed").
+     */
+    @Test
+    void qemuMultiQueueSendsEveryRegionMessageOncePerQueuePair() {
+        try (ProtocolFixture f = new ProtocolFixture(2); VhostUserClient c = f.connect()) {
+            c.negotiate(-1L, -1L);
+            List<MemoryRegion> halves = f.mem.regions(2);
+            for (int pair = 0; pair < 2; pair++) {
+                for (MemoryRegion r : halves) {
+                    c.addMemReg(r); // REPLY_ACK: status 0 both times
+                }
+            }
+            assertEquals(2, f.backend.memory().regionCount(), "duplicates are not added twice");
+            f.setupRing(c, 0, 0);
+            f.setupRing(c, 2, 0);
+            assertTrue(f.backend.isRunning(0) && f.backend.isRunning(2));
+            MemoryRegion second = halves.get(1);
+            for (int pair = 0; pair < 2; pair++) {
+                c.remMemReg(second);
+            }
+            assertEquals(1, f.backend.memory().regionCount());
+            // a region that overlaps without being the same is still refused
+            MemoryRegion first = halves.get(0);
+            assertThrows(Rejected.class, () -> c.addMemReg(new MemoryRegion(first.guestPhysAddr(), first.size() / 2,
+                    first.userAddr(), first.mmapOffset(), first.fd())));
+            assertEquals(1, f.backend.memory().regionCount());
+            assertTrue(f.backend.isRunning(0) && f.backend.isRunning(2), "rings in the kept region never paused");
             assertNull(f.backend.fdProblem());
         }
     }

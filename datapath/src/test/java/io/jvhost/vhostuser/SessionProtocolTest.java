@@ -351,16 +351,20 @@ class SessionProtocolTest {
                 c.addMemReg(r);
             }
             assertEquals(4, f.backend.memory().regionCount());
-            assertThrows(Rejected.class, () -> c.addMemReg(quarters.get(1)), "overlaps an existing region");
+            MemoryRegion q1 = quarters.get(1);
+            c.addMemReg(q1); // the same region again: a no-op (QEMU sends it once per queue pair)
+            assertEquals(4, f.backend.memory().regionCount());
+            assertThrows(Rejected.class, () -> c.addMemReg(new MemoryRegion(q1.guestPhysAddr(), q1.size(),
+                    q1.userAddr() + (1L << 30), q1.mmapOffset(), q1.fd())), "overlaps an existing region");
             // a ring wholly inside the first quarter starts
             f.setupRing(c, 0, 0);
             assertTrue(f.backend.isRunning(0));
             c.remMemReg(quarters.get(3));
             assertEquals(3, f.backend.memory().regionCount());
-            assertThrows(Rejected.class, () -> c.remMemReg(quarters.get(3)), "already removed");
+            c.remMemReg(quarters.get(3)); // already removed: a no-op (once per queue pair, see above)
             MemoryRegion q2 = quarters.get(2);
-            assertThrows(Rejected.class, () -> c.remMemReg(new MemoryRegion(q2.guestPhysAddr(), q2.size(),
-                    q2.userAddr() + 4096, 0, -1)), "user address must match");
+            c.remMemReg(new MemoryRegion(q2.guestPhysAddr(), q2.size(), q2.userAddr() + 4096, 0, -1));
+            assertEquals(3, f.backend.memory().regionCount(), "user address must match: nothing removed");
             // ADD_MEM_REG needs exactly one fd
             assertThrows(Rejected.class, () -> c.sendAck(ADD_MEM_REG, VhostUserClient.singleRegion(quarters.get(3)), null));
             // REM_MEM_REG tolerates one (unused) fd and closes it

@@ -60,6 +60,8 @@ public final class Tun {
     static final long TUNSETVNETHDRSZ = Linux.TUNSETVNETHDRSZ();
     static final long TUNSETQUEUE = Linux.TUNSETQUEUE();
     static final long TUNSETVNETLE = Linux.TUNSETVNETLE();
+    static final long TUNSETSNDBUF = Linux.TUNSETSNDBUF();
+    static final long TUNGETSNDBUF = Linux.TUNGETSNDBUF();
     static final long SIOCGIFFLAGS = Linux.SIOCGIFFLAGS();
     static final long SIOCSIFFLAGS = Linux.SIOCSIFFLAGS();
     static final long SIOCGIFMTU = Linux.SIOCGIFMTU();
@@ -184,6 +186,28 @@ public final class Tun {
     public static void setOffload(int fd, int tunFlags) {
         check(ioctlVal(fd, TUNSETOFFLOAD, tunFlags & 0xffffffffL), "ioctl TUNSETOFFLOAD",
                 "fd " + fd + ", flags 0x" + Integer.toHexString(tunFlags));
+    }
+
+    /**
+     * Caps the bytes of written frames the kernel may still hold for this queue (TUNSETSNDBUF); a
+     * write beyond the cap returns EAGAIN until the kernel frees them (EPOLLOUT). The kernel default
+     * is INT_MAX, with which a tap write never returns EAGAIN.
+     */
+    public static void setSndBuf(int fd, int bytes) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(JAVA_INT);
+            v.set(JAVA_INT, 0, bytes);
+            check(ioctlPtr(fd, TUNSETSNDBUF, v), "ioctl TUNSETSNDBUF", "fd " + fd + ", " + bytes + " bytes");
+        }
+    }
+
+    /** The queue's send-buffer cap (TUNGETSNDBUF). */
+    public static int sndBuf(int fd) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(JAVA_INT);
+            check(ioctlPtr(fd, TUNGETSNDBUF, v), "ioctl TUNGETSNDBUF", "fd " + fd);
+            return v.get(JAVA_INT, 0);
+        }
     }
 
     /** Makes the tap outlive its fds (or not; TUNSETPERSIST). */

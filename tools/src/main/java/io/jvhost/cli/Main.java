@@ -9,7 +9,9 @@ import io.jvhost.vhostuser.VhostUserClientMode;
 import io.jvhost.vhostuser.VhostUserServer;
 
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
@@ -76,53 +78,47 @@ public final class Main {
         return sock + ".stats";
     }
 
-    private static int serve(Options o) throws IllegalArgumentException {
+    /** One device: its back-end, its vhost-user endpoint and its stats socket. */
+    private record Device(NetDevice device, AutoCloseable endpoint, StatsEndpoint stats) {
+        void close() {
+            closeQuietly(stats);
+            closeQuietly(endpoint);
+            device.close();
+        }
+    }
+
+    private static int serve(Options o) {
         FeatureSet features = FeatureSet.all();
         for (String f : o.disabledFeatures()) {
             features = features.without(f);
         }
-        String socketPath = o.string(Options.SOCKET_PATH, null);
+        List<String> sockets = o.strings(Options.SOCKET_PATH);
+        List<String> taps = o.strings(Options.TAP);
         boolean client = o.flag(Options.CLIENT);
-        if (client && socketPath == null) {
+        boolean inherited = o.has(Options.FD);
+        if (client && sockets.isEmpty()) {
             throw new IllegalArgumentException("--client needs --socket-path=PATH of the front-end's socket");
         }
-        String tap = o.string(Options.TAP, "jvhost%d");
-        String name = "vm0";
+        if (inherited && !sockets.isEmpty()) {
+            throw new IllegalArgumentException("give either --fd=N or --socket-path=PATH, not both");
+        }
+        if (taps.size() > Math.max(1, sockets.size())) {
+            throw new IllegalArgumentException("more --tap than devices (one device per --socket-path)");
+        }
+        int count = inherited ? 1 : sockets.size();
         WorkerConfig worker = WorkerConfig.defaults().withBusyPollNanos(o.busyPollMicros() * 1000L);
-        NetDevice.Config cfg = NetDevice.Config.of(name, tap, o.queues()).withMtu(o.mtu()).withWorker(worker);
-        byte[] mac = o.mac();
-        if (mac != null) {
-            cfg = cfg.withMac(mac);
-        }
-        if (o.has(Options.CAPTURE)) {
-            cfg = cfg.withCapture(Path.of(o.string(Options.CAPTURE, "")));
-        }
-        NetDevice device = new NetDevice(cfg);
-        AutoCloseable endpoint;
-        StatsEndpoint stats = null;
+        List<Device> devices = new ArrayList<>();
         try {
-            if (client) {
-                endpoint = VhostUserClientMode.connect(name, socketPath, device, features);
-            } else if (o.has(Options.FD)) {
-                endpoint = VhostUserServer.inherit(name, o.integer(Options.FD, -1, 0, Integer.MAX_VALUE), device, features);
-            } else if (socketPath != null) {
-                endpoint = VhostUserServer.listen(name, socketPath, device, features);
-            } else {
-                throw new IllegalArgumentException("give --socket-path=PATH or --fd=N");
-            }
-            if (socketPath != null) {
-                stats = StatsEndpoint.start(socketPath + ".stats", device);
+            for (int i = 0; i < count; i++) {
+                devices.add(open(o, i, inherited ? null : sockets.get(i), i < taps.size() ? taps.get(i) : "jvhost%d",
+                        client, worker, features));
             }
         } catch (RuntimeException e) {
-            device.close();
+            devices.forEach(Device::close);
             throw e;
         }
-        System.err.printf("jvhost: %s on %s, tap %s, %d queue pair(s)%n", client ? "client of" : "serving",
-                socketPath != null ? socketPath : "fd " + o.string(Options.FD, "?"), device.tap().ifName(), o.queues());
         CountDownLatch stopped = new CountDownLatch(1);
         CountDownLatch done = new CountDownLatch(1);
-        AutoCloseable ep = endpoint;
-        StatsEndpoint st = stats;
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             stopped.countDown();
             try {
@@ -140,13 +136,51 @@ public final class Main {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         } finally {
-            closeQuietly(st);
-            closeQuietly(ep);
-            device.close();
-            System.err.println("jvhost: stopped\n" + StatsRenderer.table(device.stats()));
+            StringBuilder summary = new StringBuilder("jvhost: stopped\n");
+            for (Device d : devices) {
+                d.close();
+                summary.append(StatsRenderer.table(d.device().stats()));
+            }
+            System.err.print(summary);
             done.countDown();
         }
         return 0;
+    }
+
+    private static Device open(Options o, int index, String socketPath, String tap, boolean client,
+                               WorkerConfig worker, FeatureSet features) {
+        String name = "vm" + index;
+        NetDevice.Config cfg = NetDevice.Config.of(name, tap, o.queues()).withMtu(o.mtu()).withWorker(worker);
+        if (o.tapSndBuf() > 0) {
+            cfg = cfg.withTapSndBuf(o.tapSndBuf());
+        }
+        byte[] mac = o.mac(index);
+        if (mac != null) {
+            cfg = cfg.withMac(mac);
+        }
+        if (o.has(Options.CAPTURE)) {
+            String file = o.string(Options.CAPTURE, "");
+            cfg = cfg.withCapture(Path.of(index == 0 ? file : file + "." + index));
+        }
+        NetDevice device = new NetDevice(cfg);
+        AutoCloseable endpoint = null;
+        try {
+            if (client) {
+                endpoint = VhostUserClientMode.connect(name, socketPath, device, features);
+            } else if (socketPath == null) {
+                endpoint = VhostUserServer.inherit(name, o.integer(Options.FD, -1, 0, Integer.MAX_VALUE), device, features);
+            } else {
+                endpoint = VhostUserServer.listen(name, socketPath, device, features);
+            }
+            StatsEndpoint stats = socketPath == null ? null : StatsEndpoint.start(socketPath + ".stats", device);
+            System.err.printf("jvhost: %s: %s %s, tap %s, %d queue pair(s)%n", name, client ? "client of" : "serving",
+                    socketPath != null ? socketPath : "fd " + o.string(Options.FD, "?"), device.tap().ifName(), o.queues());
+            return new Device(device, endpoint, stats);
+        } catch (RuntimeException e) {
+            closeQuietly(endpoint);
+            device.close();
+            throw e;
+        }
     }
 
     private static void closeQuietly(AutoCloseable c) {

@@ -29,6 +29,8 @@ public final class Options {
     public static final String BUSY_POLL_US = "busy-poll-us";
     public static final int BUSY_POLL_US_DEFAULT = 0;
     public static final String CAPTURE = "capture";
+    public static final String TAP_SNDBUF = "tap-sndbuf";
+    public static final int TAP_SNDBUF_DEFAULT = 0;
     public static final String DISABLE_FEATURES = "disable-features";
     public static final String HELP = "help";
 
@@ -44,22 +46,30 @@ public final class Options {
         HELP_TEXT.put(CLIENT, "client mode: connect to the front-end's socket, reconnect when it restarts");
         HELP_TEXT.put(BUSY_POLL_US + "=N", "busy-poll the rings N microseconds before sleeping (default 0: off)");
         HELP_TEXT.put(CAPTURE + "=FILE", "write every frame (both directions) to a pcap file");
-        HELP_TEXT.put(DISABLE_FEATURES + "=A,B", "switch off virtio features by name (e.g. mrg_rxbuf,event_idx,host_tso4)");
+        HELP_TEXT.put(TAP_SNDBUF + "=BYTES", "cap the tap's send buffer (TUNSETSNDBUF) so a slow host path pushes back"
+                + " on the guest instead of queueing without bound (default 0: kernel default, unlimited)");
+        HELP_TEXT.put(DISABLE_FEATURES + "=A,B", "switch off virtio features by name (e.g. mrg-rxbuf,event-idx,host-tso4; _ works too)");
         HELP_TEXT.put(PRINT_CAPABILITIES, "print the back-end capabilities as JSON and exit");
         HELP_TEXT.put(HELP, "this text");
     }
 
+    /** Options that may be given once per device, in the same order. */
+    private static final List<String> REPEATABLE = List.of(SOCKET_PATH, TAP, MAC);
+
     private final Map<String, String> values;
+    private final Map<String, List<String>> repeated;
     private final List<String> positional;
 
-    private Options(Map<String, String> values, List<String> positional) {
+    private Options(Map<String, String> values, Map<String, List<String>> repeated, List<String> positional) {
         this.values = values;
+        this.repeated = repeated;
         this.positional = positional;
     }
 
     /** Parses {@code --name=value}, {@code --name value} and {@code --flag}. */
     public static Options parse(String[] args) {
         Map<String, String> values = new LinkedHashMap<>();
+        Map<String, List<String>> repeated = new LinkedHashMap<>();
         List<String> positional = new ArrayList<>();
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
@@ -83,9 +93,13 @@ public final class Options {
             } else {
                 throw new IllegalArgumentException("option --" + name + " needs a value");
             }
-            values.put(name, value);
+            if (values.containsKey(name) && !REPEATABLE.contains(name)) {
+                throw new IllegalArgumentException("option --" + name + " given twice");
+            }
+            values.putIfAbsent(name, value);
+            repeated.computeIfAbsent(name, k -> new ArrayList<>()).add(value);
         }
-        return new Options(values, positional);
+        return new Options(values, repeated, positional);
     }
 
     private static boolean isFlag(String name) {
@@ -112,6 +126,11 @@ public final class Options {
 
     public String string(String name, String dflt) {
         return values.getOrDefault(name, dflt);
+    }
+
+    /** Every value of a repeatable option, in command-line order (empty when absent). */
+    public List<String> strings(String name) {
+        return repeated.getOrDefault(name, List.of());
     }
 
     public boolean has(String name) {
@@ -142,6 +161,10 @@ public final class Options {
         return integer(MTU, MTU_DEFAULT, 68, 65535);
     }
 
+    public int tapSndBuf() {
+        return integer(TAP_SNDBUF, TAP_SNDBUF_DEFAULT, 0, Integer.MAX_VALUE);
+    }
+
     public int busyPollMicros() {
         return integer(BUSY_POLL_US, BUSY_POLL_US_DEFAULT, 0, 10_000_000);
     }
@@ -152,19 +175,21 @@ public final class Options {
         if (v != null) {
             for (String s : v.split(",")) {
                 if (!s.isBlank()) {
-                    out.add(s.trim().toLowerCase(Locale.ROOT));
+                    out.add(s.trim().toLowerCase(Locale.ROOT).replace('_', '-'));
                 }
             }
         }
         return out;
     }
 
-    /** Parses a MAC like {@code 52:54:00:12:34:56}; null when not given. */
-    public byte[] mac() {
-        String v = values.get(MAC);
-        if (v == null) {
-            return null;
-        }
+    /** The MAC of device {@code index} (the index-th {@code --mac}); null when not given. */
+    public byte[] mac(int index) {
+        List<String> all = strings(MAC);
+        return index < all.size() ? parseMac(all.get(index)) : null;
+    }
+
+    /** Parses a MAC like {@code 52:54:00:12:34:56}. */
+    static byte[] parseMac(String v) {
         String[] parts = v.split(":");
         if (parts.length != 6) {
             throw new IllegalArgumentException("--mac=" + v + " is not a MAC address (XX:XX:XX:XX:XX:XX)");
@@ -184,6 +209,7 @@ public final class Options {
         StringBuilder sb = new StringBuilder();
         sb.append("usage: jvhost [demo]                      run the demo (default with no arguments)\n");
         sb.append("       jvhost --socket-path=PATH [options] run a vhost-user-net back-end\n");
+        sb.append("       (--socket-path, --tap and --mac may be repeated: one device per --socket-path, in order)\n");
         sb.append("       jvhost stats [--socket-path=PATH]   show a running back-end's counters\n");
         sb.append("       jvhost --print-capabilities        vhost-user capabilities as JSON\n\noptions:\n");
         for (Map.Entry<String, String> e : HELP_TEXT.entrySet()) {

@@ -255,6 +255,25 @@ public final class GuestNic implements AutoCloseable {
         }
     }
 
+    /**
+     * Waits for the device's RX call strictly through the call eventfd — unlike {@link #receive} it
+     * does not re-check the ring while it waits, so a lost call shows up as a timeout instead of a
+     * delay. Enables callbacks first and returns at once when used entries are already pending.
+     *
+     * @return false when no call came within {@code timeoutMs}
+     */
+    public boolean awaitRxCall(int qp, int timeoutMs) {
+        Pair p = pairs[qp];
+        if (p.rx.enableCallbacks()) {
+            return true;
+        }
+        if (Poll.poll(p.rxCall, Poll.POLLIN, timeoutMs) == 0) {
+            return false;
+        }
+        EventFd.drain(p.rxCall);
+        return true;
+    }
+
     /** Stops (false) or resumes (true) re-posting RX buffers; resuming refills the ring. */
     public void setRxRefill(int qp, boolean on) {
         Pair p = pairs[qp];
@@ -267,6 +286,30 @@ public final class GuestNic implements AutoCloseable {
     /** RX buffers currently posted to the device. */
     public int rxPosted(int qp) {
         return pairs[qp].rxPosted;
+    }
+
+    /**
+     * The shared ring state of {@code qp} as the guest sees it (indices, flags, EVENT_IDX fields,
+     * unconsumed used entries) and whether a kick or call eventfd is pending — for stall reports.
+     * Reads only; does not consume anything. Call from the thread driving the pair.
+     */
+    public String describe(int qp) {
+        Pair p = pairs[qp];
+        return "rx " + describe(p.rx, p.rxKick, p.rxCall) + ", posted " + p.rxPosted + "\ntx "
+                + describe(p.tx, p.txKick, p.txCall) + ", buffers free " + p.txFreeCount;
+    }
+
+    private static String describe(DriverVirtqueue q, int kick, int call) {
+        int size = q.size();
+        return "avail{idx " + io.jvhost.virtq.VringAvail.idxAcquire(q.availRing())
+                + ", flags " + io.jvhost.virtq.VringAvail.flags(q.availRing())
+                + ", used_event " + io.jvhost.virtq.VringAvail.usedEvent(q.availRing(), size)
+                + "} used{idx " + io.jvhost.virtq.VringUsed.idxAcquire(q.usedRing())
+                + ", flags " + io.jvhost.virtq.VringUsed.flags(q.usedRing())
+                + ", avail_event " + io.jvhost.virtq.VringUsed.availEvent(q.usedRing(), size)
+                + "} unconsumed used " + q.usedPending() + ", free descriptors " + q.numFree()
+                + ", kick pending " + (Poll.poll(kick, Poll.POLLIN, 0) != 0)
+                + ", call pending " + (Poll.poll(call, Poll.POLLIN, 0) != 0);
     }
 
     public long kicks(int qp) {

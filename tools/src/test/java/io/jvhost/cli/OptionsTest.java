@@ -1,0 +1,52 @@
+package io.jvhost.cli;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+class OptionsTest {
+
+    @Test
+    void parsesBothValueForms() {
+        Options o = Options.parse(new String[] {"--socket-path=/run/a.sock", "--queues", "4", "--client"});
+        assertEquals("/run/a.sock", o.string(Options.SOCKET_PATH, null));
+        assertEquals(4, o.queues());
+        assertTrue(o.flag(Options.CLIENT));
+        assertEquals(Options.MTU_DEFAULT, o.mtu());
+    }
+
+    @Test
+    void devicesRepeatInOrder() {
+        Options o = Options.parse(new String[] {"--socket-path=/a", "--tap=t0", "--mac=52:54:00:00:00:01",
+            "--socket-path=/b", "--tap=t1"});
+        assertEquals(List.of("/a", "/b"), o.strings(Options.SOCKET_PATH));
+        assertEquals(List.of("t0", "t1"), o.strings(Options.TAP));
+        assertArrayEquals(new byte[] {0x52, 0x54, 0, 0, 0, 1}, o.mac(0));
+        assertNull(o.mac(1));
+    }
+
+    @Test
+    void refusesWhatItCannotHonour() {
+        assertThrows(IllegalArgumentException.class, () -> Options.parse(new String[] {"--bogus"}));
+        assertThrows(IllegalArgumentException.class, () -> Options.parse(new String[] {"--queues=1", "--queues=2"}));
+        assertThrows(IllegalArgumentException.class, () -> Options.parse(new String[] {"--queues=0"}).queues());
+        assertThrows(IllegalArgumentException.class, () -> Options.parse(new String[] {"--queues=x"}).queues());
+        assertThrows(IllegalArgumentException.class, () -> Options.parse(new String[] {"--mtu=20"}).mtu());
+        assertThrows(IllegalArgumentException.class, () -> Options.parse(new String[] {"--mac=52:54:00"}).mac(0));
+        assertThrows(IllegalArgumentException.class, () -> Options.parse(new String[] {"--tap"}));
+    }
+
+    @Test
+    void exitCodes() {
+        assertEquals(0, Main.run(new String[] {"--help"}));
+        assertEquals(0, Main.run(new String[] {"--print-capabilities"}));
+        assertEquals(2, Main.run(new String[] {"--nope"}));
+        assertEquals(2, Main.run(new String[] {"--fd=3", "--socket-path=/x"}));
+        assertEquals(2, Main.run(new String[] {"frobnicate", "--socket-path=/x"}));
+    }
+}
