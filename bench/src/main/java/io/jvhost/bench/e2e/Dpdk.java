@@ -1,0 +1,94 @@
+package io.jvhost.bench.e2e;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * DPDK 22.11 testpmd in its two roles. Both run without hugepages ({@code --no-huge -m 1024}, the
+ * memory is shared with the peer over the vhost-user socket as fds) and without PCI, with
+ * {@code --total-num-mbufs=16384}. testpmd's main lcore (0) and its one forwarding lcore (1) are
+ * both mapped onto the same CPU with {@code --lcores=0@N,1@N}: the main lcore only sleeps and
+ * prints statistics once a second ({@code --stats-period=1}, which also keeps a non-interactive
+ * testpmd running until SIGTERM), the forwarding lcore spins.
+ */
+final class Dpdk {
+    private Dpdk() {
+    }
+
+    static final String TESTPMD = "dpdk-testpmd";
+
+    /**
+     * virtio-user ring size. 1024 rather than QEMU's default 256: on a shared two-core machine the
+     * spinning front-end and back-end are descheduled at different times, and a deeper ring rides
+     * out those gaps for every back-end alike (set per run with -De2e.queueSize=N).
+     */
+    static final int QUEUE_SIZE = Integer.getInteger("e2e.queueSize", 1024);
+
+    static List<String> eal(String cpu, String filePrefix) {
+        return new ArrayList<>(List.of(TESTPMD, "--lcores=0@" + cpu + ",1@" + cpu, "--no-huge", "-m", "1024",
+                "--no-pci", "--file-prefix=" + filePrefix));
+    }
+
+    static List<String> app(String forwardMode) {
+        return List.of("--", "--forward-mode=" + forwardMode, "--total-num-mbufs=16384", "--stats-period=1");
+    }
+
+    /** The back-end: {@code net_vhost} (socket server) + {@code net_tap}, io forwarding between them. */
+    static final class Backend implements VhostContender.Backend {
+        @Override
+        public String name() {
+            return "dpdk";
+        }
+
+        @Override
+        public String unsupported(Scenario s) {
+            return s.kind == Scenario.Kind.TX_GSO
+                    ? "n/a: DPDK's tap PMD opens the tap without IFF_VNET_HDR, so no GSO/TSO frame can pass" : null;
+        }
+
+        @Override
+        public Process start(Run run) throws Exception {
+            List<String> cmd = eal(run.backendCpus(), NetNs.PREFIX + "-" + run.tag() + "-be");
+            cmd.addAll(List.of("--vdev", "net_vhost0,iface=" + run.socket(), "--vdev", "net_tap0,iface=" + run.ns().tap));
+            cmd.addAll(app("io"));
+            return run.procs().start("backend", run.ns().exec(run.backendCpus(), cmd));
+        }
+    }
+
+    /**
+     * The front-end: {@code net_virtio_user} connecting to the socket. TX: txonly with
+     * {@code --txpkts=<frame size>} (one segment of exactly that many bytes, UDP 198.18.0.1 →
+     * 198.18.0.2 to MAC 02:00:00:00:00:00); RX: rxonly; RR: icmpecho with the port MAC set to the
+     * guest MAC the namespace's neighbour entry points at.
+     */
+    static final class FrontEnd implements VhostContender.FrontEnd {
+        @Override
+        public String name() {
+            return "testpmd virtio-user";
+        }
+
+        @Override
+        public String unsupported(Scenario s) {
+            return s.kind == Scenario.Kind.TX_GSO
+                    ? "pending: needs the Java driver front-end (testpmd txonly cannot build GSO frames)" : null;
+        }
+
+        @Override
+        public Process start(Run run) throws Exception {
+            List<String> cmd = eal(run.frontendCpus(), NetNs.PREFIX + "-" + run.tag() + "-fe");
+            cmd.addAll(List.of("--vdev", "net_virtio_user0,path=" + run.socket() + ",queues=1,queue_size=" + QUEUE_SIZE + ",mac=" + NetNs.GUEST_MAC));
+            Scenario s = run.scenario();
+            switch (s.kind) {
+                case TX, TX_GSO -> {
+                    cmd.addAll(app("txonly"));
+                    cmd.add("--txpkts=" + s.frameSize);
+                }
+                case RX -> cmd.addAll(app("rxonly"));
+                case RR -> cmd.addAll(app("icmpecho"));
+            }
+            // Inside the namespace too (it needs no network there): the namespace's pid list is
+            // then the complete list of this run's processes, which run-e2e's EXIT trap relies on.
+            return run.procs().start("frontend", run.ns().exec(run.frontendCpus(), cmd));
+        }
+    }
+}

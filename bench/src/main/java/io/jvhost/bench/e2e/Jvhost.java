@@ -1,0 +1,100 @@
+package io.jvhost.bench.e2e;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * jvhost as a back-end contender: {@code tools/jvhost --socket-path=SOCK --tap=TAP
+ * [--busy-poll-us=N]}, the whole JVM pinned to the back-end CPU (JIT and GC threads included:
+ * they are part of what jvhost costs).
+ */
+final class Jvhost {
+    private Jvhost() {
+    }
+
+    /**
+     * Null when {@code launcher} is a jvhost that can serve vhost-user-net, else why not. Asks it
+     * for {@code --print-capabilities} (the vhost-user back-end convention), which a back-end
+     * answers with {@code {"type": "net", ...}}.
+     */
+    static String probe(Path launcher) {
+        if (!Files.isExecutable(launcher)) {
+            return "pending integration: " + launcher + " not found";
+        }
+        try {
+            // The launcher builds on first use; its build output comes first, with colour codes.
+            String out = Procs.run(600, launcher.toString(), "--print-capabilities").replaceAll("\u001B\\[[;\\d]*m", "");
+            return out.contains("\"net\"") ? null
+                    : "pending integration: main's jvhost has no vhost-user-net back-end yet (--print-capabilities: "
+                      + out.strip().lines().reduce((a, b) -> b).orElse("") + ")";
+        } catch (Exception e) {
+            return "pending integration: " + e.getMessage().lines().findFirst().orElse("");
+        }
+    }
+
+    /**
+     * The interim launcher: this JVM's java and class path running {@link JvhostServe}, with the
+     * flags tools/jvhost uses. Used while {@code tools/jvhost} cannot start a back-end yet.
+     */
+    static List<String> interimLauncher() {
+        return List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED", "-XX:+UseZGC", "-cp", System.getProperty("java.class.path"),
+                JvhostServe.class.getName());
+    }
+
+    static final class Backend implements VhostContender.Backend {
+        private final List<String> launcher;
+        private final int busyPollUs;
+        private final String unavailable;
+
+        /** {@code launcher}: the command before the options (tools/jvhost, or {@link #interimLauncher()}). */
+        Backend(List<String> launcher, int busyPollUs, String unavailable) {
+            this.launcher = launcher;
+            this.busyPollUs = busyPollUs;
+            this.unavailable = unavailable;
+        }
+
+        @Override
+        public String name() {
+            return busyPollUs > 0 ? "jvhost-bp" : "jvhost";
+        }
+
+        @Override
+        public String unsupported(Scenario s) {
+            return unavailable;
+        }
+
+        @Override
+        public Process start(Run run) throws Exception {
+            List<String> cmd = new ArrayList<>(launcher);
+            cmd.addAll(List.of("--socket-path=" + run.socket(), "--tap=" + run.ns().tap));
+            if (busyPollUs > 0) {
+                cmd.add("--busy-poll-us=" + busyPollUs);
+            }
+            return run.procs().start("backend", run.ns().exec(run.backendCpus(), cmd));
+        }
+    }
+
+    /**
+     * The Java driver (io.jvhost.driver) as front-end: needed for 64 KiB GSO TX and for RX in
+     * blocking (call-eventfd) mode. Plugs in here once the driver's vhost-user client is on main.
+     */
+    static final class DriverFrontEnd implements VhostContender.FrontEnd {
+        @Override
+        public String name() {
+            return "java driver";
+        }
+
+        @Override
+        public String unsupported(Scenario s) {
+            return "pending: Java driver front-end not wired into the harness yet";
+        }
+
+        @Override
+        public Process start(Run run) {
+            throw new UnsupportedOperationException(unsupported(run.scenario()));
+        }
+    }
+}
