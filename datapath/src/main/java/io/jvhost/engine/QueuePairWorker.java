@@ -4,8 +4,11 @@ import io.jvhost.memory.GuestMemory;
 import io.jvhost.nativ.Epoll;
 import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
+import io.jvhost.nativ.IoUring;
+import io.jvhost.nativ.NativeException;
 import io.jvhost.net.PacketCapture;
 import io.jvhost.net.RxEngine;
+import io.jvhost.net.TapIo;
 import io.jvhost.net.TxEngine;
 import io.jvhost.net.TxValidator;
 import io.jvhost.net.VirtioNetFeatures;
@@ -77,6 +80,8 @@ public final class QueuePairWorker implements AutoCloseable {
     private final int cmdFd;
     private final MemorySegment events;
     private final Thread thread;
+    /** The TX engine's io_uring ({@link TapIo#URING}), else null. */
+    private final IoUring ring;
 
     // ---- worker-owned state ----
     private final int tapFd;
@@ -104,6 +109,8 @@ public final class QueuePairWorker implements AutoCloseable {
         this.rxq = new SplitVirtqueue(device + " rx" + queuePair);
         this.tx = new TxEngine(queuePair, txq, arena, counters, latency);
         this.rx = new RxEngine(queuePair, rxq, arena, counters, latency, ringSize);
+        this.ring = openRing(name, config.weight());
+        tx.useRing(ring, arena);
         this.ep = Epoll.create();
         this.cmdFd = EventFd.create(0, true);
         this.events = Epoll.allocateEvents(arena, MAX_EVENTS);
@@ -115,6 +122,24 @@ public final class QueuePairWorker implements AutoCloseable {
         setFeatures(0, 1500);
         this.busyPollNanos = config.busyPollNanos();
         this.thread = Thread.ofPlatform().name(name).daemon().unstarted(this::run);
+    }
+
+    private static IoUring openRing(String name, int weight) {
+        if (TapIo.effective() != TapIo.URING) {
+            return null;
+        }
+        try {
+            return IoUring.create(Math.max(8, Math.min(weight, 64)));
+        } catch (NativeException e) {
+            LOG.log(System.Logger.Level.WARNING, "{0}: io_uring setup failed ({1}); one system call per frame",
+                    name, e.getMessage());
+            return null;
+        }
+    }
+
+    /** Whether TX goes through io_uring (the {@link TapIo} property and the kernel allowed it). */
+    public boolean usesRing() {
+        return ring != null;
     }
 
     public void start() {
@@ -477,6 +502,9 @@ public final class QueuePairWorker implements AutoCloseable {
         if (!thread.isAlive()) {
             Fds.closeQuietly(cmdFd);
             Fds.closeQuietly(ep);
+            if (ring != null) {
+                ring.close();
+            }
             arena.close();
         }
     }

@@ -46,10 +46,19 @@ public final class IoUring implements AutoCloseable {
     /** x86-64 syscall numbers (the same on every architecture using the generic table ≥ 5.1 too). */
     static final long SYS_IO_URING_SETUP = 425;
     static final long SYS_IO_URING_ENTER = 426;
+    static final long SYS_IO_URING_REGISTER = 427;
+    static final long REGISTER_FILES = 2;
+    static final long UNREGISTER_FILES = 3;
 
     public static final int OP_NOP = 0;
     public static final int OP_READV = 1;
     public static final int OP_WRITEV = 2;
+    /** Non-vectored: {@code addr}/{@code len} are one buffer (no iovec import in the kernel). */
+    public static final int OP_READ = 22;
+    public static final int OP_WRITE = 23;
+
+    /** SQE flag: {@code fd} is an index into the files registered with {@link #registerFile}. */
+    public static final int SQE_FIXED_FILE = 1;
 
     /** SQE flag: the next SQE starts only after this one completed successfully (else it is cancelled). */
     public static final int SQE_IO_LINK = 1 << 2;
@@ -118,6 +127,10 @@ public final class IoUring implements AutoCloseable {
             FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG),
             false, Linker.Option.firstVariadicArg(1));
 
+    private static final MethodHandle REGISTER = Native.downcall("syscall",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS, JAVA_LONG),
+            false, Linker.Option.firstVariadicArg(1));
+
     private static volatile String unavailable;
     private static volatile boolean probed;
 
@@ -143,6 +156,7 @@ public final class IoUring implements AutoCloseable {
     /** Our copy of cq.head (free-running). */
     private int localCqHead;
     private boolean closed;
+    private boolean filesRegistered;
 
     private IoUring(int fd, MemorySegment params, MemorySegment rings, MemorySegment cqRing, MemorySegment sqes) {
         this.fd = fd;
@@ -258,6 +272,37 @@ public final class IoUring implements AutoCloseable {
         return fd;
     }
 
+    /**
+     * Registers {@code file} as fixed file 0 (replacing an earlier registration; -1 just drops it),
+     * so SQEs with {@link #SQE_FIXED_FILE} and fd 0 skip the per-operation file lookup and
+     * reference count. Owner thread, nothing in flight.
+     */
+    public void registerFile(int file) {
+        if (filesRegistered) {
+            register(UNREGISTER_FILES, MemorySegment.NULL, 0);
+            filesRegistered = false;
+        }
+        if (file >= 0) {
+            MemorySegment one = Native.scratch().asSlice(Native.SCRATCH_OFFSET, 4);
+            one.set(U32, 0, file);
+            register(REGISTER_FILES, one, 1);
+            filesRegistered = true;
+        }
+    }
+
+    private void register(long opcode, MemorySegment arg, long n) {
+        MemorySegment s = Native.scratch();
+        long r;
+        try {
+            r = (long) REGISTER.invokeExact(s, SYS_IO_URING_REGISTER, (long) fd, opcode, arg, n);
+        } catch (Throwable t) {
+            throw Native.rethrow(t);
+        }
+        if (r < 0) {
+            throw NativeException.of("io_uring_register", "opcode " + opcode, Native.errno(s));
+        }
+    }
+
     /** SQ ring size (a power of two ≥ the requested entries). */
     public int sqEntries() {
         return sqEntries;
@@ -275,7 +320,7 @@ public final class IoUring implements AutoCloseable {
 
     /**
      * Fills the next SQE: a {@code readv}/{@code writev} ({@code op}) of {@code iovcnt} iovecs at
-     * native address {@code iov} on {@code fd}, file offset -1 (current position: taps, pipes,
+     * native address {@code iov} (for {@link #OP_READ}/{@link #OP_WRITE}: a buffer and its length) on {@code fd}, file offset -1 (current position: taps, pipes,
      * sockets), {@code sqeFlags} ({@link #SQE_IO_LINK} or 0), {@code rwFlags} ({@link #RWF_NOWAIT} or
      * 0). Visible to the kernel only after
      * {@link #submit}. The iovec array must stay valid until the operation completes (the kernel
@@ -303,6 +348,17 @@ public final class IoUring implements AutoCloseable {
         localTail++;
         toSubmit++;
         return true;
+    }
+
+    /**
+     * Clears {@link #SQE_IO_LINK} on the last prepared SQE, so a batch built with links ends its
+     * chain there (before {@link #submit}).
+     */
+    public void unlinkLast() {
+        if (toSubmit > 0) {
+            long e = (long) ((localTail - 1) & sqMask) * SQE_SIZE + SQE_FLAGS;
+            sqes.set(ValueLayout.JAVA_BYTE, e, (byte) (sqes.get(ValueLayout.JAVA_BYTE, e) & ~SQE_IO_LINK));
+        }
     }
 
     /** SQEs prepared and not yet submitted. */
