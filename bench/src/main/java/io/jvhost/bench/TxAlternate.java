@@ -25,39 +25,39 @@ public final class TxAlternate {
         b.setup();
         try {
             b.setupIo();
-            String[] names = {"plainWritev", "engine-syscalls", "engine-uring"};
-            double[][] nsPerFrame = new double[3][rounds];
+            String[] names = {"plainWritev", "engine-syscalls", "engine-uring", "rawWritev", "rawWritevCrit"};
+            int modes = names.length;
+            double[][] nsPerFrame = new double[modes][rounds];
             // warm-up: every mode compiled by C2 before measuring
             for (int w = 0; w < 3; w++) {
-                for (int m = 0; m < 3; m++) {
+                for (int m = 0; m < modes; m++) {
                     slice(b, m, sliceNs);
                 }
             }
             for (int r = 0; r < rounds; r++) {
-                for (int j = 0; j < 3; j++) {
-                    int m = (r + j) % 3;
+                for (int j = 0; j < modes; j++) {
+                    int m = (r + j) % modes;
                     nsPerFrame[m][r] = slice(b, m, sliceNs);
                 }
             }
-            double[] med = new double[3];
-            for (int m = 0; m < 3; m++) {
+            double[] med = new double[modes];
+            for (int m = 0; m < modes; m++) {
                 double[] s = nsPerFrame[m].clone();
                 Arrays.sort(s);
                 med[m] = s[rounds / 2];
                 System.out.printf("%-16s frameLen=%d median %.0f ns/frame (%.3f Mpps), p25 %.0f, p75 %.0f%n", names[m],
                         frameLen, med[m], 1e3 / med[m], s[rounds / 4], s[3 * rounds / 4]);
             }
-            double[] rs = new double[rounds];
-            double[] ru = new double[rounds];
-            for (int r = 0; r < rounds; r++) {
-                rs[r] = nsPerFrame[0][r] / nsPerFrame[1][r];
-                ru[r] = nsPerFrame[0][r] / nsPerFrame[2][r];
+            StringBuilder out = new StringBuilder("throughput vs plainWritev (per-round ratio, median [p25..p75]):");
+            for (int m = 1; m < modes; m++) {
+                double[] q = new double[rounds];
+                for (int r = 0; r < rounds; r++) {
+                    q[r] = nsPerFrame[0][r] / nsPerFrame[m][r];
+                }
+                Arrays.sort(q);
+                out.append(String.format(" %s %.3f [%.3f..%.3f]", names[m], q[rounds / 2], q[rounds / 4], q[3 * rounds / 4]));
             }
-            Arrays.sort(rs);
-            Arrays.sort(ru);
-            System.out.printf("throughput vs plainWritev (per-round ratio, median [p25..p75]): engine-syscalls %.3f [%.3f..%.3f], "
-                    + "engine-uring %.3f [%.3f..%.3f]%n", rs[rounds / 2], rs[rounds / 4], rs[3 * rounds / 4],
-                    ru[rounds / 2], ru[rounds / 4], ru[3 * rounds / 4]);
+            System.out.println(out);
         } finally {
             b.teardownIo();
             b.teardown();
@@ -73,6 +73,8 @@ public final class TxAlternate {
         do {
             if (m == 0) {
                 b.plainWritev();
+            } else if (m >= 3) {
+                b.rawWritev(m == 4);
             } else {
                 b.txBatch(null);
             }

@@ -62,6 +62,17 @@ public class TxBatchBench extends EngineBench {
         return n;
     }
 
+    /** {@link #plainWritev} with the iovec array passed as an address, critical linkage or not. */
+    public long rawWritev(boolean critical) {
+        long s = 0;
+        int fd = tap.fd(0);
+        long a = iov.address();
+        for (int i = 0; i < BATCH; i++) {
+            s += Fds.writevNonBlocking(fd, a, 1, critical);
+        }
+        return s;
+    }
+
     @Benchmark
     @OperationsPerInvocation(BATCH)
     public long plainWritev() {

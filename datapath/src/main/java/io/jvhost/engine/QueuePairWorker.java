@@ -31,7 +31,9 @@ import java.util.concurrent.TimeUnit;
  * TX frames and receives up to {@code weight} RX frames (so neither direction starves the other;
  * each batch ends with one used-index publish and at most one call-eventfd write, suppressed when
  * EVENT_IDX / the flags say the guest does not want it). A cycle that did work is followed by
- * another at once. When idle the worker busy-polls for {@link WorkerConfig#busyPollNanos()}, then
+ * another at once. When idle the worker busy-polls for {@link WorkerConfig#busyPollNanos()} (or,
+ * when recent idle gaps were short, for the adaptive spin {@link WorkerConfig#adaptiveSpinNanos()}
+ * if that is longer), then
  * re-enables guest notifications, re-checks the rings (the store→load fence lives in
  * {@link SplitVirtqueue#enableNotification()}, so a chain added concurrently is never missed) and
  * sleeps in {@code epoll_wait} on: the TX and RX kick eventfds, the tap (EPOLLIN only while the
@@ -92,6 +94,9 @@ public final class QueuePairWorker implements AutoCloseable {
     private final int[] errFd = {-1, -1};
     private int tapInterest = -1;
     private long busyPollNanos;
+    private long adaptiveSpinNanos = WorkerConfig.adaptiveSpinNanos();
+    /** One bit per recent idle gap (newest lowest), set when the gap was shorter than the adaptive spin. */
+    private int shortGaps;
     private boolean running = true;
     private volatile boolean alive;
 
@@ -338,6 +343,19 @@ public final class QueuePairWorker implements AutoCloseable {
         return 0;
     }
 
+    /**
+     * Changes the adaptive spin ({@link WorkerConfig#ADAPTIVE_SPIN_PROP_NAME}; 0: off, the worker
+     * then sleeps as soon as busy-poll, if any, has expired).
+     */
+    public int setAdaptiveSpinNanos(long nanos) {
+        if (nanos < 0) {
+            throw new IllegalArgumentException("adaptiveSpinNanos " + nanos);
+        }
+        adaptiveSpinNanos = nanos;
+        shortGaps = 0;
+        return 0;
+    }
+
     public int setCapture(PacketCapture capture) {
         tx.setCapture(capture);
         rx.setCapture(capture);
@@ -387,6 +405,8 @@ public final class QueuePairWorker implements AutoCloseable {
 
     private void run() {
         long lastWork = System.nanoTime();
+        long lastRealWork = lastWork;
+        boolean idle = false;
         while (running) {
             try {
                 long now = System.nanoTime();
@@ -403,11 +423,19 @@ public final class QueuePairWorker implements AutoCloseable {
                     work += rx.process(config.weight(), now);
                 }
                 if (work > 0) {
+                    if (idle) {
+                        // An idle gap ended: would a short spin have caught this work without sleeping?
+                        shortGaps = (shortGaps << 1 | (now - lastRealWork < adaptiveSpinNanos ? 1 : 0)) & 0xff;
+                        idle = false;
+                    }
                     lastWork = now;
+                    lastRealWork = now;
                     continue;
                 }
+                idle = true;
                 counters.increment(Counter.EMPTY_POLLS);
-                if (busyPollNanos > 0 && now - lastWork < busyPollNanos) {
+                long spin = shortGaps != 0 ? Math.max(busyPollNanos, adaptiveSpinNanos) : busyPollNanos;
+                if (spin > 0 && now - lastWork < spin) {
                     rx.kicked(); // polling: look at the RX ring again without waiting for a kick
                     Thread.onSpinWait();
                     continue;

@@ -203,7 +203,7 @@ public final class TxEngine {
             }
             long w;
             try {
-                w = Fds.writev(tapFd, chain.readable(), chain.readableCount());
+                w = Fds.writevNonBlocking(tapFd, chain.readable().address(), chain.readableCount());
             } catch (NativeException e) {
                 // EINVAL (GSO fields the kernel refuses), EIO (tap down), ...: this frame only.
                 pending = false;
@@ -306,7 +306,7 @@ public final class TxEngine {
     private int writeOne() {
         long w;
         try {
-            w = Fds.writev(tapFd, chain.readable(), chain.readableCount());
+            w = Fds.writevNonBlocking(tapFd, chain.readable().address(), chain.readableCount());
         } catch (NativeException e) {
             logTapError(e);
             counters.drop(DropReason.TX_TAP_ERROR);
