@@ -21,6 +21,7 @@ public enum TapIo {
 
     private static final System.Logger LOG = System.getLogger(TapIo.class.getName());
     private static volatile boolean fallbackLogged;
+    private static volatile boolean uringLogged;
 
     /** The configured mode (property or default), before the availability check. */
     public static TapIo configured() {
@@ -47,6 +48,10 @@ public enum TapIo {
                             + "using one system call per frame", PROP_NAME, why);
                 }
                 return SYSCALLS;
+            }
+            if (!uringLogged) {
+                uringLogged = true;
+                LOG.log(System.Logger.Level.INFO, "tap TX through io_uring ({0}=uring)", PROP_NAME);
             }
         }
         return m;
