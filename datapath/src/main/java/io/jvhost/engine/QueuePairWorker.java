@@ -4,8 +4,11 @@ import io.jvhost.memory.GuestMemory;
 import io.jvhost.nativ.Epoll;
 import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
+import io.jvhost.nativ.IoUring;
+import io.jvhost.nativ.NativeException;
 import io.jvhost.net.PacketCapture;
 import io.jvhost.net.RxEngine;
+import io.jvhost.net.TapIo;
 import io.jvhost.net.TxEngine;
 import io.jvhost.net.TxValidator;
 import io.jvhost.net.VirtioNetFeatures;
@@ -28,7 +31,9 @@ import java.util.concurrent.TimeUnit;
  * TX frames and receives up to {@code weight} RX frames (so neither direction starves the other;
  * each batch ends with one used-index publish and at most one call-eventfd write, suppressed when
  * EVENT_IDX / the flags say the guest does not want it). A cycle that did work is followed by
- * another at once. When idle the worker busy-polls for {@link WorkerConfig#busyPollNanos()}, then
+ * another at once. When idle the worker busy-polls for {@link WorkerConfig#busyPollNanos()} (or,
+ * when recent idle gaps were short, for the adaptive spin {@link WorkerConfig#adaptiveSpinNanos()}
+ * if that is longer), then
  * re-enables guest notifications, re-checks the rings (the store→load fence lives in
  * {@link SplitVirtqueue#enableNotification()}, so a chain added concurrently is never missed) and
  * sleeps in {@code epoll_wait} on: the TX and RX kick eventfds, the tap (EPOLLIN only while the
@@ -77,6 +82,8 @@ public final class QueuePairWorker implements AutoCloseable {
     private final int cmdFd;
     private final MemorySegment events;
     private final Thread thread;
+    /** The TX engine's io_uring ({@link TapIo#URING}), else null. */
+    private final IoUring ring;
 
     // ---- worker-owned state ----
     private final int tapFd;
@@ -87,6 +94,9 @@ public final class QueuePairWorker implements AutoCloseable {
     private final int[] errFd = {-1, -1};
     private int tapInterest = -1;
     private long busyPollNanos;
+    private long adaptiveSpinNanos = WorkerConfig.adaptiveSpinNanos();
+    /** One bit per recent idle gap (newest lowest), set when the gap was shorter than the adaptive spin. */
+    private int shortGaps;
     private boolean running = true;
     private volatile boolean alive;
 
@@ -104,6 +114,8 @@ public final class QueuePairWorker implements AutoCloseable {
         this.rxq = new SplitVirtqueue(device + " rx" + queuePair);
         this.tx = new TxEngine(queuePair, txq, arena, counters, latency);
         this.rx = new RxEngine(queuePair, rxq, arena, counters, latency, ringSize);
+        this.ring = openRing(name, config.weight());
+        tx.useRing(ring, arena);
         this.ep = Epoll.create();
         this.cmdFd = EventFd.create(0, true);
         this.events = Epoll.allocateEvents(arena, MAX_EVENTS);
@@ -115,6 +127,24 @@ public final class QueuePairWorker implements AutoCloseable {
         setFeatures(0, 1500);
         this.busyPollNanos = config.busyPollNanos();
         this.thread = Thread.ofPlatform().name(name).daemon().unstarted(this::run);
+    }
+
+    private static IoUring openRing(String name, int weight) {
+        if (TapIo.effective() != TapIo.URING) {
+            return null;
+        }
+        try {
+            return IoUring.create(Math.max(8, Math.min(weight, 64)));
+        } catch (NativeException e) {
+            LOG.log(System.Logger.Level.WARNING, "{0}: io_uring setup failed ({1}); one system call per frame",
+                    name, e.getMessage());
+            return null;
+        }
+    }
+
+    /** Whether TX goes through io_uring (the {@link TapIo} property and the kernel allowed it). */
+    public boolean usesRing() {
+        return ring != null;
     }
 
     public void start() {
@@ -335,6 +365,19 @@ public final class QueuePairWorker implements AutoCloseable {
         return 0;
     }
 
+    /**
+     * Changes the adaptive spin ({@link WorkerConfig#ADAPTIVE_SPIN_PROP_NAME}; 0: off, the worker
+     * then sleeps as soon as busy-poll, if any, has expired).
+     */
+    public int setAdaptiveSpinNanos(long nanos) {
+        if (nanos < 0) {
+            throw new IllegalArgumentException("adaptiveSpinNanos " + nanos);
+        }
+        adaptiveSpinNanos = nanos;
+        shortGaps = 0;
+        return 0;
+    }
+
     public int setCapture(PacketCapture capture) {
         tx.setCapture(capture);
         rx.setCapture(capture);
@@ -384,6 +427,8 @@ public final class QueuePairWorker implements AutoCloseable {
 
     private void run() {
         long lastWork = System.nanoTime();
+        long lastRealWork = lastWork;
+        boolean idle = false;
         while (running) {
             try {
                 long now = System.nanoTime();
@@ -400,11 +445,19 @@ public final class QueuePairWorker implements AutoCloseable {
                     work += rx.process(config.weight(), now);
                 }
                 if (work > 0) {
+                    if (idle) {
+                        // An idle gap ended: would a short spin have caught this work without sleeping?
+                        shortGaps = (shortGaps << 1 | (now - lastRealWork < adaptiveSpinNanos ? 1 : 0)) & 0xff;
+                        idle = false;
+                    }
                     lastWork = now;
+                    lastRealWork = now;
                     continue;
                 }
+                idle = true;
                 counters.increment(Counter.EMPTY_POLLS);
-                if (busyPollNanos > 0 && now - lastWork < busyPollNanos) {
+                long spin = shortGaps != 0 ? Math.max(busyPollNanos, adaptiveSpinNanos) : busyPollNanos;
+                if (spin > 0 && now - lastWork < spin) {
                     rx.kicked(); // polling: look at the RX ring again without waiting for a kick
                     Thread.onSpinWait();
                     continue;
@@ -499,6 +552,9 @@ public final class QueuePairWorker implements AutoCloseable {
         if (!thread.isAlive()) {
             Fds.closeQuietly(cmdFd);
             Fds.closeQuietly(ep);
+            if (ring != null) {
+                ring.close();
+            }
             arena.close();
         }
     }

@@ -177,7 +177,7 @@ public final class RxEngine {
             iovSet(windowIov, overflow.address(), overflow.byteSize());
             long n;
             try {
-                n = Fds.readv(tapFd, iovs, windowIov + 1);
+                n = Fds.readvNonBlocking(tapFd, iovs.address(), windowIov + 1);
             } catch (NativeException e) {
                 logReadError(e);
                 break;

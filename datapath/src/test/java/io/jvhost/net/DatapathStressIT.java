@@ -132,6 +132,8 @@ class DatapathStressIT {
         // wake-up is a timeout that fails the test with the rings' state.
         try (TapFixture f = new TapFixture(1, MRG, 1500, 256, 2048, WorkerConfig.defaults())) {
             byte[] hostMac = f.stack.resolve(0, f.hostIp, 3000);
+            // The SLEEP modes must really sleep at once: no adaptive spin that would hide the race.
+            f.device.worker(0).call(w -> w.setAdaptiveSpinNanos(0));
             byte[] payload = new byte[32];
             long[] exchangesIn = new long[Mode.values().length];
             long[] nanosIn = new long[Mode.values().length];

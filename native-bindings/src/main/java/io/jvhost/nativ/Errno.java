@@ -46,6 +46,7 @@ public final class Errno {
     public static final int ECONNREFUSED = 111;
     public static final int EALREADY = 114;
     public static final int EINPROGRESS = 115;
+    public static final int ECANCELED = 125;
 
     /** Index = errno; 41 and 58 are aliases (EWOULDBLOCK, EDEADLOCK) and have no own slot. */
     private static final String[] NAMES = {

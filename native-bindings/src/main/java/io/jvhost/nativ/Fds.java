@@ -50,6 +50,27 @@ public final class Fds {
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT), false);
     private static final MethodHandle WRITEV = Native.downcall("writev",
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT), false);
+    /*
+     * Raw-address variants for the tap hot path: the iovec array is passed as a long, so the call
+     * does not acquire/release the array segment's (shared) session — an atomic pair per call —
+     * and, for fds that are O_NONBLOCK (a tap queue fd always is), may be linked critical (no
+     * Java→native thread-state transition). See bench/RESULTS-perf.md for the measurements.
+     */
+    private static final FunctionDescriptor RAW_IOV = FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT);
+    private static final MethodHandle READV_RAW = Native.downcallAlways("readv", RAW_IOV, false);
+    private static final MethodHandle WRITEV_RAW = Native.downcallAlways("writev", RAW_IOV, false);
+    private static final MethodHandle READV_RAW_CRITICAL = Native.downcallAlways("readv", RAW_IOV, true);
+    private static final MethodHandle WRITEV_RAW_CRITICAL = Native.downcallAlways("writev", RAW_IOV, true);
+
+    /**
+     * Whether {@link #readvNonBlocking}/{@link #writevNonBlocking} are critical calls. Property
+     * {@value #NB_CRITICAL_PROP_NAME}, default {@value #NB_CRITICAL_DEFAULT}.
+     */
+    public static final String NB_CRITICAL_PROP_NAME = "jvhost.native.criticalNonBlocking";
+    public static final boolean NB_CRITICAL_DEFAULT = false;
+    static final boolean NB_CRITICAL = Boolean.parseBoolean(
+            System.getProperty(NB_CRITICAL_PROP_NAME, Boolean.toString(NB_CRITICAL_DEFAULT)));
+
     private static final MethodHandle CLOSE = Native.downcall("close",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT), false);
     /* fcntl is variadic: the third argument is declared variadic so the ABI sets up the call right. */
@@ -153,6 +174,50 @@ public final class Fds {
             }
             if (e != Errno.EINTR) {
                 throw NativeException.fast("writev", fd, e);
+            }
+        }
+    }
+
+    /**
+     * {@code readv} on an O_NONBLOCK fd with the iovec array at native address {@code iov}: bytes
+     * read, or {@link #WOULD_BLOCK}. The caller guarantees the fd is non-blocking (a critical call
+     * must not block: it would hold off safepoints) and that {@code iov} and its buffers are live.
+     */
+    public static long readvNonBlocking(int fd, long iov, int iovcnt) {
+        return rawIo(NB_CRITICAL ? READV_RAW_CRITICAL : READV_RAW, "readv", fd, iov, iovcnt);
+    }
+
+    /** {@code writev} counterpart of {@link #readvNonBlocking}. */
+    public static long writevNonBlocking(int fd, long iov, int iovcnt) {
+        return rawIo(NB_CRITICAL ? WRITEV_RAW_CRITICAL : WRITEV_RAW, "writev", fd, iov, iovcnt);
+    }
+
+    /** {@link #writevNonBlocking} with the linkage chosen by the caller (benchmarks). */
+    public static long writevNonBlocking(int fd, long iov, int iovcnt, boolean critical) {
+        return rawIo(critical ? WRITEV_RAW_CRITICAL : WRITEV_RAW, "writev", fd, iov, iovcnt);
+    }
+
+    private static long rawIo(MethodHandle h, String what, int fd, long iov, int iovcnt) {
+        if (iovcnt < 0 || iovcnt > Iovec.IOV_MAX) {
+            throw new IllegalArgumentException(what + ": iovcnt " + iovcnt);
+        }
+        MemorySegment s = Native.scratch();
+        for (;;) {
+            long n;
+            try {
+                n = (long) h.invokeExact(s, fd, iov, iovcnt);
+            } catch (Throwable t) {
+                throw Native.rethrow(t);
+            }
+            if (n >= 0) {
+                return n;
+            }
+            int e = Native.errno(s);
+            if (e == Errno.EAGAIN) {
+                return WOULD_BLOCK;
+            }
+            if (e != Errno.EINTR) {
+                throw NativeException.fast(what, fd, e);
             }
         }
     }

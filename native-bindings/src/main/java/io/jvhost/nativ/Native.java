@@ -102,6 +102,19 @@ final class Native {
         return LINKER.downcallHandle(addr, fd, opts);
     }
 
+    /**
+     * Like {@link #downcall} but {@code critical} decides the linkage directly (not
+     * {@link #USE_CRITICAL}): for handles whose callers guarantee a non-blocking fd.
+     */
+    @SuppressWarnings("restricted")
+    static MethodHandle downcallAlways(String name, FunctionDescriptor fd, boolean critical) {
+        checkNativeAccess();
+        MemorySegment addr = LOOKUP.find(name)
+                .orElseThrow(() -> new UnsatisfiedLinkError("libc symbol not found: " + name));
+        return critical ? LINKER.downcallHandle(addr, fd, CAPTURE_ERRNO, Linker.Option.critical(false))
+                : LINKER.downcallHandle(addr, fd, CAPTURE_ERRNO);
+    }
+
     /** A downcall handle without errno capture (for functions that do not set errno). */
     @SuppressWarnings("restricted")
     private static MethodHandle plainDowncall(String name, FunctionDescriptor fd) {
