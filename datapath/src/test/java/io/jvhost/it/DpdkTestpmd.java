@@ -70,11 +70,28 @@ public final class DpdkTestpmd implements AutoCloseable {
      */
     public static DpdkTestpmd virtioUser(Path socket, boolean server, String mode, int pktLen, int queues, Duration duration)
             throws IOException, InterruptedException {
+        return virtioUser(socket, server, mode, pktLen, queues, 0, duration);
+    }
+
+    /**
+     * As above with the ring size ({@code queueSize} > 0: the vdev's {@code queue_size}) and extra
+     * testpmd application arguments (e.g. {@code --enable-lro}, which makes virtio-user negotiate
+     * GUEST_TSO4/6).
+     */
+    public static DpdkTestpmd virtioUser(Path socket, boolean server, String mode, int pktLen, int queues, int queueSize,
+                                         Duration duration, String... appArgs) throws IOException, InterruptedException {
         List<String> cmd = new ArrayList<>(List.of(Cmd.tool("testpmd").toString(), "virtio-user", "--socket", socket.toString(),
                 "--mode", mode, "--pkt-len", Integer.toString(pktLen), "--queues", Integer.toString(queues),
                 "--duration", Long.toString(duration.toSeconds())));
         if (server) {
             cmd.add("--server");
+        }
+        if (queueSize > 0) {
+            cmd.addAll(List.of("--queue-size", Integer.toString(queueSize)));
+        }
+        if (appArgs.length > 0) {
+            cmd.add("--");
+            cmd.addAll(List.of(appArgs));
         }
         return started("testpmd-virtio-user", cmd);
     }
