@@ -28,6 +28,10 @@ public final class Main {
     }
 
     static int run(String[] args) {
+        if (args.length > 0 && "demo".equals(args[0])) {
+            // The demo has its own options (e.g. --seconds N).
+            return io.jvhost.demo.Demo.run(Arrays.copyOfRange(args, 1, args.length));
+        }
         Options o;
         try {
             o = Options.parse(args);
@@ -48,10 +52,6 @@ public final class Main {
         try {
             if (cmd == null && !o.has(Options.SOCKET_PATH) && !o.has(Options.FD)) {
                 return io.jvhost.demo.Demo.run(new String[0]);
-            }
-            if ("demo".equals(cmd)) {
-                String[] rest = Arrays.copyOfRange(args, 1, args.length);
-                return io.jvhost.demo.Demo.run(rest);
             }
             if ("stats".equals(cmd)) {
                 return StatsEndpoint.query(statsPath(o), o.positional().contains("json"));
