@@ -184,6 +184,8 @@ public final class Demo {
         }
         out.printf(Locale.ROOT, "guest -> host  UDP %d B: sent %,d, host received %,d frames, %.0f Mbit/s, %,.0f frames/s%n",
                 PAYLOAD, sent, frames.get(), bytes.get() * 8 / secs / 1e6, frames.get() / secs);
+        out.println("  (a UDP flood: what the receiving socket cannot keep up with the kernel drops there;"
+                + " jvhost's own drops are the 'drops' column below)");
     }
 
     private static void hostToGuest(PrintStream out, String ns, GuestStack stack, int guestIp, double seconds)
