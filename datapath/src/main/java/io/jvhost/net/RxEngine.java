@@ -289,6 +289,11 @@ public final class RxEngine {
             queue.addUsed(heads[i], part);
             left -= part;
         }
+        // The capacity of the chains handed over must be summed before the shift below moves the
+        // remaining chains' lengths into their slots: with unequal buffer sizes (Linux's mergeable
+        // buffers) summing afterwards made windowBytes drift from the real window, so a frame could
+        // be taken as fitting while part of it had gone to the overflow area.
+        long handedOver = capacityOf(k);
         // Shift the rest of the window to the front (readv needs the iovecs at the array start).
         int restChains = windowChains - k;
         int restIov = windowIov - iovUsed;
@@ -301,7 +306,7 @@ public final class RxEngine {
         }
         windowChains = restChains;
         windowIov = restIov;
-        windowBytes -= capacityOf(k);
+        windowBytes -= handedOver;
         return k;
     }
 
