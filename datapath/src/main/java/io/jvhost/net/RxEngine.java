@@ -31,11 +31,14 @@ import java.lang.foreign.ValueLayout;
  * The tap cannot be peeked, so every read carries one extra iovec after the guest's buffers: an
  * overflow area as large as any frame. A frame longer than the guest buffers lands partly there;
  * it is dropped and counted ({@link DropReason#RX_TOO_BIG}) and the guest buffers stay in the window
- * — never delivered cut short.
+ * — never delivered cut short. Exception: with MRG_RXBUF, a window short of the largest frame only
+ * because the ring ran dry (a full non-GSO frame fits, so the engine reads rather than waiting for
+ * 64 KiB of buffers the guest may never post at once): a GSO frame that spills is held, and its tail
+ * is copied from the overflow area into the chains the guest posts next before it is delivered.
  *
  * <h2>No buffers</h2>
- * When the ring has no chains (or, with MRG_RXBUF, too few for the largest frame),
- * {@link #needsBuffers()} turns true: the worker stops polling the tap for input (the kernel's tap
+ * When the ring has no chains (or, with MRG_RXBUF, less than a full non-GSO frame, or not enough
+ * to finish a held frame), {@link #needsBuffers()} turns true: the worker stops polling the tap for input (the kernel's tap
  * queue is the backlog), calls {@link #armNotify()} — which enables the guest's kick and re-checks
  * the ring (no lost wake-up) — and sleeps until the kick.
  *

@@ -32,8 +32,6 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * testpmd.
  */
 @Tag("privileged")
-@org.junit.jupiter.api.Disabled("known RX stall with guest GSO and < 64 KiB of posted buffers (one frame per kick);"
-        + " the first fix was reverted (worker fault after a QEMU restart), see docs/DATAPATH.md")
 @Timeout(300)
 class JvhostRxLoadIT {
     private static final String PEER_IP = "10.77.0.9";
