@@ -68,6 +68,13 @@ public final class RxEngine {
     private long windowBytes;
     /** The window cannot take more chains (ring size, chain or iovec limit reached). */
     private boolean windowFull;
+    /**
+     * A frame read but not yet delivered (0: none): it was longer than the window, which had not
+     * reached {@link #need} because the ring ran dry. Its first {@link #pendingInWindow} bytes are
+     * in the window's chains, the rest at the start of the overflow area.
+     */
+    private long pendingLen;
+    private long pendingInWindow;
 
     private int tapFd = -1;
     private int hdrSize = VirtioNetHdr.SIZE;
@@ -152,6 +159,7 @@ public final class RxEngine {
         windowChains = 0;
         windowIov = 0;
         windowBytes = 0;
+        pendingLen = 0; // its chains went back unused: the frame is lost, as on any ring stop
         needsBuffers = false;
     }
 
@@ -173,6 +181,25 @@ public final class RxEngine {
         while (done < budget) {
             int bad = fill();
             published += bad;
+            if (pendingLen > 0) {
+                if (windowBytes < pendingLen) {
+                    if (!windowFull) {
+                        needsBuffers = true; // the guest's kick brings the rest
+                        break;
+                    }
+                    pendingLen = 0; // the window cannot grow enough: never deliver it cut short
+                    counters.drop(DropReason.RX_TOO_BIG);
+                    continue;
+                }
+                // The chains posted since the read take the part that spilled into the overflow area.
+                NativeMemory.scatter(overflow, 0, iovs, windowIov, pendingInWindow, pendingLen - pendingInWindow);
+                long n = pendingLen;
+                pendingLen = 0;
+                published += deliver(n);
+                bytes += n - hdrSize;
+                counters.increment(Counter.RX_FRAMES);
+                continue;
+            }
             if (!readyToRead()) {
                 needsBuffers = true;
                 break;
@@ -190,6 +217,13 @@ public final class RxEngine {
             }
             done++;
             if (n > windowBytes) {
+                if (mergeable && !windowFull && n <= need) {
+                    // Read with a window short of `need` (the ring ran dry) and this frame is
+                    // larger: keep it and finish it when the guest posts more buffers.
+                    pendingLen = n;
+                    pendingInWindow = windowBytes;
+                    continue;
+                }
                 // Spilled into the overflow area: the guest's buffers cannot take this frame.
                 counters.drop(DropReason.RX_TOO_BIG);
                 continue;
@@ -217,14 +251,13 @@ public final class RxEngine {
         if (windowChains == 0) {
             return false;
         }
-        if (!mergeable || windowBytes >= need) {
-            return true;
-        }
-        // Short of `need` because the ring ran dry: wait for the guest to post more (its kick wakes
-        // us), as vhost-net waits for buffers for the head frame. Only when the window cannot grow
-        // (every ring entry or every iovec taken) read with what we have, if a full non-GSO frame
-        // fits; a larger GSO frame then spills into the overflow area and is counted.
-        return windowFull && windowBytes >= minNeed;
+        // Short of `need` only when the ring ran dry (or the window cannot grow). Waiting for the
+        // whole `need` (64 KiB with guest GSO) whenever the guest keeps fewer bytes posted than
+        // that stalled RX to one frame per kick round trip: a small ring lent us all its buffers,
+        // one frame took one, and we waited for it back. So read once a full non-GSO frame fits
+        // (or the window cannot grow); a larger frame that spills is held as pendingLen and
+        // finished from the overflow area when more buffers arrive — never cut short.
+        return !mergeable || windowBytes >= minNeed || windowFull;
     }
 
     /**
