@@ -96,12 +96,8 @@ public final class Fds {
             if (n >= 0) {
                 return n;
             }
-            int e = Native.errno(s);
-            if (e == Errno.EAGAIN) {
+            if (failed(s, "read", fd) == WOULD_BLOCK) {
                 return WOULD_BLOCK;
-            }
-            if (e != Errno.EINTR) {
-                throw NativeException.fast("read", fd, e);
             }
         }
     }
@@ -120,12 +116,8 @@ public final class Fds {
             if (n >= 0) {
                 return n;
             }
-            int e = Native.errno(s);
-            if (e == Errno.EAGAIN) {
+            if (failed(s, "write", fd) == WOULD_BLOCK) {
                 return WOULD_BLOCK;
-            }
-            if (e != Errno.EINTR) {
-                throw NativeException.fast("write", fd, e);
             }
         }
     }
@@ -144,12 +136,8 @@ public final class Fds {
             if (n >= 0) {
                 return n;
             }
-            int e = Native.errno(s);
-            if (e == Errno.EAGAIN) {
+            if (failed(s, "readv", fd) == WOULD_BLOCK) {
                 return WOULD_BLOCK;
-            }
-            if (e != Errno.EINTR) {
-                throw NativeException.fast("readv", fd, e);
             }
         }
     }
@@ -168,12 +156,8 @@ public final class Fds {
             if (n >= 0) {
                 return n;
             }
-            int e = Native.errno(s);
-            if (e == Errno.EAGAIN) {
+            if (failed(s, "writev", fd) == WOULD_BLOCK) {
                 return WOULD_BLOCK;
-            }
-            if (e != Errno.EINTR) {
-                throw NativeException.fast("writev", fd, e);
             }
         }
     }
@@ -212,14 +196,25 @@ public final class Fds {
             if (n >= 0) {
                 return n;
             }
-            int e = Native.errno(s);
-            if (e == Errno.EAGAIN) {
+            if (failed(s, what, fd) == WOULD_BLOCK) {
                 return WOULD_BLOCK;
             }
-            if (e != Errno.EINTR) {
-                throw NativeException.fast(what, fd, e);
-            }
         }
+    }
+
+    /**
+     * The shared tail of the data calls after a negative return: EAGAIN → {@link #WOULD_BLOCK},
+     * EINTR → 0 (the caller retries), anything else → {@link NativeException} (no stack trace).
+     */
+    private static long failed(MemorySegment scratch, String call, int fd) {
+        int e = Native.errno(scratch);
+        if (e == Errno.EAGAIN) {
+            return WOULD_BLOCK;
+        }
+        if (e != Errno.EINTR) {
+            throw NativeException.fast(call, fd, e);
+        }
+        return 0;
     }
 
     /**
