@@ -169,31 +169,73 @@ public final class GuestNic implements AutoCloseable {
         if (buf < 0) {
             return false;
         }
-        long bufGpa = p.txBufGpa[buf];
-        long hdrGpa = NetBufferLayout.txInlineHeaderGpa(bufGpa, hdrLen);
-        MemorySegment h = mem.at(hdrGpa, hdrLen);
-        VirtioNetHdr.clear(h, 0, hdrLen);
-        VirtioNetHdr.flags(h, 0, flags);
-        VirtioNetHdr.gsoType(h, 0, gsoType);
-        VirtioNetHdr.hdrLen(h, 0, hdrLenField);
-        VirtioNetHdr.gsoSize(h, 0, gsoSize);
-        VirtioNetHdr.csumStart(h, 0, csumStart);
-        VirtioNetHdr.csumOffset(h, 0, csumOffset);
-        MemorySegment.copy(frame, off, mem.at(NetBufferLayout.txFrameGpa(bufGpa), len), ValueLayout.JAVA_BYTE, 0, len);
-        int n = p.txSplitHeader
-                ? NetBufferLayout.txSeparateHeader(bufGpa, len, hdrLen, p.addrs, p.lens)
-                : NetBufferLayout.txInline(bufGpa, len, hdrLen, p.addrs, p.lens);
-        if (p.txSplitHeader) {
-            // Legacy layout: the header sits at the buffer start, in its own descriptor.
-            MemorySegment.copy(h, 0, mem.at(bufGpa, hdrLen), 0, hdrLen);
+        MemorySegment.copy(frame, off, mem.ram(), ValueLayout.JAVA_BYTE,
+                NetBufferLayout.txFrameGpa(p.txBufGpa[buf]) - mem.gpaBase(), len);
+        // The buffer no longer holds the prefilled frame (if any): sendPrefilled restores it.
+        p.txPrefilled[buf] = false;
+        p.post(buf, len, flags, gsoType, hdrLenField, gsoSize, csumStart, csumOffset);
+        return true;
+    }
+
+    /**
+     * Writes {@code frame[off, off+len)} once into the frame area of every TX buffer of {@code qp},
+     * so that {@link #sendPrefilled} can post a buffer without copying the frame: the guest's cost
+     * per frame is then the virtio-net header and the ring, as for a guest whose frames already sit
+     * in its memory (Linux transmits skbs in place). The frame is also kept (copied) here, so a
+     * buffer that {@link #send} overwrote in between is restored before it is posted again.
+     *
+     * <p>Contract: every TX buffer of {@code qp} must be back from the device (the device may
+     * still read an in-flight buffer, which must not change under it); call it before sending, or
+     * after {@link #flushTx}. {@code len} must not exceed the NIC's {@code maxTxFrame}. Calling it
+     * again replaces the prefilled frame. Same thread rule as {@link #send}.
+     *
+     * @throws IllegalStateException when TX buffers of {@code qp} are still in flight
+     */
+    public void prefillTx(int qp, byte[] frame, int off, int len) {
+        if (len < 0 || len > maxTxFrame) {
+            throw new IllegalArgumentException("frame " + len + " > max " + maxTxFrame);
         }
-        int head = p.tx.add(p.addrs, p.lens, n, 0, false);
-        p.txBufOfHead[head] = buf;
-        p.tx.publish();
-        if (p.tx.kickNeeded()) {
-            EventFd.signal(p.txKick);
-            p.kicks++;
+        java.util.Objects.checkFromIndexSize(off, len, frame.length);
+        Pair p = pairs[qp];
+        p.reclaimTx();
+        if (p.txFreeCount != p.txBufs.length) {
+            throw new IllegalStateException((p.txBufs.length - p.txFreeCount) + " TX buffers of queue pair " + qp
+                    + " still in flight: prefill before sending or after flushTx");
         }
+        p.prefilledFrame = java.util.Arrays.copyOfRange(frame, off, off + len);
+        for (int b = 0; b < p.txBufGpa.length; b++) {
+            p.restorePrefilled(b);
+        }
+    }
+
+    /**
+     * Posts one prefilled TX buffer (see {@link #prefillTx}) carrying the first {@code len} bytes of
+     * the prefilled frame, writing only the virtio-net header with the given fields — no frame
+     * copy, no allocation. Reclaims finished TX buffers, waits up to {@code timeoutMs} for a free
+     * one, exactly as {@link #send}.
+     *
+     * @return false when no TX buffer became free in time
+     * @throws IllegalStateException when {@link #prefillTx} was not called for {@code qp}
+     * @throws IllegalArgumentException when {@code len} exceeds the prefilled frame's length
+     */
+    public boolean sendPrefilled(int qp, int len, int flags, int gsoType, int hdrLenField, int gsoSize, int csumStart,
+                                 int csumOffset, int timeoutMs) {
+        Pair p = pairs[qp];
+        byte[] f = p.prefilledFrame;
+        if (f == null) {
+            throw new IllegalStateException("queue pair " + qp + ": sendPrefilled without prefillTx");
+        }
+        if (len < 0 || len > f.length) {
+            throw new IllegalArgumentException("len " + len + " > prefilled frame " + f.length);
+        }
+        int buf = p.takeTxBuffer(timeoutMs);
+        if (buf < 0) {
+            return false;
+        }
+        if (!p.txPrefilled[buf]) {
+            p.restorePrefilled(buf);
+        }
+        p.post(buf, len, flags, gsoType, hdrLenField, gsoSize, csumStart, csumOffset);
         return true;
     }
 
@@ -345,6 +387,10 @@ public final class GuestNic implements AutoCloseable {
         final long[] txBufGpa;
         final int[] txBufs;
         final int[] txBufOfHead;
+        /** Whether TX buffer i holds {@link #prefilledFrame} in its frame area. */
+        final boolean[] txPrefilled;
+        /** The frame {@link #prefillTx} wrote, or null. */
+        byte[] prefilledFrame;
         int txFreeCount;
         boolean txSplitHeader;
         long kicks;
@@ -370,6 +416,7 @@ public final class GuestNic implements AutoCloseable {
             this.txBufGpa = new long[ringSize];
             this.txBufs = new int[ringSize];
             this.txBufOfHead = new int[ringSize];
+            this.txPrefilled = new boolean[ringSize];
             for (int i = 0; i < ringSize; i++) {
                 txBufGpa[i] = mem.alloc(txSize, 64);
                 txBufs[i] = i;
@@ -507,6 +554,48 @@ public final class GuestNic implements AutoCloseable {
                 reclaimTx();
             }
             return txBufs[--txFreeCount];
+        }
+
+        /** Copies the prefilled frame into TX buffer {@code buf} (which must be free). */
+        void restorePrefilled(int buf) {
+            byte[] f = prefilledFrame;
+            MemorySegment.copy(f, 0, mem.ram(), ValueLayout.JAVA_BYTE,
+                    NetBufferLayout.txFrameGpa(txBufGpa[buf]) - mem.gpaBase(), f.length);
+            txPrefilled[buf] = true;
+        }
+
+        /**
+         * Writes the virtio-net header of free TX buffer {@code buf} (whose frame area already holds
+         * {@code len} bytes), adds the chain, publishes it and kicks when the device asks. Writes go
+         * through the whole-RAM segment at computed offsets, so nothing is allocated; the ring's
+         * publish orders them before the avail index (release).
+         */
+        void post(int buf, int len, int flags, int gsoType, int hdrLenField, int gsoSize, int csumStart,
+                  int csumOffset) {
+            long bufGpa = txBufGpa[buf];
+            // Legacy layout: the header sits at the buffer start, in its own descriptor; else inline
+            // just before the frame.
+            long hdrOff = (txSplitHeader ? bufGpa : NetBufferLayout.txInlineHeaderGpa(bufGpa, hdrLen)) - mem.gpaBase();
+            MemorySegment r = mem.ram();
+            VirtioNetHdr.flags(r, hdrOff, flags);
+            VirtioNetHdr.gsoType(r, hdrOff, gsoType);
+            VirtioNetHdr.hdrLen(r, hdrOff, hdrLenField);
+            VirtioNetHdr.gsoSize(r, hdrOff, gsoSize);
+            VirtioNetHdr.csumStart(r, hdrOff, csumStart);
+            VirtioNetHdr.csumOffset(r, hdrOff, csumOffset);
+            if (hdrLen == VirtioNetHdr.SIZE) {
+                VirtioNetHdr.numBuffers(r, hdrOff, 0); // every field written: no clear (slice) needed
+            }
+            int n = txSplitHeader
+                    ? NetBufferLayout.txSeparateHeader(bufGpa, len, hdrLen, addrs, lens)
+                    : NetBufferLayout.txInline(bufGpa, len, hdrLen, addrs, lens);
+            int head = tx.add(addrs, lens, n, 0, false);
+            txBufOfHead[head] = buf;
+            tx.publish();
+            if (tx.kickNeeded()) {
+                EventFd.signal(txKick);
+                kicks++;
+            }
         }
 
         void close() {

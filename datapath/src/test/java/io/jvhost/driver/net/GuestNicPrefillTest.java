@@ -1,0 +1,248 @@
+package io.jvhost.driver.net;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.jvhost.driver.DriverMemory;
+import io.jvhost.memory.GuestMemory;
+import io.jvhost.net.VirtioNetFeatures;
+import io.jvhost.net.VirtioNetHdr;
+import io.jvhost.vhostuser.DeviceBackend;
+import io.jvhost.vhostuser.RingConfig;
+import io.jvhost.vhostuser.VirtioNetConfig;
+import io.jvhost.virtq.Chain;
+import io.jvhost.virtq.SplitVirtqueue;
+import java.io.ByteArrayOutputStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * {@link GuestNic#prefillTx} / {@link GuestNic#sendPrefilled}: the device (a {@link SplitVirtqueue}
+ * on the NIC's TX ring, in this thread) sees exactly the header fields passed and the prefilled
+ * frame, also after {@link GuestNic#send} reused a buffer in between, and the contract's misuses
+ * are refused.
+ */
+@Timeout(value = 30, unit = TimeUnit.SECONDS)
+class GuestNicPrefillTest {
+    private static final int RING = 8;
+    private static final int MAX_FRAME = 2000;
+
+    private DriverMemory mem;
+    private GuestNic nic;
+    private SplitVirtqueue txq;
+    private final Chain chain = new Chain(Arena.ofAuto(), 8);
+
+    private void open(long features) {
+        mem = DriverMemory.allocate(GuestNic.ramNeeded(1, RING, MAX_FRAME, features), DriverMemory.DEFAULT_GPA_BASE);
+        nic = new GuestNic(mem, 1, features, RING, MAX_FRAME);
+        RingsOnly dev = new RingsOnly();
+        GuestMemory table = mem.guestMemory(1);
+        nic.attach(dev, table);
+        RingConfig rc = dev.rings.get(1);
+        txq = new SplitVirtqueue("tx-under-test");
+        txq.setSize(rc.size());
+        txq.setFeatures(rc.features());
+        assertTrue(txq.setMemory(table));
+        assertTrue(txq.setAddresses(rc.descAddr(), rc.availAddr(), rc.usedAddr()));
+        txq.setBase(rc.baseIndex());
+        txq.start();
+    }
+
+    @AfterEach
+    void close() {
+        if (nic != null) {
+            nic.close();
+        }
+        if (mem != null) {
+            mem.close();
+        }
+    }
+
+    private static byte[] frame(int len, int seed) {
+        byte[] f = new byte[len];
+        for (int i = 0; i < len; i++) {
+            f[i] = (byte) (i * 31 + seed);
+        }
+        return f;
+    }
+
+    /** The next TX chain's readable bytes (header + frame), then completes it. */
+    private byte[] takeAndComplete() {
+        assertEquals(SplitVirtqueue.CHAIN, txq.next(chain), "a TX chain is pending");
+        assertEquals(0, chain.writableCount(), "TX chains are read-only");
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        MemorySegment ram = mem.ram();
+        for (int i = 0; i < chain.readableCount(); i++) {
+            // In-process table: iovec bases are host addresses inside the driver's RAM segment.
+            long off = chain.readableBase(i) - ram.address();
+            out.writeBytes(ram.asSlice(off, chain.readableLen(i)).toArray(ValueLayout.JAVA_BYTE));
+        }
+        txq.addUsed(chain.head(), 0);
+        txq.publishUsed();
+        return out.toByteArray();
+    }
+
+    private static byte[] tail(byte[] b, int from) {
+        return java.util.Arrays.copyOfRange(b, from, b.length);
+    }
+
+    @ParameterizedTest(name = "separateHeader={0}")
+    @ValueSource(booleans = {false, true})
+    void prefilledFrameGoesOutWithOnlyTheHeaderWritten(boolean separateHeader) {
+        open(VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1) | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF));
+        nic.setTxSeparateHeader(0, separateHeader);
+        byte[] f = frame(1514, 7);
+        byte[] padded = new byte[f.length + 10];
+        System.arraycopy(f, 0, padded, 5, f.length);
+        nic.prefillTx(0, padded, 5, f.length);
+        // More frames than TX buffers: every buffer is used at least twice, returned in between.
+        for (int i = 0; i < 3 * RING; i++) {
+            assertTrue(nic.sendPrefilled(0, f.length, VirtioNetHdr.FLAG_NEEDS_CSUM, VirtioNetHdr.GSO_TCPV4, 54, 1448 + i,
+                    34, 16, 1000));
+            byte[] got = takeAndComplete();
+            assertEquals(12 + f.length, got.length);
+            MemorySegment h = MemorySegment.ofArray(got);
+            assertEquals(VirtioNetHdr.FLAG_NEEDS_CSUM, VirtioNetHdr.flags(h, 0));
+            assertEquals(VirtioNetHdr.GSO_TCPV4, VirtioNetHdr.gsoType(h, 0));
+            assertEquals(54, VirtioNetHdr.hdrLen(h, 0));
+            assertEquals(1448 + i, VirtioNetHdr.gsoSize(h, 0));
+            assertEquals(34, VirtioNetHdr.csumStart(h, 0));
+            assertEquals(16, VirtioNetHdr.csumOffset(h, 0));
+            assertEquals(0, VirtioNetHdr.numBuffers(h, 0));
+            assertArrayEquals(f, tail(got, 12), "frame " + i);
+        }
+        // A shorter len sends the prefilled frame's prefix, with a plain header.
+        assertTrue(nic.sendPrefilled(0, 60, 0, VirtioNetHdr.GSO_NONE, 0, 0, 0, 0, 1000));
+        byte[] got = takeAndComplete();
+        assertArrayEquals(new byte[12], java.util.Arrays.copyOf(got, 12), "stale header fields were left");
+        assertArrayEquals(java.util.Arrays.copyOf(f, 60), tail(got, 12));
+        assertNull(txq.brokenReason());
+    }
+
+    @Test
+    void bufferOverwrittenBySendIsRestoredBeforeItIsPostedPrefilled() {
+        open(0); // legacy 10-byte header, no VERSION_1
+        byte[] pre = frame(200, 1);
+        byte[] other = frame(300, 99);
+        nic.prefillTx(0, pre, 0, pre.length);
+        // The free list is a stack: a buffer returned is the next one taken, so each prefilled send
+        // below reuses the buffer the plain send just overwrote.
+        for (int i = 0; i < RING + 2; i++) {
+            assertTrue(nic.send(0, other, 1000));
+            assertArrayEquals(other, tail(takeAndComplete(), 10));
+            assertTrue(nic.sendPrefilled(0, pre.length, 0, 0, 0, 0, 0, 0, 1000));
+            byte[] got = takeAndComplete();
+            assertEquals(10 + pre.length, got.length);
+            assertArrayEquals(pre, tail(got, 10), "round " + i);
+        }
+    }
+
+    @Test
+    void misuseIsRefused() {
+        open(VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1));
+        assertThrows(IllegalStateException.class, () -> nic.sendPrefilled(0, 10, 0, 0, 0, 0, 0, 0, 10));
+        assertThrows(IllegalArgumentException.class, () -> nic.prefillTx(0, new byte[MAX_FRAME + 1], 0, MAX_FRAME + 1));
+        assertThrows(IndexOutOfBoundsException.class, () -> nic.prefillTx(0, new byte[10], 5, 10));
+        nic.prefillTx(0, frame(100, 3), 0, 100);
+        assertThrows(IllegalArgumentException.class, () -> nic.sendPrefilled(0, 101, 0, 0, 0, 0, 0, 0, 10));
+        assertTrue(nic.sendPrefilled(0, 100, 0, 0, 0, 0, 0, 0, 10));
+        // One buffer in flight: refilling now could change a frame the device is reading.
+        assertThrows(IllegalStateException.class, () -> nic.prefillTx(0, frame(100, 4), 0, 100));
+        takeAndComplete();
+        nic.prefillTx(0, frame(100, 4), 0, 100);
+        assertTrue(nic.sendPrefilled(0, 100, 0, 0, 0, 0, 0, 0, 10));
+        assertArrayEquals(frame(100, 4), tail(takeAndComplete(), 12));
+        // Ring full and nothing returned: times out with false (send keeps two descriptors spare,
+        // so RING - 1 frames fit).
+        for (int i = 0; i < RING - 1; i++) {
+            assertTrue(nic.sendPrefilled(0, 100, 0, 0, 0, 0, 0, 0, 10));
+        }
+        assertFalse(nic.sendPrefilled(0, 100, 0, 0, 0, 0, 0, 0, 10));
+    }
+
+    /** Records the rings GuestNic.attach starts; nothing else. */
+    private static final class RingsOnly implements DeviceBackend {
+        final Map<Integer, RingConfig> rings = new HashMap<>();
+
+        @Override
+        public long features() {
+            return -1L;
+        }
+
+        @Override
+        public int maxQueuePairs() {
+            return 1;
+        }
+
+        @Override
+        public void onFeaturesSet(long features) {
+        }
+
+        @Override
+        public void onMemoryTable(GuestMemory memory) {
+        }
+
+        @Override
+        public void startRing(RingConfig ring) {
+            rings.put(ring.queueIndex(), ring);
+        }
+
+        @Override
+        public int stopRing(int queueIndex) {
+            return 0;
+        }
+
+        @Override
+        public void setRingEnabled(int queueIndex, boolean enabled) {
+        }
+
+        @Override
+        public void setCallFd(int queueIndex, int callFd) {
+        }
+
+        @Override
+        public void setErrFd(int queueIndex, int errFd) {
+        }
+
+        @Override
+        public boolean sendRarp(byte[] mac) {
+            return false;
+        }
+
+        @Override
+        public boolean setMtu(int mtu) {
+            return false;
+        }
+
+        @Override
+        public VirtioNetConfig config() {
+            return null;
+        }
+
+        @Override
+        public boolean setMac(byte[] mac) {
+            return false;
+        }
+
+        @Override
+        public void reset() {
+        }
+
+        @Override
+        public void close() {
+        }
+    }
+}
