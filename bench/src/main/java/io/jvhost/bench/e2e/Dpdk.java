@@ -25,8 +25,14 @@ final class Dpdk {
     static final int QUEUE_SIZE = Integer.getInteger("e2e.queueSize", 1024);
 
     static List<String> eal(String cpu, String filePrefix) {
-        return new ArrayList<>(List.of(TESTPMD, "--lcores=0@" + cpu + ",1@" + cpu, "--no-huge", "-m", "1024",
+        List<String> cmd = new ArrayList<>(List.of(TESTPMD, "--lcores=0@" + cpu + ",1@" + cpu, "--no-huge", "-m", "1024",
                 "--no-pci", "--file-prefix=" + filePrefix));
+        // For diagnosis, e.g. E2E_DPDK_EAL_EXTRA="--log-level=lib.vhost.data:debug" (not used in measured runs).
+        String extra = System.getenv("E2E_DPDK_EAL_EXTRA");
+        if (extra != null && !extra.isBlank()) {
+            cmd.addAll(List.of(extra.strip().split("\\s+")));
+        }
+        return cmd;
     }
 
     static List<String> app(String forwardMode) {

@@ -85,7 +85,7 @@ final class Jvhost {
     static final class DriverFrontEnd implements VhostContender.FrontEnd {
         @Override
         public String name() {
-            return "java driver";
+            return "Java driver";
         }
 
         @Override
@@ -102,7 +102,7 @@ final class Jvhost {
             switch (run.scenario().kind) {
                 case TX -> cmd.add("--mode=tx");
                 case TX_GSO -> cmd.addAll(List.of("--mode=tx", "--gso"));
-                case RX -> cmd.add("--mode=rx");
+                case RX -> cmd.addAll(List.of("--mode=rx", "--count-file=" + run.dir().resolve(Measure.GUEST_COUNT_FILE)));
                 case RR -> cmd.add("--mode=echo");
             }
             return run.procs().start("frontend", run.ns().exec(run.frontendCpus(), cmd));

@@ -106,16 +106,28 @@ final class Measure {
         }
     }
 
+    /**
+     * Waits until 1000 frames went through the tap and, for RX behind a vhost back-end, until the
+     * guest has received 1000 frames too. The second condition matters: DPDK's back-end reads
+     * (and counts at the tap) every frame from the moment it starts and drops it while no
+     * front-end is attached, so on a loaded machine — a JVM or EAL start-up and the vhost-user
+     * handshake competing with the generator for CPU 1 and with the spinning back-end for CPU 0 —
+     * the window used to open, and sometimes close, before the guest got its first frame (seen as
+     * "TX-dropped = RX-packets" in testpmd). jvhost reads the tap only into posted guest buffers,
+     * so for it both conditions hold at the same time.
+     */
     private void waitForTraffic(Run run, ToLongFunction<NetNs.Counters> packets, Process backend)
             throws IOException, InterruptedException {
         long end = System.nanoTime() + START_TIMEOUT_MS * 1_000_000;
         long first = packets.applyAsLong(run.ns().counters());
-        while (packets.applyAsLong(run.ns().counters()) - first < 1000) {
+        boolean rx = run.scenario().kind == Scenario.Kind.RX;
+        while (packets.applyAsLong(run.ns().counters()) - first < 1000 || (rx && guestSoFar(run) >= 0 && guestSoFar(run) < 1000)) {
             if (!backend.isAlive()) {
                 throw new IOException("back-end exited (" + backend.exitValue() + ") before moving frames");
             }
             if (System.nanoTime() > end) {
-                throw new IOException("no frames through the tap within " + START_TIMEOUT_MS / 1000 + " s");
+                throw new IOException("no frames through the tap" + (rx ? " and to the guest" : "") + " within "
+                        + START_TIMEOUT_MS / 1000 + " s");
             }
             Thread.sleep(100);
         }
@@ -127,9 +139,11 @@ final class Measure {
         waitForTraffic(run, packets, backend);
         Thread.sleep((long) (warmupSec * 1000));
         NetNs.Counters c0 = run.ns().counters();
+        long g0 = guestFrames(run);
         double cpu0 = Procs.cpuSeconds(backend.pid());
         Thread.sleep((long) (windowSec * 1000));
         NetNs.Counters c1 = run.ns().counters();
+        long g1 = guestFrames(run);
         double cpu1 = Procs.cpuSeconds(backend.pid());
         if (!backend.isAlive()) {
             throw new IOException("back-end exited during the window (" + backend.exitValue() + ")");
@@ -140,9 +154,52 @@ final class Measure {
         double offered = run.scenario().kind == Scenario.Kind.RX
                 ? (c1.txPackets() + c1.txDropped() - c0.txPackets() - c0.txDropped()) / dt : Double.NaN;
         double cpu = cpu1 - cpu0;
+        double guest = g0 >= 0 && g1 >= 0 ? (g1 - g0) / dt : Double.NaN;
         return new Sample(run.scenario(), c.name(), repeat, dp / dt, db * 8 / dt / 1e9, cpu / (dp / 1e6),
-                100 * cpu / dt, offered, 0, null, null);
+                100 * cpu / dt, offered, guest, 0, null, null);
     }
+
+    /**
+     * Frames the front-end has received so far, from its count file ({@link DriverFront}
+     * {@code --count-file}, {@link #GUEST_COUNT_FILE} in the run directory: one native-order long
+     * the front-end stores after every frame), or -1 when this run's front-end keeps none.
+     */
+    static long guestFrames(Run run) throws IOException {
+        Path f = run.dir().resolve(GUEST_COUNT_FILE);
+        if (!Files.exists(f)) {
+            return -1;
+        }
+        byte[] b = Files.readAllBytes(f);
+        return b.length < 8 ? -1 : java.nio.ByteBuffer.wrap(b).order(java.nio.ByteOrder.nativeOrder()).getLong(0);
+    }
+
+    /** testpmd's periodic port statistics: "  RX-packets: 123   RX-missed: ..." (port 0 is the only port of a front-end). */
+    private static final java.util.regex.Pattern TESTPMD_RX = java.util.regex.Pattern.compile("RX-packets:\\s+(\\d+)");
+
+    /**
+     * Frames the front-end has received so far: the Java driver's count file, else the last
+     * periodic "RX-packets:" of testpmd's statistics in the front-end's log (0 before the first);
+     * -1 when the run has no front-end (c-limit).
+     */
+    static long guestSoFar(Run run) throws IOException {
+        long g = guestFrames(run);
+        if (g >= 0) {
+            return g;
+        }
+        Path log = run.procs().log("frontend");
+        if (!Files.exists(log)) {
+            return -1;
+        }
+        java.util.regex.Matcher m = TESTPMD_RX.matcher(Files.readString(log, java.nio.charset.StandardCharsets.ISO_8859_1));
+        long last = 0;
+        while (m.find()) {
+            last = Long.parseLong(m.group(1));
+        }
+        return last;
+    }
+
+    /** Name of the front-end's received-frames file in a run directory. */
+    static final String GUEST_COUNT_FILE = "frontend-rx-count";
 
     private Sample roundTrip(Run run, Contender c, int repeat, Process backend) throws Exception {
         Path rtt = run.dir().resolve("rtt.txt");
@@ -185,6 +242,6 @@ final class Measure {
             throw new IOException("no round trips measured: " + r);
         }
         return new Sample(run.scenario(), c.name(), repeat, n / dt, n * run.scenario().frameSize * 2 * 8 / dt / 1e9,
-                cpu / (n / 1e6), 100 * cpu / dt, Double.NaN, (long) Procs.resultValue(r, "lost"), h, null);
+                cpu / (n / 1e6), 100 * cpu / dt, Double.NaN, Double.NaN, (long) Procs.resultValue(r, "lost"), h, null);
     }
 }

@@ -78,6 +78,9 @@ final class Report {
         if (!Double.isNaN(s.offeredPps())) {
             base += String.format(Locale.ROOT, " (offered %.3f Mpps)", s.offeredPps() / 1e6);
         }
+        if (!Double.isNaN(s.guestPps())) {
+            base += String.format(Locale.ROOT, " (guest received %.3f Mpps)", s.guestPps() / 1e6);
+        }
         return base;
     }
 
@@ -86,11 +89,12 @@ final class Report {
     void finish() throws IOException, InterruptedException {
         loadEnd = loadAvg();
         try (PrintStream csv = new PrintStream(Files.newOutputStream(out.resolve("samples.csv")), true, "UTF-8")) {
-            csv.println("scenario,contender,repeat,pps,gbps,cpu_s_per_mpkt,backend_cpu_pct,offered_pps,lost,"
+            csv.println("scenario,contender,repeat,pps,gbps,cpu_s_per_mpkt,backend_cpu_pct,offered_pps,guest_pps,lost,"
                     + "p50_ns,p99_ns,error");
             for (Sample s : samples) {
-                csv.printf(Locale.ROOT, "%s,%s,%d,%.0f,%.4f,%.4f,%.1f,%.0f,%d,%s,%s,%s%n", s.scenario().id, s.contender(),
-                        s.repeat(), s.pps(), s.gbps(), s.cpuSecPerMpkt(), s.backendCpuPct(), s.offeredPps(), s.lost(),
+                csv.printf(Locale.ROOT, "%s,%s,%d,%.0f,%.4f,%.4f,%.1f,%.0f,%.0f,%d,%s,%s,%s%n", s.scenario().id, s.contender(),
+                        s.repeat(), s.pps(), s.gbps(), s.cpuSecPerMpkt(), s.backendCpuPct(), s.offeredPps(), s.guestPps(),
+                        s.lost(),
                         s.rtt() == null ? "" : s.rtt().getValueAtPercentile(50),
                         s.rtt() == null ? "" : s.rtt().getValueAtPercentile(99),
                         s.error() == null ? "" : '"' + s.error().replace('"', '\'') + '"');
@@ -240,7 +244,7 @@ final class Report {
                 tputTable(b, s);
             }
         }
-        b.append(NOTES);
+        b.append(NOTES.stripTrailing()).append('\n').append(frontEnds()).append('\n');
         b.append("### Exact commands (first repeat of each run; paths and names are per run)\n\n");
         commands(b);
         b.append("Raw samples: [`samples.csv`](").append(rel).append("/samples.csv).\n");
@@ -269,24 +273,31 @@ final class Report {
               the same datapath classes (`NetDevice` on the tap + `VhostUserServer`, all features offered; see
               the exact commands below). **jvhost-bp** is jvhost with `--busy-poll-us=100` (the worker spins
               that long before sleeping in epoll); plain jvhost sleeps until a kick. Both vhost back-ends get
-              the same front-end per scenario (`--frontend auto`, the default): `dpdk-testpmd` with
-              `net_virtio_user` (`queue_size=1024`) for TX (`txonly --txpkts=<size>`: UDP 198.18.0.1 →
-              198.18.0.2 to MAC 02:00:00:00:00:00, which the host stack drops after the tap counted it;
-              `tap_write` sends the same frame), RX (`rxonly`) and RR (`icmpecho`); the Java driver
+              the same front-end per scenario; each table row names it, and the list at the end of these notes
+              gives this run's choice. With `--frontend auto` (the default), as the issue asks: the Java driver
               (`io.jvhost.driver`, in its own JVM: `io.jvhost.bench.e2e.DriverFront`, 1024-entry rings,
-              VERSION_1 + MRG_RXBUF + EVENT_IDX + CSUM + HOST_TSO4) for 64 KiB GSO TX, which testpmd cannot
-              build. The issue asks for the Java driver, blocking on its call eventfd, as the RX front-end of
-              both back-ends (`--frontend java-driver`), but DPDK's vhost back-end drops every frame towards
-              the Java driver's RX ring (testpmd: TX-dropped = RX-packets), so RX stays on testpmd for now.
+              VERSION_1 + MRG_RXBUF + EVENT_IDX, + CSUM + HOST_TSO4 for GSO) for RX — one thread that takes
+              the used buffers, re-posts them and, when the ring is empty, re-enables notifications and sleeps
+              in `poll(2)` on its call eventfd (a blocking guest, no spinning) — and for 64 KiB GSO TX, which
+              testpmd cannot build (each TX buffer holds the frame from the start, every send writes only the
+              12-byte virtio-net header and the ring entry: zero-copy, as a guest sends skbs in place);
+              `dpdk-testpmd` with `net_virtio_user` (`queue_size=1024`, a spinning front-end) for TX 64/1514
+              (`txonly --txpkts=<size>`: UDP 198.18.0.1 → 198.18.0.2 to MAC 02:00:00:00:00:00, which the host
+              stack drops after the tap counted it; `tap_write` sends the same frame) and RR (`icmpecho`).
+              `--frontend testpmd` or `--frontend java-driver` runs one of them everywhere it can.
             - TX frames are counted as the tap's rx counters, i.e. what the back-end handed to the kernel.
             - RX: `pkt_gen` (AF_PACKET, `PACKET_QDISC_BYPASS`, `sendmmsg` of 64 frames) sends out of the tap
               inside the namespace, to 10.99.0.2 / 02:00:00:00:00:02 (a permanent neighbour entry). Counted =
-              the tap's tx counters (frames the back-end read); "offered" = tx + tx_dropped (the tap drops what
-              its 1000-frame queue cannot hold). The generator shares CPU 1 with the spinning front-end, so a
-              vhost contender's offered load is lower than c-limit's.
+              the tap's tx counters (frames the back-end read); "guest received" = frames the Java driver
+              front-end took from its RX ring in the same window (a back-end that reads a frame and finds no
+              guest buffer drops it after the tap counted it; testpmd rxonly keeps no such count: "–");
+              "offered" = tx + tx_dropped (the tap drops what
+              its 1000-frame queue cannot hold). The generator shares CPU 1 with the front-end (the Java
+              driver sleeps when its ring is empty; a spinning testpmd does not), so a vhost contender's
+              offered load is lower than c-limit's.
             - RR: the requester is in the kernel's namespace (`rtt_ping`: raw ICMP socket, one echo request
-              outstanding, 100 ms timeout counted as lost), the responder is the "guest" (testpmd icmpecho behind
-              the back-end, or `tap_read --echo` for c-limit). The path is the issue's round trip turned around:
+              outstanding, 100 ms timeout counted as lost), the responder is the "guest" (the front-end behind
+              the back-end answering ICMP echo, or `tap_read --echo` for c-limit). The path is the issue's round trip turned around:
               kernel → tap → back-end → front-end → back-end → tap → kernel, both directions of the back-end.
             - 64 KiB TSO TX: `tap_write --gso` writes one 65549-byte TCPv4 frame per `write(2)` with
               `VIRTIO_NET_HDR_GSO_TCPV4`, gso_size 1448, `NEEDS_CSUM`, addressed to the tap's own MAC and IP so the
@@ -302,14 +313,14 @@ final class Report {
     private void tputTable(StringBuilder b, Scenario s) {
         boolean rx = s.kind == Scenario.Kind.RX;
         b.append("| contender | Mpps (median) | spread Mpps | Gbit/s | CPU s / Mpkt | back-end CPU % |")
-         .append(rx ? " offered Mpps |" : "").append(" runs |\n");
-        b.append("|---|---:|---:|---:|---:|---:|").append(rx ? "---:|" : "").append("---:|\n");
+         .append(rx ? " offered Mpps | guest received Mpps |" : "").append(" runs |\n");
+        b.append("|---|---:|---:|---:|---:|---:|").append(rx ? "---:|---:|" : "").append("---:|\n");
         Map<String, Double> med = new LinkedHashMap<>();
         for (Contender c : contenders) {
             List<Sample> l = ok(s, c.name());
             if (l.isEmpty()) {
                 b.append("| ").append(c.name()).append(" | ").append(why(s, c.name())).append(" | | | | |")
-                 .append(rx ? " |" : "").append(" 0 |\n");
+                 .append(rx ? " | |" : "").append(" 0 |\n");
                 continue;
             }
             double[] pps = values(l, Sample::pps);
@@ -321,10 +332,17 @@ final class Report {
              .append(f("%.2f", median(values(l, Sample::gbps)))).append(" | ")
              .append(f("%.2f", median(values(l, Sample::cpuSecPerMpkt)))).append(" | ")
              .append(f("%.0f", median(values(l, Sample::backendCpuPct)))).append(" |")
-             .append(rx ? " " + f("%.3f", median(values(l, Sample::offeredPps)) / 1e6) + " |" : "")
+             .append(rx ? " " + f("%.3f", median(values(l, Sample::offeredPps)) / 1e6) + " | "
+                     + guest(l) + " |" : "")
              .append(' ').append(l.size()).append(" |\n");
         }
         b.append('\n').append(ratios(med, false)).append("\n\n");
+    }
+
+    /** Median frames the front-end received (RX), or "–" when its front-end does not count them. */
+    private static String guest(List<Sample> l) {
+        double[] g = l.stream().mapToDouble(Sample::guestPps).filter(v -> !Double.isNaN(v)).toArray();
+        return g.length == 0 ? "–" : f("%.3f", median(g) / 1e6);
     }
 
     private void rrTable(StringBuilder b, Scenario s, String rel) {
@@ -365,6 +383,21 @@ final class Report {
             b.append("![").append(s.title).append(" latency](").append(rel).append('/').append(s.id)
              .append("-latency.png)\n\n");
         }
+    }
+
+    /** One notes bullet naming the front-end each scenario of this run used (the same for every vhost back-end). */
+    private String frontEnds() {
+        StringBuilder b = new StringBuilder("- Front-end per scenario in this run:");
+        String sep = " ";
+        for (Scenario s : scenarios) {
+            String fe = contenders.stream().filter(c -> c instanceof VhostContender).map(c -> ((VhostContender) c).frontEndName(s))
+                    .distinct().reduce((x, y) -> x + " / " + y).orElse(null);
+            if (fe != null) {
+                b.append(sep).append(s.title).append(": ").append(fe);
+                sep = "; ";
+            }
+        }
+        return sep.equals(" ") ? "" : b.append(".\n").toString();
     }
 
     private static String label(Contender c, Scenario s) {
