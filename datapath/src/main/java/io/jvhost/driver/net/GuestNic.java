@@ -298,6 +298,40 @@ public final class GuestNic implements AutoCloseable {
     }
 
     /**
+     * A counting sink: takes every frame the device has returned on {@code qp} without copying it
+     * out (the contents are discarded), re-posts the buffers in one batch (unless
+     * {@link #setRxRefill} turned that off) and returns how many frames that was. When none is
+     * pending it blocks like {@link #receive}: re-enables the device's calls (EVENT_IDX: used_event)
+     * and sleeps on the call eventfd, up to {@code timeoutMs} (0: don't wait). Allocates nothing.
+     * A mergeable frame counts once however many buffers it spans; if the device has not yet
+     * returned all of them, the rest are taken (and not counted) by the next call, or skipped by
+     * {@link #receive}. Same thread rule as {@link #receive}.
+     *
+     * @return frames taken, 0 on timeout
+     * @throws IllegalStateException when the device returns a buffer shorter than the header
+     */
+    public int drainRx(int qp, int timeoutMs) {
+        Pair p = pairs[qp];
+        long end = System.nanoTime() + timeoutMs * 1_000_000L;
+        while (true) {
+            int n = p.drain();
+            if (n > 0 || timeoutMs == 0) {
+                return n;
+            }
+            long left = (end - System.nanoTime()) / 1_000_000L;
+            if (left <= 0) {
+                return 0;
+            }
+            if (p.rx.enableCallbacks()) {
+                continue; // used entries arrived while arming: no sleep
+            }
+            if (Poll.poll(p.rxCall, Poll.POLLIN, (int) Math.min(left, 100)) != 0) {
+                EventFd.drain(p.rxCall);
+            }
+        }
+    }
+
+    /**
      * Waits for the device's RX call strictly through the call eventfd — unlike {@link #receive} it
      * does not re-check the ring while it waits, so a lost call shows up as a timeout instead of a
      * delay. Enables callbacks first and returns at once when used entries are already pending.
@@ -475,7 +509,51 @@ public final class GuestNic implements AutoCloseable {
             };
         }
 
+        /** Continuation buffers of a mergeable frame {@link #drain} counted but has not taken yet. */
+        int rxSkip;
+
+        /** Takes (and frees) pending continuation buffers; false when one is not back yet. */
+        private boolean skipContinuations() {
+            while (rxSkip > 0) {
+                long u = rx.pollUsed();
+                if (u < 0) {
+                    return false;
+                }
+                rxPosted--;
+                freeRx((int) rxBufOfHead[(int) (u >>> 32)]);
+                rxSkip--;
+            }
+            return true;
+        }
+
+        int drain() {
+            int frames = 0;
+            long u;
+            while (skipContinuations() && (u = rx.pollUsed()) >= 0) {
+                int buf = (int) rxBufOfHead[(int) (u >>> 32)];
+                int len = (int) u;
+                rxPosted--;
+                if (len < hdrLen) {
+                    freeRx(buf);
+                    throw new IllegalStateException("device returned RX buffer with length " + len + " < header " + hdrLen);
+                }
+                if (rxMode == RxMode.MERGEABLE && hdrLen == VirtioNetHdr.SIZE) {
+                    // Read through the whole-RAM segment at an offset: no slice, nothing allocated.
+                    rxSkip = Math.max(1, VirtioNetHdr.numBuffers(mem.ram(), hdrGpa(buf) - mem.gpaBase())) - 1;
+                }
+                freeRx(buf);
+                frames++;
+            }
+            if (refill && rxFreeCount > 0) {
+                fillRx(); // one batch: one publish, at most one kick
+            }
+            return frames;
+        }
+
         Received tryReceive() {
+            if (!skipContinuations()) {
+                return null;
+            }
             long u = rx.pollUsed();
             if (u < 0) {
                 return null;

@@ -30,10 +30,10 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * {@link GuestNic#prefillTx} / {@link GuestNic#sendPrefilled}: the device (a {@link SplitVirtqueue}
+ * {@link GuestNic#prefillTx} / {@link GuestNic#sendPrefilled} and {@link GuestNic#drainRx}: the device (a {@link SplitVirtqueue}
  * on the NIC's TX ring, in this thread) sees exactly the header fields passed and the prefilled
  * frame, also after {@link GuestNic#send} reused a buffer in between, and the contract's misuses
- * are refused.
+ * are refused; drainRx counts frames (not mergeable buffers) and re-posts every buffer.
  */
 @Timeout(value = 30, unit = TimeUnit.SECONDS)
 class GuestNicPrefillTest {
@@ -43,6 +43,7 @@ class GuestNicPrefillTest {
     private DriverMemory mem;
     private GuestNic nic;
     private SplitVirtqueue txq;
+    private Map<Integer, RingConfig> rings;
     private final Chain chain = new Chain(Arena.ofAuto(), 8);
 
     private void open(long features) {
@@ -51,6 +52,7 @@ class GuestNicPrefillTest {
         RingsOnly dev = new RingsOnly();
         GuestMemory table = mem.guestMemory(1);
         nic.attach(dev, table);
+        rings = dev.rings;
         RingConfig rc = dev.rings.get(1);
         txq = new SplitVirtqueue("tx-under-test");
         txq.setSize(rc.size());
@@ -171,6 +173,58 @@ class GuestNicPrefillTest {
             assertTrue(nic.sendPrefilled(0, 100, 0, 0, 0, 0, 0, 0, 10));
         }
         assertFalse(nic.sendPrefilled(0, 100, 0, 0, 0, 0, 0, 0, 10));
+    }
+
+    @Test
+    void drainRxCountsFramesNotBuffersAndRepostsThem() {
+        open(VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1) | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF));
+        RingConfig rc = rings.get(0);
+        SplitVirtqueue rxq = new SplitVirtqueue("rx-under-test");
+        rxq.setSize(rc.size());
+        rxq.setFeatures(rc.features());
+        assertTrue(rxq.setMemory(mem.guestMemory(1)));
+        assertTrue(rxq.setAddresses(rc.descAddr(), rc.availAddr(), rc.usedAddr()));
+        rxq.setBase(rc.baseIndex());
+        rxq.start();
+        assertEquals(RING, nic.rxPosted(0));
+        assertEquals(0, nic.drainRx(0, 0), "nothing returned yet");
+        assertEquals(0, nic.drainRx(0, 20), "times out with 0");
+        // Frame A in one buffer, frame B spanning two (num_buffers 2), frame C in one.
+        deliver(rxq, 1, 60);
+        deliver(rxq, 2, 60);
+        deliver(rxq, 0, 60);
+        deliver(rxq, 1, 60);
+        rxq.publishUsed();
+        assertEquals(3, nic.drainRx(0, 1000));
+        assertEquals(RING, nic.rxPosted(0), "every buffer re-posted");
+        // A frame whose second buffer comes back only later: counted once, its continuation skipped.
+        deliver(rxq, 2, 60);
+        rxq.publishUsed();
+        assertEquals(1, nic.drainRx(0, 1000));
+        deliver(rxq, 0, 60);
+        deliver(rxq, 1, 70);
+        rxq.publishUsed();
+        assertEquals(1, nic.drainRx(0, 1000), "continuation not counted as a frame");
+        assertEquals(RING, nic.rxPosted(0));
+        // receive() after drainRx sees whole frames again.
+        deliver(rxq, 1, 70);
+        rxq.publishUsed();
+        GuestNic.Received r = nic.receive(0, 1000);
+        assertEquals(70 - 12, r.frame().length);
+        assertNull(rxq.brokenReason());
+    }
+
+    /** Device side: fills the next RX buffer with a header carrying {@code numBuffers} and {@code len} bytes in all. */
+    private void deliver(SplitVirtqueue rxq, int numBuffers, int len) {
+        assertEquals(SplitVirtqueue.CHAIN, rxq.next(chain), "an RX buffer is posted");
+        long off = chain.writableBase(0) - mem.ram().address();
+        MemorySegment ram = mem.ram();
+        ram.asSlice(off, len).fill((byte) 0x5a);
+        if (numBuffers > 0) {
+            ram.asSlice(off, 12).fill((byte) 0);
+            VirtioNetHdr.numBuffers(ram, off, numBuffers);
+        }
+        rxq.addUsed(chain.head(), len);
     }
 
     /** Records the rings GuestNic.attach starts; nothing else. */
