@@ -274,6 +274,28 @@ public final class DriverVirtqueue {
         return VringUsed.idxAcquire(used) != lastUsedIdx;
     }
 
+    /**
+     * Like {@link #enableCallbacks} but, with EVENT_IDX, asks for the call only once {@code n}
+     * (at least 1) more used entries have been published — Linux's
+     * {@code virtqueue_enable_cb_delayed} with an explicit count: a driver that waits for half its
+     * in-flight buffers takes one call per batch instead of one per buffer. Without EVENT_IDX the
+     * device may call on the next entry.
+     *
+     * @return true when {@code n} used entries are already pending (reclaim instead of waiting)
+     */
+    public boolean enableCallbacksAfter(int n) {
+        int k = Math.max(1, n);
+        if (eventIdx) {
+            // The device calls when used.idx moves past used_event: used_event = last + k - 1.
+            VringAvail.setUsedEvent(avail, size, (lastUsedIdx + k - 1) & 0xffff);
+        } else {
+            VringAvail.setFlags(avail, 0);
+        }
+        // full fence (store->load): the used_event/flags store must be visible before re-reading used.idx
+        VarHandle.fullFence();
+        return ((VringUsed.idxAcquire(used) - lastUsedIdx) & 0xffff) >= k;
+    }
+
     /** The memory this queue lives in. */
     public DriverMemory memory() {
         return mem;

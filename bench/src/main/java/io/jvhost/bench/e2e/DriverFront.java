@@ -17,12 +17,14 @@ import java.util.concurrent.CountDownLatch;
 
 /**
  * The Java driver (io.jvhost.driver) as a bench front-end process, for any vhost-user back-end:
- * <pre>DriverFront --socket-path=SOCK --mode=tx|rx|echo [--size=N] [--gso] [--ring=1024] [--count-file=PATH]</pre>
+ * <pre>DriverFront --socket-path=SOCK --mode=tx|rx|echo [--size=N] [--gso] [--ring=1024] [--tx-window=N]
+ *             [--count-file=PATH]</pre>
  * tx: sends the frame testpmd txonly sends (UDP 198.18.0.1 → 198.18.0.2 to 02:00:00:00:00:00),
  * or with --gso one TCPv4 super-frame of --size bytes to the tap's address with GSO_TCPV4 /
  * NEEDS_CSUM (HOST_TSO4 and CSUM negotiated), as fast as TX buffers come back; the frame is written
  * into every TX buffer once ({@link GuestNic#prefillTx}) and each send posts a buffer with only its
- * header written ({@link GuestNic#sendPrefilled}), so the front-end copies nothing per frame.
+ * header written ({@link GuestNic#sendPrefilled}), so the front-end copies nothing per frame;
+ * --tx-window caps the frames in flight (default: the ring).
  * rx: counts received frames ({@link GuestNic#drainRx}: no copy, buffers re-posted in batches),
  * sleeping on the call eventfd when the ring is empty (the blocking guest the issue asks for on two
  * cores); with --count-file the count so far is kept in that file
@@ -42,6 +44,7 @@ public final class DriverFront {
         boolean gso = false;
         int ring = 1024;
         String countFile = null;
+        int txWindow = Integer.MAX_VALUE;
         for (String a : args) {
             if (a.startsWith("--socket-path=")) {
                 socket = a.substring(14);
@@ -53,6 +56,8 @@ public final class DriverFront {
                 gso = true;
             } else if (a.startsWith("--ring=")) {
                 ring = Integer.parseInt(a.substring(7));
+            } else if (a.startsWith("--tx-window=")) {
+                txWindow = Integer.parseInt(a.substring(12));
             } else if (a.startsWith("--count-file=")) {
                 countFile = a.substring(13);
             } else {
@@ -102,6 +107,12 @@ public final class DriverFront {
                     int csumStart = gso ? 34 : 0;
                     int csumOffset = gso ? 16 : 0;
                     while (!stop) {
+                        // Window full: wait until half of it is back (one call per half window,
+                        // as a TSQ-limited guest refills after a batch of TX completions).
+                        if (txWindow < ring && nic.txInFlight(0) >= txWindow
+                                && !nic.awaitTxInFlightAtMost(0, txWindow / 2, 100)) {
+                            continue;
+                        }
                         if (nic.sendPrefilled(0, f.length, flags, type, hdrLenField, gsoSize, csumStart, csumOffset, 100)) {
                             frames++;
                         }

@@ -83,6 +83,14 @@ final class Jvhost {
      * call eventfd (blocking, as the issue asks for RX on two cores), RR answering ICMP echo.
      */
     static final class DriverFrontEnd implements VhostContender.FrontEnd {
+        /**
+         * 64 KiB GSO frames in flight at most: 16 = 1 MiB, what Linux's TCP small queues let one
+         * flow keep below the qdisc (tcp_limit_output_bytes), so the guest's TX buffers stay as
+         * few and cache-warm as a real sender's, as tap_write's one buffer is (env
+         * E2E_GSO_TX_WINDOW; the ring size lifts the cap).
+         */
+        static final int GSO_TX_WINDOW = Integer.parseInt(System.getenv().getOrDefault("E2E_GSO_TX_WINDOW", "16"));
+
         @Override
         public String name() {
             return "Java driver";
@@ -101,7 +109,7 @@ final class Jvhost {
                     "--ring=" + Dpdk.QUEUE_SIZE));
             switch (run.scenario().kind) {
                 case TX -> cmd.add("--mode=tx");
-                case TX_GSO -> cmd.addAll(List.of("--mode=tx", "--gso"));
+                case TX_GSO -> cmd.addAll(List.of("--mode=tx", "--gso", "--tx-window=" + GSO_TX_WINDOW));
                 case RX -> cmd.addAll(List.of("--mode=rx", "--count-file=" + run.dir().resolve(Measure.GUEST_COUNT_FILE)));
                 case RR -> cmd.add("--mode=echo");
             }

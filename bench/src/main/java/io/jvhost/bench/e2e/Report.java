@@ -280,7 +280,11 @@ final class Report {
               the used buffers, re-posts them and, when the ring is empty, re-enables notifications and sleeps
               in `poll(2)` on its call eventfd (a blocking guest, no spinning) — and for 64 KiB GSO TX, which
               testpmd cannot build (each TX buffer holds the frame from the start, every send writes only the
-              12-byte virtio-net header and the ring entry: zero-copy, as a guest sends skbs in place);
+              12-byte virtio-net header and the ring entry: zero-copy, as a guest sends skbs in place; at
+              most 16 frames = 1 MiB in flight, refilled when half are back, as Linux's TCP small queues
+              limit one flow, so the frames stay cache-warm like `tap_write`'s single buffer — with the
+              whole 1024-entry ring in flight, 64 MiB cycle through the caches and every back-end copy
+              from guest memory misses);
               `dpdk-testpmd` with `net_virtio_user` (`queue_size=1024`, a spinning front-end) for TX 64/1514
               (`txonly --txpkts=<size>`: UDP 198.18.0.1 → 198.18.0.2 to MAC 02:00:00:00:00:00, which the host
               stack drops after the tap counted it; `tap_write` sends the same frame) and RR (`icmpecho`).

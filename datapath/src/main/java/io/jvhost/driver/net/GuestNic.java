@@ -251,6 +251,35 @@ public final class GuestNic implements AutoCloseable {
         return p.txBufs.length - p.txFreeCount;
     }
 
+    /**
+     * Blocks until at most {@code limit} TX buffers of {@code qp} are with the device, reclaiming
+     * returned ones and sleeping on the TX call eventfd in between; with EVENT_IDX the device is
+     * asked to call only once enough buffers are back ({@link DriverVirtqueue#enableCallbacksAfter}). A guest caps its bytes in flight this way —
+     * Linux's TCP small queues keep about 1 MiB per flow below the qdisc — so that its TX buffers
+     * stay few and cache-warm instead of cycling through the whole ring. Same thread rule as
+     * {@link #send}.
+     *
+     * @return false when the device did not return enough buffers within {@code timeoutMs}
+     */
+    public boolean awaitTxInFlightAtMost(int qp, int limit, int timeoutMs) {
+        Pair p = pairs[qp];
+        p.reclaimTx();
+        long end = System.nanoTime() + timeoutMs * 1_000_000L;
+        while (p.txBufs.length - p.txFreeCount > limit) {
+            long left = (end - System.nanoTime()) / 1_000_000L;
+            if (left <= 0) {
+                return false;
+            }
+            // One call once enough buffers are back, not one per buffer (EVENT_IDX).
+            int need = p.txBufs.length - p.txFreeCount - limit;
+            if (!p.tx.enableCallbacksAfter(need) && Poll.poll(p.txCall, Poll.POLLIN, (int) Math.min(left, 10)) != 0) {
+                EventFd.drain(p.txCall);
+            }
+            p.reclaimTx();
+        }
+        return true;
+    }
+
     /** Waits until every sent frame was returned by the device (or the timeout). */
     public boolean flushTx(int qp, int timeoutMs) {
         long end = System.nanoTime() + timeoutMs * 1_000_000L;

@@ -214,6 +214,28 @@ class GuestNicPrefillTest {
         assertNull(rxq.brokenReason());
     }
 
+    @Test
+    void awaitTxInFlightAsksForOneCallWhenEnoughAreBack() {
+        open(VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1) | VirtioNetFeatures.bit(VirtioNetFeatures.EVENT_IDX));
+        nic.prefillTx(0, frame(100, 5), 0, 100);
+        for (int i = 0; i < 5; i++) {
+            assertTrue(nic.sendPrefilled(0, 100, 0, 0, 0, 0, 0, 0, 10));
+        }
+        takeAndComplete();
+        txq.needsCall(); // the device's first decision always calls; later ones follow used_event
+        assertTrue(nic.awaitTxInFlightAtMost(0, 5, 10), "already at most 5 in flight");
+        // 4 in flight, at most 1 wanted: the call is asked for after 3 more completions, not the next one.
+        assertFalse(nic.awaitTxInFlightAtMost(0, 1, 20));
+        takeAndComplete();
+        assertFalse(txq.needsCall(), "no call after the first of 3");
+        takeAndComplete();
+        assertFalse(txq.needsCall(), "no call after the second of 3");
+        takeAndComplete();
+        assertTrue(txq.needsCall(), "a call once 3 are back");
+        assertTrue(nic.awaitTxInFlightAtMost(0, 1, 1000));
+        assertEquals(1, nic.txInFlight(0));
+    }
+
     /** Device side: fills the next RX buffer with a header carrying {@code numBuffers} and {@code len} bytes in all. */
     private void deliver(SplitVirtqueue rxq, int numBuffers, int len) {
         assertEquals(SplitVirtqueue.CHAIN, rxq.next(chain), "an RX buffer is posted");
