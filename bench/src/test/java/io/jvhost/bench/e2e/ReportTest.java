@@ -16,7 +16,7 @@ class ReportTest {
     Path dir;
 
     private static Sample tput(Scenario s, String c, int r, double pps) {
-        return new Sample(s, c, r, pps, pps * 64 * 8 / 1e9, 1.0, 50, Double.NaN, 0, null, null);
+        return new Sample(s, c, r, pps, pps * 64 * 8 / 1e9, 1.0, 50, Double.NaN, Double.NaN, 0, null, null);
     }
 
     private static Sample rr(String c, int r, long base) {
@@ -24,7 +24,7 @@ class ReportTest {
         for (int i = 1; i <= 1000; i++) {
             h.recordValue(base + i);
         }
-        return new Sample(Scenario.RR_64, c, r, 1000, 0.001, 2.0, 10, Double.NaN, 1, h, null);
+        return new Sample(Scenario.RR_64, c, r, 1000, 0.001, 2.0, 10, Double.NaN, Double.NaN, 1, h, null);
     }
 
     @Test
@@ -64,6 +64,35 @@ class ReportTest {
         assertTrue(s.contains("rr64-dpdk.hgrm"), s);
         assertTrue(Files.exists(dir.resolve("pub").resolve("rr64-c-limit.hgrm")));
         assertTrue(Files.exists(dir.resolve("pub").resolve("samples.csv")));
+    }
+
+    @Test
+    void autoFrontEndIsTheJavaDriverForRxAndGsoTxAndTestpmdElse() {
+        VhostContender.AutoFrontEnd auto = new VhostContender.AutoFrontEnd(new Dpdk.FrontEnd(), new Jvhost.DriverFrontEnd());
+        assertEquals("Java driver", auto.pick(Scenario.RX_64).name());
+        assertEquals("Java driver", auto.pick(Scenario.RX_1514).name());
+        assertEquals("Java driver", auto.pick(Scenario.TX_64K_GSO).name());
+        assertEquals("testpmd virtio-user", auto.pick(Scenario.TX_64).name());
+        assertEquals("testpmd virtio-user", auto.pick(Scenario.RR_64).name());
+    }
+
+    @Test
+    void rxTableShowsWhatTheGuestReceivedAndTheNotesNameEachFrontEnd() throws Exception {
+        VhostContender.AutoFrontEnd auto = new VhostContender.AutoFrontEnd(new Dpdk.FrontEnd(), new Jvhost.DriverFrontEnd());
+        Contender dpdk = new VhostContender(new Dpdk.Backend(), auto);
+        Report r = new Report(dir, List.of(Scenario.RX_64, Scenario.TX_64), List.of(new CLimitContender(), dpdk), 1, 5, 2,
+                "0", "1", "bench/run-e2e --quick", "abc");
+        r.add(new Sample(Scenario.RX_64, "c-limit", 1, 900_000, 0.5, 1.0, 99, 950_000, Double.NaN, 0, null, null));
+        r.add(new Sample(Scenario.RX_64, "dpdk", 1, 500_000, 0.3, 1.0, 99, 600_000, 200_000, 0, null, null));
+        r.finish();
+        Path md = dir.resolve("RESULTS.md");
+        r.writeResultsMd(md, null);
+        String s = Files.readString(md);
+        assertTrue(s.contains("| dpdk (front-end: Java driver) | 0.500 |"), s);
+        assertTrue(s.contains(" 0.600 | 0.200 | 1 |"), s);
+        assertTrue(s.contains(" 0.950 | – | 1 |"), s);
+        assertTrue(s.contains("- Front-end per scenario in this run: RX 64 B: Java driver; TX 64 B: testpmd virtio-user."), s);
+        assertTrue(!s.contains("RX stays on testpmd"), s);
     }
 
     @Test
