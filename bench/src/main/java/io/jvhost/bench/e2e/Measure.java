@@ -154,9 +154,16 @@ final class Measure {
         double offered = run.scenario().kind == Scenario.Kind.RX
                 ? (c1.txPackets() + c1.txDropped() - c0.txPackets() - c0.txDropped()) / dt : Double.NaN;
         double cpu = cpu1 - cpu0;
-        double guest = g0 >= 0 && g1 >= 0 ? (g1 - g0) / dt : Double.NaN;
+        boolean rx = run.scenario().kind == Scenario.Kind.RX;
+        double tapRead = rx ? dp / dt : Double.NaN;
+        if (rx && g0 >= 0 && g1 >= 0 && dp > 0) {
+            // What reached the guest, with the tap's bytes per frame (the same frames, minus drops).
+            long gp = g1 - g0;
+            db = (long) ((double) db * gp / dp);
+            dp = gp;
+        }
         return new Sample(run.scenario(), c.name(), repeat, dp / dt, db * 8 / dt / 1e9, cpu / (dp / 1e6),
-                100 * cpu / dt, offered, guest, 0, null, null);
+                100 * cpu / dt, offered, tapRead, 0, null, null);
     }
 
     /**

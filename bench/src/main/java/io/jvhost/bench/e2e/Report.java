@@ -78,8 +78,8 @@ final class Report {
         if (!Double.isNaN(s.offeredPps())) {
             base += String.format(Locale.ROOT, " (offered %.3f Mpps)", s.offeredPps() / 1e6);
         }
-        if (!Double.isNaN(s.guestPps())) {
-            base += String.format(Locale.ROOT, " (guest received %.3f Mpps)", s.guestPps() / 1e6);
+        if (!Double.isNaN(s.tapReadPps())) {
+            base += String.format(Locale.ROOT, " (read from the tap %.3f Mpps)", s.tapReadPps() / 1e6);
         }
         return base;
     }
@@ -89,11 +89,11 @@ final class Report {
     void finish() throws IOException, InterruptedException {
         loadEnd = loadAvg();
         try (PrintStream csv = new PrintStream(Files.newOutputStream(out.resolve("samples.csv")), true, "UTF-8")) {
-            csv.println("scenario,contender,repeat,pps,gbps,cpu_s_per_mpkt,backend_cpu_pct,offered_pps,guest_pps,lost,"
+            csv.println("scenario,contender,repeat,pps,gbps,cpu_s_per_mpkt,backend_cpu_pct,offered_pps,tap_read_pps,lost,"
                     + "p50_ns,p99_ns,error");
             for (Sample s : samples) {
                 csv.printf(Locale.ROOT, "%s,%s,%d,%.0f,%.4f,%.4f,%.1f,%.0f,%.0f,%d,%s,%s,%s%n", s.scenario().id, s.contender(),
-                        s.repeat(), s.pps(), s.gbps(), s.cpuSecPerMpkt(), s.backendCpuPct(), s.offeredPps(), s.guestPps(),
+                        s.repeat(), s.pps(), s.gbps(), s.cpuSecPerMpkt(), s.backendCpuPct(), s.offeredPps(), s.tapReadPps(),
                         s.lost(),
                         s.rtt() == null ? "" : s.rtt().getValueAtPercentile(50),
                         s.rtt() == null ? "" : s.rtt().getValueAtPercentile(99),
@@ -292,11 +292,15 @@ final class Report {
             - TX frames are counted as the tap's rx counters, i.e. what the back-end handed to the kernel.
             - RX: `pkt_gen` (AF_PACKET, `PACKET_QDISC_BYPASS`, `sendmmsg` of 64 frames) sends out of the tap
               inside the namespace, to 10.99.0.2 / 02:00:00:00:00:02 (a permanent neighbour entry). Counted =
-              the tap's tx counters (frames the back-end read); "guest received" = frames the Java driver
-              front-end took from its RX ring in the same window (a back-end that reads a frame and finds no
-              guest buffer drops it after the tap counted it; testpmd rxonly keeps no such count: "–");
-              "offered" = tx + tx_dropped (the tap drops what
-              its 1000-frame queue cannot hold). The generator shares CPU 1 with the front-end (the Java
+              the frames the guest received in the window when the front-end counts them (the Java driver:
+              its RX count, sampled with the tap's counters), else the tap's tx counters (frames the back-end
+              read; testpmd rxonly keeps no count the harness can sample). "read from tap" = the tap's tx
+              counters in any case: a back-end that reads a frame and finds no guest buffer drops it after
+              the tap counted it (DPDK does; jvhost reads the tap only into posted guest buffers).
+              The warm-up starts only once the guest has received 1000 frames (the Java driver's count, or
+              testpmd's periodic port statistics): DPDK's back-end reads and drops tap frames from its start,
+              before any front-end is attached, so counting the tap alone could measure an unattached guest;
+              "offered" = tx + tx_dropped (the tap drops what its 1000-frame queue cannot hold). The generator shares CPU 1 with the front-end (the Java
               driver sleeps when its ring is empty; a spinning testpmd does not), so a vhost contender's
               offered load is lower than c-limit's.
             - RR: the requester is in the kernel's namespace (`rtt_ping`: raw ICMP socket, one echo request
@@ -317,7 +321,7 @@ final class Report {
     private void tputTable(StringBuilder b, Scenario s) {
         boolean rx = s.kind == Scenario.Kind.RX;
         b.append("| contender | Mpps (median) | spread Mpps | Gbit/s | CPU s / Mpkt | back-end CPU % |")
-         .append(rx ? " offered Mpps | guest received Mpps |" : "").append(" runs |\n");
+         .append(rx ? " read from tap Mpps | offered Mpps |" : "").append(" runs |\n");
         b.append("|---|---:|---:|---:|---:|---:|").append(rx ? "---:|---:|" : "").append("---:|\n");
         Map<String, Double> med = new LinkedHashMap<>();
         for (Contender c : contenders) {
@@ -336,17 +340,11 @@ final class Report {
              .append(f("%.2f", median(values(l, Sample::gbps)))).append(" | ")
              .append(f("%.2f", median(values(l, Sample::cpuSecPerMpkt)))).append(" | ")
              .append(f("%.0f", median(values(l, Sample::backendCpuPct)))).append(" |")
-             .append(rx ? " " + f("%.3f", median(values(l, Sample::offeredPps)) / 1e6) + " | "
-                     + guest(l) + " |" : "")
+             .append(rx ? " " + f("%.3f", median(values(l, Sample::tapReadPps)) / 1e6) + " | "
+                     + f("%.3f", median(values(l, Sample::offeredPps)) / 1e6) + " |" : "")
              .append(' ').append(l.size()).append(" |\n");
         }
         b.append('\n').append(ratios(med, false)).append("\n\n");
-    }
-
-    /** Median frames the front-end received (RX), or "–" when its front-end does not count them. */
-    private static String guest(List<Sample> l) {
-        double[] g = l.stream().mapToDouble(Sample::guestPps).filter(v -> !Double.isNaN(v)).toArray();
-        return g.length == 0 ? "–" : f("%.3f", median(g) / 1e6);
     }
 
     private void rrTable(StringBuilder b, Scenario s, String rel) {
