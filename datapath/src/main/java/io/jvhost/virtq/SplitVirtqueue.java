@@ -237,12 +237,28 @@ public final class SplitVirtqueue {
     /**
      * Starts processing: the device's used index is taken from {@code used.idx} in the ring (the
      * driver initialises it; after a stop every taken chain has been returned).
+     *
+     * <p>This device completes chains in order, so {@code used.idx} is also where processing must
+     * resume: when the base given by {@link #setBase} differs from it, the ring's {@code used.idx}
+     * wins (as in DPDK's and libvhost-user's back-ends). The two differ when the front-end has lost
+     * track of the back-end: DPDK virtio-user re-sends base 0 for a running ring when a back-end
+     * reconnects (without this the queue broke on an avail index "jump" of a whole ring), and a
+     * chain taken by a back-end that then died was never returned. Resuming at {@code used.idx}
+     * offers such in-flight chains again: a TX frame may go out twice, an RX buffer is simply
+     * filled anew — what a device reset would lose otherwise.
      */
     public void start() {
         if (desc == null) {
             throw new IllegalStateException(name + ": rings not set");
         }
         int u = Short.toUnsignedInt(used.get(VringDesc.LE_SHORT, VringUsed.IDX_OFFSET));
+        if (u != lastAvailIdx) {
+            LOG.log(System.Logger.Level.WARNING, "{0}: base {1} given but used.idx is {2}: resuming at {2}"
+                    + " (front-end lost track, e.g. after a back-end restart); chains in flight are processed again",
+                    name, lastAvailIdx, u);
+            this.lastAvailIdx = u;
+            this.shadowAvailIdx = u;
+        }
         this.usedIdx = u;
         this.publishedUsedIdx = u;
         this.signalledUsedIdx = u;
