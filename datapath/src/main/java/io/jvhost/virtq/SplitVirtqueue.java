@@ -255,7 +255,7 @@ public final class SplitVirtqueue {
         if (u != lastAvailIdx) {
             LOG.log(System.Logger.Level.WARNING, "{0}: base {1} given but used.idx is {2}: resuming at {2}"
                     + " (front-end lost track, e.g. after a back-end restart); chains in flight are processed again",
-                    name, lastAvailIdx, u);
+                    name, Integer.toString(lastAvailIdx), Integer.toString(u));
             this.lastAvailIdx = u;
             this.shadowAvailIdx = u;
         }
