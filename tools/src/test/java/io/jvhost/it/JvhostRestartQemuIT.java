@@ -4,8 +4,9 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -23,15 +24,18 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
- * jvhost (the shipped jar, a separate process) restarted under a running QEMU guest — the guest
- * keeps running, QEMU ({@code -chardev socket,path=SOCK,reconnect=1}) reconnects by itself:
+ * jvhost (the shipped jar, a separate process) restarted under a running QEMU guest; the guest
+ * keeps running and the vhost-user connection comes back by itself, with jvhost as the server
+ * (QEMU {@code -chardev socket,path=SOCK,reconnect=1} reconnects) or as the client ({@code --client};
+ * QEMU {@code server=on} waits for the next connection):
  * <ol>
- *   <li>SIGKILL in the middle of a host → guest TCP transfer: the socket file stays behind, the
- *       new jvhost replaces it (and refuses to take over the socket of a live jvhost), attaches
- *       to the same persistent tap, QEMU re-offers its in-flight buffers (base = used index) and
- *       the interrupted TCP stream completes intact; ping works both ways again within
- *       {@link #RECOVERY}.</li>
- *   <li>SIGTERM: exit 0, socket file removed, the tap left as found; started again, the same.</li>
+ *   <li>SIGKILL in the middle of a host → guest TCP transfer. Server mode: the socket file stays
+ *       behind and the new jvhost replaces it (and refuses to take over the socket of a live
+ *       jvhost). The new jvhost attaches to the same persistent tap, QEMU re-offers its in-flight
+ *       buffers (base = used index) and the interrupted TCP stream completes intact; ping works
+ *       both ways again within {@link #RECOVERY}.</li>
+ *   <li>SIGTERM: exit 0 (server mode: socket file removed), the tap left as found; started again,
+ *       the same.</li>
  * </ol>
  * jvhost runs inside the test's netns, where the operator's persistent tap ({@code ip tuntap add
  * ... vnet_hdr}) carries the host address; the tap and its address survive every restart.
@@ -72,8 +76,15 @@ class JvhostRestartQemuIT {
 
     private enum Stop { KILL, TERM }
 
-    @Test
-    void jvhostKilledAndStoppedUnderARunningGuestQemuReconnectsAndTrafficResumes() throws Exception {
+    /** Which side of the vhost-user socket jvhost is. */
+    enum Role { SERVER, CLIENT }
+
+    private Role role;
+
+    @ParameterizedTest
+    @EnumSource(Role.class)
+    void jvhostKilledAndStoppedUnderARunningGuestTrafficResumes(Role r) throws Exception {
+        this.role = r;
         long t0 = System.nanoTime();
         NetNs ns = NetNs.create();
         JvhostProcess jv = null;
@@ -83,9 +94,15 @@ class JvhostRestartQemuIT {
             Cmd.ok("ip", "-n", ns.name(), "tuntap", "add", "dev", tap, "mode", "tap", "vnet_hdr");
             ns.address(tap, HOST_IP + "/24");
 
-            jv = startJvhost(ns, "jvhost-1");
-            g = QemuGuest.builder(socket).name("restart-guest").hostMtu(1500).run("ping", "shell")
-                    .param("port", PORT).start();
+            // QEMU as server blocks its start-up until a back-end connects; jvhost as client retries until QEMU listens.
+            if (role == Role.SERVER) {
+                jv = startJvhost(ns, "jvhost-1");
+            }
+            g = QemuGuest.builder(socket).server(role == Role.CLIENT).name("restart-guest-" + role)
+                    .hostMtu(1500).run("ping", "shell").param("port", PORT).start();
+            if (role == Role.CLIENT) {
+                jv = startJvhost(ns, "jvhost-1");
+            }
             assertEquals(0, g.awaitMarker("PING", BOOT_TIMEOUT).intField("rc"), "guest → host ping\n" + g.tail(30));
             assertEquals("shell", awaitStep(g, "shell"));
             // Guest services for the whole run: a TCP sink that prints each stream's MD5, and a
@@ -96,15 +113,17 @@ class JvhostRestartQemuIT {
             guestPing(g, jv, "first start");
 
             jv = restart(ns, g, jv, Stop.KILL, "jvhost-2");
-            refusesASecondJvhostOnTheLiveSocket(ns, g, jv);
+            if (role == Role.SERVER) {
+                refusesASecondJvhostOnTheLiveSocket(ns, g, jv);
+            }
             jv = restart(ns, g, jv, Stop.TERM, "jvhost-3");
 
             assertEquals(0, jv.terminate(Duration.ofSeconds(10)), "clean exit on SIGTERM\n" + jv.tail(30));
-            assertFalse(Files.exists(socket), "socket file removed on a clean stop");
+            assertEquals(role == Role.CLIENT, Files.exists(socket), "socket file removed by its owner only");
             assertTrue(g.isAlive(), "QEMU survived three back-end generations\n" + g.tail(30));
             assertFalse(jv.logged("virtqueue broken", 0) || jv.logged("control thread failed", 0),
                     "no broken queue\n" + jv.tail(40));
-            System.out.printf("JvhostRestartQemuIT: wall time %d s%n", TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - t0));
+            System.out.printf("JvhostRestartQemuIT[%s]: wall time %d s%n", role, TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - t0));
         } finally {
             if (g != null) {
                 g.close();
@@ -117,10 +136,14 @@ class JvhostRestartQemuIT {
         }
     }
 
+    /** Starts jvhost in this test's role; returns once it listens (server) or has connected to QEMU (client). */
     private JvhostProcess startJvhost(NetNs ns, String name) throws Exception {
-        JvhostProcess jv = JvhostProcess.start(name, ns, "--socket-path=" + socket, "--tap=" + tap);
+        JvhostProcess jv = role == Role.SERVER
+                ? JvhostProcess.start(name, ns, "--socket-path=" + socket, "--tap=" + tap)
+                : JvhostProcess.start(name, ns, "--client", "--socket-path=" + socket, "--tap=" + tap);
         try {
-            jv.awaitLog("listening on " + socket, 0, JvhostProcess.START_TIMEOUT);
+            jv.awaitLog(role == Role.SERVER ? "listening on " + socket : "connected to " + socket, 0,
+                    role == Role.SERVER ? JvhostProcess.START_TIMEOUT : BOOT_TIMEOUT);
         } catch (AssertionError | InterruptedException e) {
             jv.close();
             throw e;
@@ -134,7 +157,7 @@ class JvhostRestartQemuIT {
      * finished intact and ping works both ways. Returns the new jvhost.
      */
     private JvhostProcess restart(NetNs ns, QemuGuest g, JvhostProcess jv, Stop how, String name) throws Exception {
-        String round = how + " → " + name;
+        String round = role + " " + how + " → " + name;
         byte[] data = new byte[MIB << 20];
         new Random(name.hashCode()).nextBytes(data);
         long tx0 = ns.linkStats(tap).txBytes();
@@ -151,10 +174,10 @@ class JvhostRestartQemuIT {
 
         if (how == Stop.KILL) {
             jv.kill();
-            assertTrue(Files.exists(socket), "a SIGKILLed jvhost leaves its socket file behind");
+            assertTrue(Files.exists(socket), "a SIGKILLed jvhost leaves its socket file behind (client: QEMU's)");
         } else {
             assertEquals(0, jv.terminate(Duration.ofSeconds(10)), round + ": clean exit on SIGTERM\n" + jv.tail(30));
-            assertFalse(Files.exists(socket), round + ": socket file removed on a clean stop");
+            assertEquals(role == Role.CLIENT, Files.exists(socket), round + ": socket file removed by its owner only");
         }
         assertTrue(ns.execOk("ip", "link", "show", "dev", tap).contains(tap), round + ": the tap outlives jvhost");
         // Let QEMU notice and retry against the dead socket for a while.
@@ -163,7 +186,9 @@ class JvhostRestartQemuIT {
 
         long restarted = System.nanoTime();
         JvhostProcess next = startJvhost(ns, name);
-        next.awaitLog("front-end connected", 0, RECOVERY);
+        if (role == Role.SERVER) {
+            next.awaitLog("front-end connected", 0, RECOVERY);
+        }
         hostPing(ns, next, round);
         long recoveredMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - restarted);
         System.out.printf("%s: jvhost restarted, QEMU reconnected, host → guest ping answered after %d ms%n", round, recoveredMs);
