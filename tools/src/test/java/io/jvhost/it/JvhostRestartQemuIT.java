@@ -168,7 +168,7 @@ class JvhostRestartQemuIT {
                 throw new IllegalStateException(e);
             }
         }, r -> Thread.ofVirtual().start(r));
-        assertTrue(Jvhost.await(() -> ns.linkStats(tap).txBytes() > tx0 + (1 << 20) || stream.isDone(), STEP),
+        assertTrue(Jvhost.await(() -> ns.linkStats(tap).txBytes() > tx0 + (512 << 10) || stream.isDone(), STEP),
                 round + ": the stream got going\n" + jv.tail(20));
         assertFalse(stream.isDone(), round + ": the stream was still running when jvhost was stopped");
 
