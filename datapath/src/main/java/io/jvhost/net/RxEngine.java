@@ -146,6 +146,11 @@ public final class RxEngine {
         return needsBuffers;
     }
 
+    /** True while a frame that spilled past a short window is held for more buffers (tests). */
+    boolean holdingFrame() {
+        return pendingLen > 0;
+    }
+
     /** The guest kicked the RX ring: buffers may have arrived. */
     public void kicked() {
         needsBuffers = false;
