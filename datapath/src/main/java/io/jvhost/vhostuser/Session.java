@@ -3,6 +3,7 @@ package io.jvhost.vhostuser;
 import static io.jvhost.vhostuser.VhostUserMessage.*;
 
 import io.jvhost.memory.GuestMemory;
+import io.jvhost.memory.MemoryFault;
 import io.jvhost.memory.MemoryRegion;
 import io.jvhost.nativ.Fds;
 import io.jvhost.virtq.VringAvail;
@@ -204,12 +205,30 @@ public final class Session implements AutoCloseable {
         } catch (VhostUserCodec.StreamException e) {
             LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
             return false;
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
+            if (MemoryFault.is(e)) {
+                // The device touched guest memory that vanished under its mapping (the front-end shrank a
+                // region it passed): the affected queue pair is already marked broken; end this session.
+                LOG.log(Level.WARNING, "{0}: closing session: {1} faulted on guest memory ({2}): the front-end"
+                        + " shrank or unmapped memory it passed", name, requestName(req), rootMessage(e));
+                return false;
+            }
+            if (e instanceof Error err) {
+                throw err;
+            }
             LOG.log(Level.ERROR, name + ": closing session: " + requestName(req) + " failed", e);
             return false;
         } finally {
             codec.closeFds();
         }
+    }
+
+    private static String rootMessage(Throwable e) {
+        Throwable c = e;
+        while (c.getCause() != null && c.getCause() != c) {
+            c = c.getCause();
+        }
+        return c.getMessage() != null ? c.getMessage() : c.getClass().getName();
     }
 
     private boolean reject(int req, String why, boolean ack) {
