@@ -3,6 +3,7 @@ package io.jvhost.net;
 import io.jvhost.engine.Counter;
 import io.jvhost.engine.QueueCounters;
 import io.jvhost.engine.QueueLatency;
+import io.jvhost.memory.MemoryFault;
 import io.jvhost.nativ.Errno;
 import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
@@ -185,6 +186,13 @@ public final class TxEngine {
             queue.rewind(1);
             pending = false;
         }
+        if (bCount > 0) {
+            // A batch abandoned half-built (an exception in the cycle, e.g. a guest-memory fault):
+            // its SQEs must never go out with a later batch (they point into this table's iovecs).
+            ring.discardPrepared();
+            queue.rewind(bCount);
+            bCount = 0;
+        }
         backpressured = false;
     }
 
@@ -229,6 +237,7 @@ public final class TxEngine {
             try {
                 w = Fds.writevNonBlocking(tapFd, chain.readable().address(), chain.readableCount());
             } catch (NativeException e) {
+                checkFault(e.errno());
                 // EINVAL (GSO fields the kernel refuses), EIO (tap down), ...: this frame only.
                 pending = false;
                 logTapError(e);
@@ -340,6 +349,7 @@ public final class TxEngine {
         try {
             w = Fds.writevNonBlocking(tapFd, chain.readable().address(), chain.readableCount());
         } catch (NativeException e) {
+            checkFault(e.errno());
             logTapError(e);
             counters.drop(DropReason.TX_TAP_ERROR);
             queue.addUsed(chain.head(), 0);
@@ -417,11 +427,22 @@ public final class TxEngine {
                 return k;
             }
             // EINVAL, EIO, ...: this frame only (as in syscall mode).
+            checkFault(-res);
             logTapError(-res);
             counters.drop(DropReason.TX_TAP_ERROR);
             queue.addUsed(bHeads[k], 0);
         }
         return n;
+    }
+
+    /**
+     * EFAULT from a write whose iovecs were validated against the mapped table: the pages vanished
+     * under the mapping (a front-end shrank its file). Not a tap error: the worker stops the pair.
+     */
+    private void checkFault(int errno) {
+        if (errno == Errno.EFAULT) {
+            throw new MemoryFault("q" + queuePair + " TX: writev from guest buffers: EFAULT");
+        }
     }
 
     private DropReason check() {

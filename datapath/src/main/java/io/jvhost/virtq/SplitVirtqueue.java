@@ -267,9 +267,13 @@ public final class SplitVirtqueue {
         this.started = true;
     }
 
-    /** Stops processing ({@code GET_VRING_BASE}); returns the base. Publishes any open used batch first. */
+    /**
+     * Stops processing ({@code GET_VRING_BASE}); returns the base. Publishes any open used batch
+     * first — except after a {@link VirtqError#MEMORY_FAULT}: the used ring may be in the pages that
+     * faulted, and touching it again would fault again (on whichever thread stops the ring).
+     */
     public int stop() {
-        if (started) {
+        if (started && brokenReason != VirtqError.MEMORY_FAULT) {
             publishUsed();
         }
         this.started = false;
@@ -610,13 +614,22 @@ public final class SplitVirtqueue {
         used = null;
     }
 
+    /**
+     * Marks the queue broken for a reason found outside the ring walk (e.g. {@link VirtqError#MEMORY_FAULT}):
+     * logged, counted and the broken handler called, as for a driver violation; no-op when already broken.
+     */
+    public void markBroken(VirtqError reason, String message) {
+        fail(reason, message);
+    }
+
     private int fail(VirtqError reason, String message) {
         errorCount.incrementAndGet();
         if (brokenReason == null) {
             brokenMessage = message;
             brokenReason = reason;
             BROKEN_QUEUES.incrementAndGet();
-            LOG.log(System.Logger.Level.WARNING, "{0}: virtqueue broken by the driver: {1}: {2}", name, reason, message);
+            LOG.log(System.Logger.Level.WARNING, "{0}: virtqueue broken by the {1}: {2}: {3}", name,
+                    reason == VirtqError.MEMORY_FAULT ? "front-end" : "driver", reason, message);
             Consumer<SplitVirtqueue> h = brokenHandler;
             if (h != null) {
                 h.accept(this);

@@ -368,6 +368,21 @@ public final class IoUring implements AutoCloseable {
         }
     }
 
+    /**
+     * Drops the SQEs prepared since the last {@link #submit} (the kernel has not seen them: the tail
+     * was not published). For an owner that abandons a batch half-built, e.g. after an exception,
+     * so stale SQEs never go out with a later batch.
+     *
+     * @return SQEs dropped
+     */
+    public int discardPrepared() {
+        int published = (int) INDEX.get(rings, sqTail); // our own last store: plain read suffices
+        int n = localTail - published;
+        localTail = published;
+        toSubmit -= n;
+        return n;
+    }
+
     /** SQEs prepared and not yet submitted. */
     public int prepared() {
         return toSubmit;
