@@ -24,7 +24,12 @@ public enum Counter {
     /** Times RX found a frame on the tap but no guest buffers (reading paused until a kick). */
     RX_NO_BUFFERS,
     /** Epoll wake-ups (sleeps ended). */
-    WAKEUPS;
+    WAKEUPS,
+    /**
+     * Guest-memory faults (SIGBUS / EFAULT: the front-end shrank a region it passed); each one
+     * stopped the queue pair's rings (VirtqError.MEMORY_FAULT) until the front-end restarts them.
+     */
+    MEMORY_FAULTS;
 
     private static final Counter[] VALUES = values();
 

@@ -1,6 +1,7 @@
 package io.jvhost.engine;
 
 import io.jvhost.memory.GuestMemory;
+import io.jvhost.memory.MemoryFault;
 import io.jvhost.nativ.Epoll;
 import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
@@ -15,6 +16,7 @@ import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.vhostuser.RingConfig;
 import io.jvhost.virtq.SplitVirtqueue;
+import io.jvhost.virtq.VirtqError;
 import org.jctools.queues.varhandle.MpscVarHandleArrayQueue;
 
 import java.lang.foreign.Arena;
@@ -182,6 +184,19 @@ public final class QueuePairWorker implements AutoCloseable {
             b.append("\n    at ").append(st[i]);
         }
         return b.toString();
+    }
+
+    /**
+     * Why a ring of this pair is broken ({@link #RX} or {@link #TX}), or null. Any thread (a volatile
+     * read): stats, tests.
+     */
+    public VirtqError brokenReason(int role) {
+        return queue(role).brokenReason();
+    }
+
+    /** The detail logged when the ring broke, or null. Any thread. */
+    public String brokenMessage(int role) {
+        return queue(role).brokenMessage();
     }
 
     /** The virtqueue state (tests, diagnostics); touch only through {@link #call}. */
@@ -384,13 +399,50 @@ public final class QueuePairWorker implements AutoCloseable {
         return 0;
     }
 
-    /** Stops both rings and clears broken state. */
+    /**
+     * Stops both rings and clears broken state. A ring whose stop faults on guest memory (the
+     * front-end shrank it) is forgotten anyway, so the pair is always clean for the next session.
+     */
     public int reset() {
-        stopRing(TX);
-        stopRing(RX);
+        Throwable failure = null;
+        for (int role = TX; role >= RX; role--) {
+            try {
+                stopRing(role);
+            } catch (RuntimeException | Error e) {
+                if (!MemoryFault.is(e) && failure == null) {
+                    failure = e;
+                }
+                forgetRing(role);
+            }
+        }
         txq.reset();
         rxq.reset();
+        if (failure instanceof RuntimeException re) {
+            throw re;
+        }
+        if (failure instanceof Error er) {
+            throw er;
+        }
         return 0;
+    }
+
+    /** {@link #stopRing} without touching guest memory: after a failed stop. */
+    private void forgetRing(int role) {
+        started[role] = false;
+        try {
+            setKickFd(role, -1);
+        } catch (RuntimeException ignored) {
+            // the fd is going away with the session anyway
+        }
+        callFd[role] = -1;
+        errFd[role] = -1;
+        if (role == TX) {
+            tx.releasePending();
+            tx.setCallFd(-1);
+        } else {
+            rx.releaseWindow();
+            rx.setCallFd(-1);
+        }
     }
 
     // ------------------------------------------------------------------------------------------
@@ -472,17 +524,48 @@ public final class QueuePairWorker implements AutoCloseable {
                 sleep(txOn, rxOn);
                 lastWork = System.nanoTime();
             } catch (RuntimeException | Error e) {
+                if (MemoryFault.is(e)) {
+                    memoryFault(e);
+                    continue;
+                }
                 LOG.log(System.Logger.Level.ERROR, name + ": worker cycle failed; rings of this queue pair stopped", e);
                 try {
                     reset();
-                } catch (RuntimeException ignored) {
-                    // keep serving commands
+                } catch (RuntimeException | Error ignored) {
+                    // keep serving commands: a thread that dies here leaves every later call() to time out
                 }
             }
         }
         alive = false;
         // Acknowledge anything submitted meanwhile so no control thread waits for the timeout.
         drainCommands();
+    }
+
+    /**
+     * Guest memory faulted under this pair (the front-end shrank a region it passed): both rings are
+     * marked broken ({@link VirtqError#MEMORY_FAULT}: logged, error eventfds signalled, counted) and
+     * stay so until the front-end restarts them (a new ring start resets the queue). Nothing here
+     * touches guest memory. The process, other pairs and other devices carry on.
+     */
+    private void memoryFault(Throwable e) {
+        counters.increment(Counter.MEMORY_FAULTS);
+        String what = e.getMessage() != null ? e.getMessage() : e.getClass().getName();
+        String msg = "guest memory access faulted (" + what + "): the front-end shrank or unmapped memory it passed"
+                + " (ftruncate of an unsealed memfd / hugetlbfs file?)";
+        boolean any = false;
+        for (int role = RX; role <= TX; role++) {
+            SplitVirtqueue q = queue(role);
+            if (started[role] && !q.isBroken()) {
+                q.markBroken(VirtqError.MEMORY_FAULT, msg);
+                any = true;
+            }
+        }
+        if (any) {
+            LOG.log(System.Logger.Level.ERROR, "{0}: {1}; queue pair stopped until the front-end restarts its rings",
+                    name, msg);
+        } else {
+            LOG.log(System.Logger.Level.DEBUG, "{0}: another guest memory fault ({1})", name, what);
+        }
     }
 
     private void sleep(boolean txOn, boolean rxOn) {
@@ -524,6 +607,11 @@ public final class QueuePairWorker implements AutoCloseable {
             try {
                 c.result = c.task.run(this);
             } catch (RuntimeException | Error e) {
+                if (MemoryFault.is(e)) {
+                    // A command that touched a ring (start, stop, TX flush) found the memory gone; the
+                    // fault may also be the JVM's asynchronous report of an access the cycle made.
+                    memoryFault(e);
+                }
                 c.error = e;
             }
             c.done.countDown();

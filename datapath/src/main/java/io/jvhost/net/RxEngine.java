@@ -3,6 +3,8 @@ package io.jvhost.net;
 import io.jvhost.engine.Counter;
 import io.jvhost.engine.QueueCounters;
 import io.jvhost.engine.QueueLatency;
+import io.jvhost.memory.MemoryFault;
+import io.jvhost.nativ.Errno;
 import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.NativeException;
@@ -146,6 +148,11 @@ public final class RxEngine {
         return needsBuffers;
     }
 
+    /** True while a frame that spilled past a short window is held for more buffers (tests). */
+    boolean holdingFrame() {
+        return pendingLen > 0;
+    }
+
     /** The guest kicked the RX ring: buffers may have arrived. */
     public void kicked() {
         needsBuffers = false;
@@ -209,6 +216,11 @@ public final class RxEngine {
             try {
                 n = Fds.readvNonBlocking(tapFd, iovs.address(), windowIov + 1);
             } catch (NativeException e) {
+                if (e.errno() == Errno.EFAULT) {
+                    // The iovecs were validated against the mapped table: only pages that vanished
+                    // under a mapping (a front-end shrank its file) fault. The worker stops the pair.
+                    throw new MemoryFault("q" + queuePair + " RX: readv into guest buffers: EFAULT");
+                }
                 logReadError(e);
                 break;
             }

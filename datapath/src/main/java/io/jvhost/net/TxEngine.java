@@ -3,6 +3,7 @@ package io.jvhost.net;
 import io.jvhost.engine.Counter;
 import io.jvhost.engine.QueueCounters;
 import io.jvhost.engine.QueueLatency;
+import io.jvhost.memory.MemoryFault;
 import io.jvhost.nativ.Errno;
 import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
@@ -74,6 +75,13 @@ public final class TxEngine {
     private boolean ringLink = true;
     private static final boolean RING_FIXED = !Boolean.getBoolean("jvhost.tap.uringNoFixed");
     private static final boolean RING_PLAIN = !Boolean.getBoolean("jvhost.tap.uringNoPlainWrite");
+    /**
+     * Bytes of each waiting frame touched ahead of the batch ({@link SplitVirtqueue#prefetch}; 0 turns
+     * the prefetch off). 128 covers header + a small frame; for big frames it starts the copy's stream.
+     */
+    static final int PREFETCH_BYTES = Integer.getInteger("jvhost.tx.prefetchBytes", 128);
+    /** Keeps the prefetch loads observable so the JIT cannot drop them. */
+    private long prefetchSink;
     private int ringFd = -1;
     private int ringFdFlags;
     private IoUring ring;
@@ -178,6 +186,13 @@ public final class TxEngine {
             queue.rewind(1);
             pending = false;
         }
+        if (bCount > 0) {
+            // A batch abandoned half-built (an exception in the cycle, e.g. a guest-memory fault):
+            // its SQEs must never go out with a later batch (they point into this table's iovecs).
+            ring.discardPrepared();
+            queue.rewind(bCount);
+            bCount = 0;
+        }
         backpressured = false;
     }
 
@@ -222,6 +237,7 @@ public final class TxEngine {
             try {
                 w = Fds.writevNonBlocking(tapFd, chain.readable().address(), chain.readableCount());
             } catch (NativeException e) {
+                checkFault(e.errno());
                 // EINVAL (GSO fields the kernel refuses), EIO (tap down), ...: this frame only.
                 pending = false;
                 logTapError(e);
@@ -267,6 +283,9 @@ public final class TxEngine {
     private int processRing(int budget, long cycleStart) {
         int done = 0;
         bBytes = 0;
+        if (PREFETCH_BYTES > 0) {
+            prefetchSink += queue.prefetch(Math.min(budget, bBatch), PREFETCH_BYTES);
+        }
         while (done + bCount < budget) {
             int r = queue.next(chain);
             if (r != SplitVirtqueue.CHAIN) {
@@ -298,7 +317,12 @@ public final class TxEngine {
                 continue;
             }
             int k = bCount;
-            MemorySegment.copy(chain.readable(), 0, slots[k], 0, (long) cnt * NativeMemory.IOVEC_SIZE);
+            if (cnt == 1) {
+                // two stores instead of a bulk copy (the common layout: header inline, one buffer)
+                NativeMemory.iovSet(slots[k], 0, chain.readableBase(0), chain.readableLen(0));
+            } else {
+                MemorySegment.copy(chain.readable(), 0, slots[k], 0, (long) cnt * NativeMemory.IOVEC_SIZE);
+            }
             bHeads[k] = chain.head();
             bLens[k] = chain.readableBytes() - hdrSize;
             bCnt[k] = cnt;
@@ -325,6 +349,7 @@ public final class TxEngine {
         try {
             w = Fds.writevNonBlocking(tapFd, chain.readable().address(), chain.readableCount());
         } catch (NativeException e) {
+            checkFault(e.errno());
             logTapError(e);
             counters.drop(DropReason.TX_TAP_ERROR);
             queue.addUsed(chain.head(), 0);
@@ -402,6 +427,7 @@ public final class TxEngine {
                 return k;
             }
             // EINVAL, EIO, ...: this frame only (as in syscall mode).
+            checkFault(-res);
             logTapError(-res);
             counters.drop(DropReason.TX_TAP_ERROR);
             queue.addUsed(bHeads[k], 0);
@@ -409,9 +435,24 @@ public final class TxEngine {
         return n;
     }
 
+    /**
+     * EFAULT from a write whose iovecs were validated against the mapped table: the pages vanished
+     * under the mapping (a front-end shrank its file). Not a tap error: the worker stops the pair.
+     */
+    private void checkFault(int errno) {
+        if (errno == Errno.EFAULT) {
+            throw new MemoryFault("q" + queuePair + " TX: writev from guest buffers: EFAULT");
+        }
+    }
+
     private DropReason check() {
         if (chain.writableCount() != 0 || chain.readableBytes() < hdrSize) {
             return DropReason.TX_BAD_CHAIN;
+        }
+        if (chain.readableLen(0) >= hdrSize) {
+            // header inline in the first buffer (the usual layout): read it where it is, no gather.
+            // The guest may change it after this check either way; the kernel validates what it reads.
+            return validator.check(NativeMemory.ALL, chain.readableBase(0), chain.readableBytes() - hdrSize);
         }
         NativeMemory.gather(chain.readable(), chain.readableCount(), 0, hdr, 0, hdrSize);
         return validator.check(hdr, 0, chain.readableBytes() - hdrSize);

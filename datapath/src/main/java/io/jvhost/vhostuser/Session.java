@@ -3,6 +3,7 @@ package io.jvhost.vhostuser;
 import static io.jvhost.vhostuser.VhostUserMessage.*;
 
 import io.jvhost.memory.GuestMemory;
+import io.jvhost.memory.MemoryFault;
 import io.jvhost.memory.MemoryRegion;
 import io.jvhost.nativ.Fds;
 import io.jvhost.virtq.VringAvail;
@@ -99,6 +100,8 @@ public final class Session implements AutoCloseable {
     private GuestMemory memory;
     private long messages;
     private boolean closed;
+    /** Unsealed regions were reported at INFO once in this session (later tables: DEBUG). */
+    private boolean shrinkableLogged;
 
     /**
      * @param name     device name for log lines
@@ -202,12 +205,30 @@ public final class Session implements AutoCloseable {
         } catch (VhostUserCodec.StreamException e) {
             LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
             return false;
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
+            if (MemoryFault.is(e)) {
+                // The device touched guest memory that vanished under its mapping (the front-end shrank a
+                // region it passed): the affected queue pair is already marked broken; end this session.
+                LOG.log(Level.WARNING, "{0}: closing session: {1} faulted on guest memory ({2}): the front-end"
+                        + " shrank or unmapped memory it passed", name, requestName(req), rootMessage(e));
+                return false;
+            }
+            if (e instanceof Error err) {
+                throw err;
+            }
             LOG.log(Level.ERROR, name + ": closing session: " + requestName(req) + " failed", e);
             return false;
         } finally {
             codec.closeFds();
         }
+    }
+
+    private static String rootMessage(Throwable e) {
+        Throwable c = e;
+        while (c.getCause() != null && c.getCause() != c) {
+            c = c.getCause();
+        }
+        return c.getMessage() != null ? c.getMessage() : c.getClass().getName();
     }
 
     private boolean reject(int req, String why, boolean ack) {
@@ -451,6 +472,7 @@ public final class Session implements AutoCloseable {
             table.add(r);
         }
         checkNoOverlap(table);
+        noteShrinkable(table);
         GuestMemory next;
         try {
             next = GuestMemory.map(table, mapper);
@@ -482,6 +504,7 @@ public final class Session implements AutoCloseable {
         List<MemoryRegion> all = new ArrayList<>(current.regions());
         all.add(r);
         checkNoOverlap(all);
+        noteShrinkable(List.of(r));
         GuestMemory next;
         try {
             next = current.withAdded(r, mapper);
@@ -513,6 +536,38 @@ public final class Session implements AutoCloseable {
         install(memory.withRemoved(r.guestPhysAddr(), r.size()));
         LOG.log(Level.DEBUG, "{0}: removed region gpa=0x{1} ({2} regions)", name, Long.toHexString(r.guestPhysAddr()),
                 memory.regionCount());
+    }
+
+    /**
+     * Reports regions whose file the front-end can still shrink after we map it (no
+     * {@code F_SEAL_SHRINK}: hugetlbfs files, DPDK's memory, memfds without seals; QEMU seals its memfd
+     * backends). They are accepted — refusing them would refuse most real front-ends — but a shrink
+     * makes our accesses fault: the queue pair that touches the missing pages stops with
+     * {@code MEMORY_FAULT}, the process carries on (docs/VHOST-USER.md).
+     */
+    private void noteShrinkable(List<MemoryRegion> regions) {
+        StringBuilder b = null;
+        for (MemoryRegion r : regions) {
+            int seals;
+            try {
+                seals = Fds.seals(r.fd());
+            } catch (RuntimeException e) {
+                seals = -1;
+            }
+            if (seals >= 0 && (seals & Fds.F_SEAL_SHRINK) != 0) {
+                continue;
+            }
+            b = b == null ? new StringBuilder() : b.append(", ");
+            b.append("gpa=0x").append(Long.toHexString(r.guestPhysAddr())).append(" size=0x")
+                    .append(Long.toHexString(r.size())).append(seals < 0 ? " (file cannot be sealed)" : " (not sealed)");
+        }
+        if (b == null) {
+            return;
+        }
+        Level level = shrinkableLogged ? Level.DEBUG : Level.INFO;
+        shrinkableLogged = true;
+        LOG.log(level, "{0}: memory the front-end could shrink under us (no F_SEAL_SHRINK): {1}; a shrink stops"
+                + " the queue pair that touches it (MEMORY_FAULT), not the process", name, b);
     }
 
     /**

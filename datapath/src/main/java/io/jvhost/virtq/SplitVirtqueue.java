@@ -3,6 +3,7 @@ package io.jvhost.virtq;
 import io.jvhost.memory.GuestMemory;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Consumer;
@@ -237,12 +238,28 @@ public final class SplitVirtqueue {
     /**
      * Starts processing: the device's used index is taken from {@code used.idx} in the ring (the
      * driver initialises it; after a stop every taken chain has been returned).
+     *
+     * <p>This device completes chains in order, so {@code used.idx} is also where processing must
+     * resume: when the base given by {@link #setBase} differs from it, the ring's {@code used.idx}
+     * wins (as in DPDK's and libvhost-user's back-ends). The two differ when the front-end has lost
+     * track of the back-end: DPDK virtio-user re-sends base 0 for a running ring when a back-end
+     * reconnects (without this the queue broke on an avail index "jump" of a whole ring), and a
+     * chain taken by a back-end that then died was never returned. Resuming at {@code used.idx}
+     * offers such in-flight chains again: a TX frame may go out twice, an RX buffer is simply
+     * filled anew — what a device reset would lose otherwise.
      */
     public void start() {
         if (desc == null) {
             throw new IllegalStateException(name + ": rings not set");
         }
         int u = Short.toUnsignedInt(used.get(VringDesc.LE_SHORT, VringUsed.IDX_OFFSET));
+        if (u != lastAvailIdx) {
+            LOG.log(System.Logger.Level.WARNING, "{0}: base {1} given but used.idx is {2}: resuming at {2}"
+                    + " (front-end lost track, e.g. after a back-end restart); chains in flight are processed again",
+                    name, Integer.toString(lastAvailIdx), Integer.toString(u));
+            this.lastAvailIdx = u;
+            this.shadowAvailIdx = u;
+        }
         this.usedIdx = u;
         this.publishedUsedIdx = u;
         this.signalledUsedIdx = u;
@@ -250,9 +267,13 @@ public final class SplitVirtqueue {
         this.started = true;
     }
 
-    /** Stops processing ({@code GET_VRING_BASE}); returns the base. Publishes any open used batch first. */
+    /**
+     * Stops processing ({@code GET_VRING_BASE}); returns the base. Publishes any open used batch
+     * first — except after a {@link VirtqError#MEMORY_FAULT}: the used ring may be in the pages that
+     * faulted, and touching it again would fault again (on whichever thread stops the ring).
+     */
     public int stop() {
-        if (started) {
+        if (started && brokenReason != VirtqError.MEMORY_FAULT) {
             publishUsed();
         }
         this.started = false;
@@ -302,6 +323,61 @@ public final class SplitVirtqueue {
         chain.head = head;
         lastAvailIdx = (last + 1) & 0xffff;
         return CHAIN;
+    }
+
+    /**
+     * Touches, in one tight loop, the first descriptor of each of up to {@code max} chains not taken
+     * yet and the first {@code dataBytes} (rounded up to cache lines, at most 256) of the buffer it
+     * points to. The front-end wrote all of these on another CPU, so each is a cache miss; taken one
+     * chain at a time by {@link #next} and by the kernel's copy, the misses serialise, while here
+     * the independent loads overlap (the software prefetch a C back-end does with
+     * {@code rte_prefetch0}). Reads only — no ring state changes except the cached avail index, and
+     * only after the same jump check {@link #next} does; a descriptor it cannot translate, an
+     * indirect one or an out-of-range head is skipped without any error ({@link #next} reports it
+     * when it gets there).
+     *
+     * @return a value computed from the loads (the caller keeps it so they are not optimised away)
+     */
+    public long prefetch(int max, int dataBytes) {
+        if (!started || brokenReason != null) {
+            return 0;
+        }
+        int last = lastAvailIdx;
+        // acquire: as in next(), entries and descriptors written before the driver's release of idx are visible
+        int idx = VringAvail.idxAcquire(avail);
+        int n = (idx - last) & 0xffff;
+        if (n > size) {
+            return 0; // next() reports the jump
+        }
+        shadowAvailIdx = idx;
+        n = Math.min(n, max);
+        int lines = Math.min(Math.max(dataBytes, 1) + 63 >>> 6, 4);
+        final GuestMemory m = memory;
+        final MemorySegment table = desc;
+        long acc = 0;
+        for (int k = 0; k < n; k++) {
+            int head = VringAvail.ring(avail, (last + k) & mask);
+            if (head >= size) {
+                break;
+            }
+            long at = (long) head * VringDesc.SIZE;
+            long addr = VringDesc.addr(table, at);
+            int len = VringDesc.len(table, at);
+            if ((VringDesc.flags(table, at) & VringDesc.F_INDIRECT) != 0 || len <= 0) {
+                continue;
+            }
+            int r = m.findGpa(addr);
+            if (r < 0) {
+                continue;
+            }
+            MemorySegment seg = m.regionSegment(r);
+            long off = addr - m.regionGpaFirst(r);
+            long end = Math.min(off + Math.min(len, lines << 6), seg.byteSize());
+            for (long o = off; o < end; o += 64) {
+                acc += seg.get(ValueLayout.JAVA_BYTE, o);
+            }
+        }
+        return acc;
     }
 
     /**
@@ -538,13 +614,22 @@ public final class SplitVirtqueue {
         used = null;
     }
 
+    /**
+     * Marks the queue broken for a reason found outside the ring walk (e.g. {@link VirtqError#MEMORY_FAULT}):
+     * logged, counted and the broken handler called, as for a driver violation; no-op when already broken.
+     */
+    public void markBroken(VirtqError reason, String message) {
+        fail(reason, message);
+    }
+
     private int fail(VirtqError reason, String message) {
         errorCount.incrementAndGet();
         if (brokenReason == null) {
             brokenMessage = message;
             brokenReason = reason;
             BROKEN_QUEUES.incrementAndGet();
-            LOG.log(System.Logger.Level.WARNING, "{0}: virtqueue broken by the driver: {1}: {2}", name, reason, message);
+            LOG.log(System.Logger.Level.WARNING, "{0}: virtqueue broken by the {1}: {2}: {3}", name,
+                    reason == VirtqError.MEMORY_FAULT ? "front-end" : "driver", reason, message);
             Consumer<SplitVirtqueue> h = brokenHandler;
             if (h != null) {
                 h.accept(this);

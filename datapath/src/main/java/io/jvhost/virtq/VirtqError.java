@@ -2,7 +2,7 @@ package io.jvhost.virtq;
 
 /**
  * Why a virtqueue was marked broken. Every reason is something only a buggy or hostile driver
- * (guest) can cause; a broken queue stops processing and never touches memory outside the guest's
+ * (guest) or front-end can cause; a broken queue stops processing and never touches memory outside the guest's
  * regions. A buffer that is merely too small or too large for a frame is <em>not</em> listed:
  * that frame is dropped and the chain returned with used length 0.
  */
@@ -32,5 +32,10 @@ public enum VirtqError {
     /** More buffer pieces in one chain than the iovec array holds. */
     IOV_OVERFLOW,
     /** Ring addresses outside guest memory or misaligned. */
-    BAD_RING_ADDRESS
+    BAD_RING_ADDRESS,
+    /**
+     * Guest memory behind a mapped region faulted (SIGBUS in a Java access, EFAULT from the kernel):
+     * the front-end shrank a file it passed after we mapped it ({@code io.jvhost.memory.MemoryFault}).
+     */
+    MEMORY_FAULT
 }

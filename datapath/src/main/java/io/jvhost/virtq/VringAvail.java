@@ -29,15 +29,32 @@ public final class VringAvail {
     private static final ValueLayout.OfShort LE_SHORT = VringDesc.LE_SHORT;
     /**
      * Naturally aligned little-endian 16-bit layout for the fields both sides access concurrently:
-     * atomic VarHandle modes (acquire/release/opaque) need an aligned layout; the spec's ring
-     * alignment (checked when rings are set) guarantees the fields are 2-aligned.
+     * an aligned 16-bit access is single-copy atomic; the spec's ring alignment (checked when rings
+     * are set) guarantees the fields are 2-aligned.
      */
     private static final ValueLayout.OfShort LE_SHORT_ALIGNED = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final VarHandle IDX = LE_SHORT_ALIGNED.varHandle();
-    /** Atomic access to the 16-bit event field and flags (read by the other side concurrently). */
-    private static final VarHandle SHORT = LE_SHORT_ALIGNED.varHandle();
 
     private VringAvail() {
+    }
+
+    /*
+     * Shared 16-bit fields are accessed as plain loads/stores with explicit fences (same ordering as
+     * getAcquire/setRelease; an aligned 16-bit plain access is single-copy atomic), never with
+     * VarHandle atomic modes. Reason: guest memory can vanish under the mapping (a front-end shrinks
+     * its memfd) and JDK 25 aborts the whole JVM (assembler_x86.cpp ShouldNotReachHere in the SIGBUS
+     * handler) when the fault hits a not-yet-compiled setRelease/setOpaque/setVolatile of a short
+     * (Unsafe.putShortVolatile's native stub), where plain accesses raise the InternalError the worker
+     * turns into a broken queue. docs/VHOST-USER.md, "Hostile front-end: shrunk memory".
+     */
+    private static int loadAcquire(MemorySegment ring, long offset) {
+        int v = Short.toUnsignedInt(ring.get(LE_SHORT_ALIGNED, offset));
+        VarHandle.acquireFence(); // acquire: later loads/stores are not reordered before this load
+        return v;
+    }
+
+    private static void storeRelease(MemorySegment ring, long offset, int value) {
+        VarHandle.releaseFence(); // release: earlier loads/stores are not reordered after this store
+        ring.set(LE_SHORT_ALIGNED, offset, (short) value);
     }
 
     /** Bytes of the avail ring for {@code queueSize} entries, including {@code used_event}. */
@@ -56,22 +73,22 @@ public final class VringAvail {
 
     /** Acquire-load of {@code idx}: ring entries written before the driver's release are visible after. */
     public static int idxAcquire(MemorySegment avail) {
-        return Short.toUnsignedInt((short) IDX.getAcquire(avail, IDX_OFFSET));
+        return loadAcquire(avail, IDX_OFFSET);
     }
 
     /** Release-store of {@code idx}: ring entries and descriptors written before become visible first. */
     public static void idxRelease(MemorySegment avail, int idx) {
-        IDX.setRelease(avail, IDX_OFFSET, (short) idx);
+        storeRelease(avail, IDX_OFFSET, idx);
     }
 
-    /** Opaque (single-copy atomic, unordered) load of {@code flags}. */
+    /** Acquire-load of {@code flags} (single-copy atomic; acquire is stronger than the opaque it needs). */
     public static int flags(MemorySegment avail) {
-        return Short.toUnsignedInt((short) SHORT.getOpaque(avail, FLAGS_OFFSET));
+        return loadAcquire(avail, FLAGS_OFFSET);
     }
 
-    /** Opaque store of {@code flags} (driver). */
+    /** Release-store of {@code flags} (driver). */
     public static void setFlags(MemorySegment avail, int flags) {
-        SHORT.setOpaque(avail, FLAGS_OFFSET, (short) flags);
+        storeRelease(avail, FLAGS_OFFSET, flags);
     }
 
     /** Plain read of ring slot {@code slot}; call after {@link #idxAcquire}. */
@@ -84,13 +101,13 @@ public final class VringAvail {
         avail.set(LE_SHORT, ringOffset(slot), (short) head);
     }
 
-    /** Opaque load of {@code used_event} (callers fence as the protocol needs). */
+    /** Acquire-load of {@code used_event} (callers add the store-load fence the protocol needs). */
     public static int usedEvent(MemorySegment avail, int queueSize) {
-        return Short.toUnsignedInt((short) SHORT.getOpaque(avail, usedEventOffset(queueSize)));
+        return loadAcquire(avail, usedEventOffset(queueSize));
     }
 
-    /** Opaque store of {@code used_event} (driver). */
+    /** Release-store of {@code used_event} (driver). */
     public static void setUsedEvent(MemorySegment avail, int queueSize, int value) {
-        SHORT.setOpaque(avail, usedEventOffset(queueSize), (short) value);
+        storeRelease(avail, usedEventOffset(queueSize), value);
     }
 }

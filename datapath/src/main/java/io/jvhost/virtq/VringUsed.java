@@ -31,14 +31,32 @@ public final class VringUsed {
     private static final ValueLayout.OfInt LE_INT = VringDesc.LE_INT;
     /**
      * Naturally aligned little-endian 16-bit layout for the fields both sides access concurrently:
-     * atomic VarHandle modes (acquire/release/opaque) need an aligned layout; the spec's ring
-     * alignment (checked when rings are set) guarantees the fields are 2-aligned.
+     * an aligned 16-bit access is single-copy atomic; the spec's ring alignment (checked when rings
+     * are set) guarantees the fields are 2-aligned.
      */
     private static final ValueLayout.OfShort LE_SHORT_ALIGNED = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final VarHandle IDX = LE_SHORT_ALIGNED.varHandle();
-    private static final VarHandle SHORT = LE_SHORT_ALIGNED.varHandle();
 
     private VringUsed() {
+    }
+
+    /*
+     * Shared 16-bit fields are accessed as plain loads/stores with explicit fences (same ordering as
+     * getAcquire/setRelease; an aligned 16-bit plain access is single-copy atomic), never with
+     * VarHandle atomic modes. Reason: guest memory can vanish under the mapping (a front-end shrinks
+     * its memfd) and JDK 25 aborts the whole JVM (assembler_x86.cpp ShouldNotReachHere in the SIGBUS
+     * handler) when the fault hits a not-yet-compiled setRelease/setOpaque/setVolatile of a short
+     * (Unsafe.putShortVolatile's native stub), where plain accesses raise the InternalError the worker
+     * turns into a broken queue. docs/VHOST-USER.md, "Hostile front-end: shrunk memory".
+     */
+    private static int loadAcquire(MemorySegment ring, long offset) {
+        int v = Short.toUnsignedInt(ring.get(LE_SHORT_ALIGNED, offset));
+        VarHandle.acquireFence(); // acquire: later loads/stores are not reordered before this load
+        return v;
+    }
+
+    private static void storeRelease(MemorySegment ring, long offset, int value) {
+        VarHandle.releaseFence(); // release: earlier loads/stores are not reordered after this store
+        ring.set(LE_SHORT_ALIGNED, offset, (short) value);
     }
 
     /** Bytes of the used ring for {@code queueSize} entries, including {@code avail_event}. */
@@ -57,22 +75,22 @@ public final class VringUsed {
 
     /** Acquire-load of {@code idx} (driver): used elements written before the device's release are visible after. */
     public static int idxAcquire(MemorySegment used) {
-        return Short.toUnsignedInt((short) IDX.getAcquire(used, IDX_OFFSET));
+        return loadAcquire(used, IDX_OFFSET);
     }
 
     /** Release-store of {@code idx} (device): used elements written before become visible first. */
     public static void idxRelease(MemorySegment used, int idx) {
-        IDX.setRelease(used, IDX_OFFSET, (short) idx);
+        storeRelease(used, IDX_OFFSET, idx);
     }
 
-    /** Opaque load of {@code flags}. */
+    /** Acquire-load of {@code flags} (single-copy atomic; acquire is stronger than the opaque it needs). */
     public static int flags(MemorySegment used) {
-        return Short.toUnsignedInt((short) SHORT.getOpaque(used, FLAGS_OFFSET));
+        return loadAcquire(used, FLAGS_OFFSET);
     }
 
-    /** Opaque store of {@code flags} (device). */
+    /** Release-store of {@code flags} (device). */
     public static void setFlags(MemorySegment used, int flags) {
-        SHORT.setOpaque(used, FLAGS_OFFSET, (short) flags);
+        storeRelease(used, FLAGS_OFFSET, flags);
     }
 
     /** Plain write of a used element (device; published by {@link #idxRelease}). */
@@ -92,14 +110,14 @@ public final class VringUsed {
         return used.get(LE_INT, elemOffset(slot) + ELEM_LEN_OFFSET);
     }
 
-    /** Opaque load of {@code avail_event}. */
+    /** Acquire-load of {@code avail_event}. */
     public static int availEvent(MemorySegment used, int queueSize) {
-        return Short.toUnsignedInt((short) SHORT.getOpaque(used, availEventOffset(queueSize)));
+        return loadAcquire(used, availEventOffset(queueSize));
     }
 
-    /** Opaque store of {@code avail_event} (device). */
+    /** Release-store of {@code avail_event} (device). */
     public static void setAvailEvent(MemorySegment used, int queueSize, int value) {
-        SHORT.setOpaque(used, availEventOffset(queueSize), (short) value);
+        storeRelease(used, availEventOffset(queueSize), value);
     }
 
     /**

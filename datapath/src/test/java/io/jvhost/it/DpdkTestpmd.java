@@ -151,6 +151,17 @@ public final class DpdkTestpmd implements AutoCloseable {
         return m;
     }
 
+    /**
+     * SIGKILLs dpdk-testpmd itself (not the wrapper script), as a crash would: no statistics, a
+     * listening virtio-user's socket file stays behind. Returns once the wrapper has ended.
+     */
+    public void crash() throws InterruptedException {
+        proc.process().toHandle().descendants()
+                .filter(h -> h.info().command().map(c -> c.endsWith("dpdk-testpmd")).orElse(false))
+                .forEach(ProcessHandle::destroyForcibly);
+        proc.awaitExit(Duration.ofSeconds(30));
+    }
+
     public String tail(int n) {
         return proc.tail(n);
     }

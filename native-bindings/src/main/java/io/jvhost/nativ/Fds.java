@@ -41,6 +41,16 @@ public final class Fds {
     private static final int F_GETFL = Linux.F_GETFL();
     private static final int F_SETFL = Linux.F_SETFL();
     private static final int F_DUPFD_CLOEXEC = Linux.F_DUPFD_CLOEXEC();
+    private static final int F_GET_SEALS = Linux.F_GET_SEALS();
+    private static final int F_ADD_SEALS = Linux.F_ADD_SEALS();
+    /** Seal: no more seals may be added. */
+    public static final int F_SEAL_SEAL = Linux.F_SEAL_SEAL();
+    /** Seal: the file cannot shrink (what makes a mapping of it safe from SIGBUS). */
+    public static final int F_SEAL_SHRINK = Linux.F_SEAL_SHRINK();
+    /** Seal: the file cannot grow. */
+    public static final int F_SEAL_GROW = Linux.F_SEAL_GROW();
+    /** Seal: the contents cannot be written. */
+    public static final int F_SEAL_WRITE = Linux.F_SEAL_WRITE();
 
     private static final MethodHandle READ = Native.downcall("read",
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG), false);
@@ -266,6 +276,34 @@ public final class Fds {
     /** A duplicate of {@code fd} (lowest free number, close-on-exec). */
     public static int dup(int fd) {
         return fcntl(fd, F_DUPFD_CLOEXEC, 0, "F_DUPFD_CLOEXEC");
+    }
+
+    /**
+     * The seals of the file behind {@code fd} ({@code F_GET_SEALS}: a set of {@code F_SEAL_*}), or -1
+     * when the file cannot be sealed at all (EINVAL: not a memfd / shmem / hugetlbfs file, or a memfd
+     * created without MFD_ALLOW_SEALING reports {@link #F_SEAL_SEAL}).
+     */
+    public static int seals(int fd) {
+        MemorySegment s = Native.scratch();
+        int r;
+        try {
+            r = (int) FCNTL.invokeExact(s, fd, F_GET_SEALS, 0);
+        } catch (Throwable t) {
+            throw Native.rethrow(t);
+        }
+        if (r < 0) {
+            int e = Native.errno(s);
+            if (e == Errno.EINVAL) {
+                return -1;
+            }
+            throw NativeException.of("fcntl F_GET_SEALS", "fd " + fd, e);
+        }
+        return r;
+    }
+
+    /** {@code F_ADD_SEALS}: adds {@code seals} (a set of {@code F_SEAL_*}) to the file behind {@code fd}. */
+    public static void addSeals(int fd, int seals) {
+        fcntl(fd, F_ADD_SEALS, seals, "F_ADD_SEALS");
     }
 
     /** {@code pipe2(O_CLOEXEC [| O_NONBLOCK])}: {@code [readEnd, writeEnd]}. */

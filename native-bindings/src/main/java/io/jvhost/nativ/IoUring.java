@@ -117,6 +117,8 @@ public final class IoUring implements AutoCloseable {
 
     private static final ValueLayout.OfInt U32 = JAVA_INT.withOrder(ByteOrder.nativeOrder());
     private static final ValueLayout.OfLong U64 = JAVA_LONG.withOrder(ByteOrder.nativeOrder());
+    /** Two SQE fields packed into one store: the packing above assumes this byte order. */
+    private static final ValueLayout.OfLong LE64 = JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
     /** Aligned 32-bit access for the head/tail words shared with the kernel (acquire/release). */
     private static final VarHandle INDEX = U32.varHandle();
 
@@ -151,6 +153,8 @@ public final class IoUring implements AutoCloseable {
 
     /** Next SQ slot to fill (free-running, wraps at 2^32 like the kernel's). */
     private int localTail;
+    /** sq.head as last acquire-loaded; re-read only when the SQ looks full by it. */
+    private int cachedSqHead;
     /** SQEs prepared since the last {@link #submit}. */
     private int toSubmit;
     /** Our copy of cq.head (free-running). */
@@ -178,6 +182,7 @@ public final class IoUring implements AutoCloseable {
             rings.set(U32, sqArray + 4L * i, i);
         }
         this.localTail = (int) INDEX.getAcquire(rings, sqTail);
+        this.cachedSqHead = (int) INDEX.getAcquire(rings, sqHead);
         this.localCqHead = (int) INDEX.getAcquire(cqRing, cqHead);
     }
 
@@ -329,18 +334,20 @@ public final class IoUring implements AutoCloseable {
      * @return false when the SQ is full (nothing prepared)
      */
     public boolean prepare(int op, int fd, long iov, int iovcnt, int sqeFlags, int rwFlags, long userData) {
-        if (localTail - (int) INDEX.getAcquire(rings, sqHead) >= sqEntries) {
-            return false;
+        if (localTail - cachedSqHead >= sqEntries) {
+            // Looks full by the last head we saw: acquire-load the kernel's head (only then).
+            cachedSqHead = (int) INDEX.getAcquire(rings, sqHead);
+            if (localTail - cachedSqHead >= sqEntries) {
+                return false;
+            }
         }
         long e = (long) (localTail & sqMask) * SQE_SIZE;
-        sqes.set(ValueLayout.JAVA_BYTE, e + SQE_OPCODE, (byte) op);
-        sqes.set(ValueLayout.JAVA_BYTE, e + SQE_FLAGS, (byte) sqeFlags);
-        sqes.set(ValueLayout.JAVA_SHORT, e + SQE_IOPRIO, (short) 0);
-        sqes.set(U32, e + SQE_FD, fd);
+        // opcode (u8) | flags (u8) | ioprio (u16, 0) | fd (s32), and len (u32) | rw_flags (u32), as
+        // one 64-bit little-endian store each (SQEs are 64-byte aligned).
+        sqes.set(LE64, e + SQE_OPCODE, (op & 0xffL) | (sqeFlags & 0xffL) << 8 | (long) fd << 32);
         sqes.set(U64, e + SQE_OFF, -1L);
         sqes.set(U64, e + SQE_ADDR, iov);
-        sqes.set(U32, e + SQE_LEN, iovcnt);
-        sqes.set(U32, e + SQE_RW_FLAGS, rwFlags);
+        sqes.set(LE64, e + SQE_LEN, (iovcnt & 0xffffffffL) | (long) rwFlags << 32);
         sqes.set(U64, e + SQE_USER_DATA, userData);
         sqes.set(U64, e + SQE_TAIL, 0L);
         sqes.set(U64, e + SQE_TAIL + 8, 0L);
@@ -359,6 +366,21 @@ public final class IoUring implements AutoCloseable {
             long e = (long) ((localTail - 1) & sqMask) * SQE_SIZE + SQE_FLAGS;
             sqes.set(ValueLayout.JAVA_BYTE, e, (byte) (sqes.get(ValueLayout.JAVA_BYTE, e) & ~SQE_IO_LINK));
         }
+    }
+
+    /**
+     * Drops the SQEs prepared since the last {@link #submit} (the kernel has not seen them: the tail
+     * was not published). For an owner that abandons a batch half-built, e.g. after an exception,
+     * so stale SQEs never go out with a later batch.
+     *
+     * @return SQEs dropped
+     */
+    public int discardPrepared() {
+        int published = (int) INDEX.get(rings, sqTail); // our own last store: plain read suffices
+        int n = localTail - published;
+        localTail = published;
+        toSubmit -= n;
+        return n;
     }
 
     /** SQEs prepared and not yet submitted. */

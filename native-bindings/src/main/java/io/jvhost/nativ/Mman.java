@@ -25,6 +25,8 @@ public final class Mman {
     }
 
     public static final int MFD_CLOEXEC = Linux.MFD_CLOEXEC();
+    /** memfd flag: the file accepts seals ({@link Fds#addSeals}); without it it is born F_SEAL_SEAL. */
+    public static final int MFD_ALLOW_SEALING = Linux.MFD_ALLOW_SEALING();
     public static final int PROT_READ = Linux.PROT_READ();
     public static final int PROT_WRITE = Linux.PROT_WRITE();
     public static final int MAP_SHARED = Linux.MAP_SHARED();
@@ -44,9 +46,14 @@ public final class Mman {
 
     /** {@code memfd_create(name, MFD_CLOEXEC)}: an anonymous memory file of size 0. */
     public static int memfdCreate(String name) {
+        return memfdCreate(name, 0);
+    }
+
+    /** {@code memfd_create(name, MFD_CLOEXEC | extraFlags)}, e.g. {@link #MFD_ALLOW_SEALING}. */
+    public static int memfdCreate(String name, int extraFlags) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment s = Native.scratch();
-            int fd = (int) MEMFD_CREATE.invokeExact(s, a.allocateFrom(name), MFD_CLOEXEC);
+            int fd = (int) MEMFD_CREATE.invokeExact(s, a.allocateFrom(name), MFD_CLOEXEC | extraFlags);
             if (fd < 0) {
                 throw NativeException.of("memfd_create", name, Native.errno(s));
             }

@@ -87,6 +87,29 @@ class IoUringTest {
         }
     }
 
+    /** SQEs prepared but not submitted can be dropped: they never reach the kernel, later batches go out alone. */
+    @Test
+    void discardPreparedDropsUnsubmittedSqes() {
+        MemorySegment iov = Iovec.allocate(arena, 1);
+        MemorySegment b = arena.allocate(1);
+        b.set(java.lang.foreign.ValueLayout.JAVA_BYTE, 0, (byte) 7);
+        Iovec.set(iov, 0, b.address(), 1);
+        for (int i = 0; i < 3; i++) {
+            assertTrue(ring.prepare(IoUring.OP_WRITEV, pipe[1], iov.address(), 1, 0, 0, i));
+        }
+        assertEquals(3, ring.discardPrepared());
+        assertEquals(0, ring.prepared());
+        assertEquals(8, ring.sqSpace());
+        assertTrue(ring.prepare(IoUring.OP_WRITEV, pipe[1], iov.address(), 1, 0, 0, 42));
+        assertEquals(1, ring.submit(1));
+        assertEquals(1, ring.completions());
+        assertEquals(42, ring.cqeUserData(0));
+        ring.consume(1);
+        MemorySegment in = arena.allocate(16);
+        assertEquals(1, Fds.read(pipe[0], in, 16), "only the SQE prepared after the discard was written");
+        assertEquals(0, ring.discardPrepared());
+    }
+
     @Test
     void fullSqRefusesPrepare() {
         MemorySegment iov = Iovec.allocate(arena, 1);

@@ -69,4 +69,30 @@ class MmanTest {
             Fds.close(fd);
         }
     }
+
+    /** Seals: a plain memfd reports F_SEAL_SEAL only; one created sealable takes F_SEAL_SHRINK and then refuses to shrink. */
+    @Test
+    void sealsOfMemfds() {
+        int plain = Mman.memfdCreate("jvhost-test-plain");
+        int sealable = Mman.memfdCreate("jvhost-test-sealable", Mman.MFD_ALLOW_SEALING);
+        try {
+            assertEquals(Fds.F_SEAL_SEAL, Fds.seals(plain));
+            assertEquals(0, Fds.seals(sealable));
+            Mman.ftruncate(sealable, 2 * PAGE);
+            Fds.addSeals(sealable, Fds.F_SEAL_SHRINK | Fds.F_SEAL_GROW);
+            assertEquals(Fds.F_SEAL_SHRINK | Fds.F_SEAL_GROW, Fds.seals(sealable));
+            NativeException e = assertThrows(NativeException.class, () -> Mman.ftruncate(sealable, PAGE));
+            assertEquals(Errno.EPERM, e.errno());
+            int[] p = Fds.pipe(false);
+            try {
+                assertEquals(-1, Fds.seals(p[0]), "a pipe cannot be sealed");
+            } finally {
+                Fds.close(p[0]);
+                Fds.close(p[1]);
+            }
+        } finally {
+            Fds.close(plain);
+            Fds.close(sealable);
+        }
+    }
 }

@@ -28,6 +28,7 @@ public final class Main {
     }
 
     static int run(String[] args) {
+        PlainNumbersFormatter.install();
         if (args.length > 0 && "demo".equals(args[0])) {
             // The demo has its own options (e.g. --seconds N).
             return io.jvhost.demo.Demo.run(Arrays.copyOfRange(args, 1, args.length));
