@@ -76,10 +76,11 @@ public final class TxEngine {
     private static final boolean RING_FIXED = !Boolean.getBoolean("jvhost.tap.uringNoFixed");
     private static final boolean RING_PLAIN = !Boolean.getBoolean("jvhost.tap.uringNoPlainWrite");
     /**
-     * Bytes of each waiting frame touched ahead of the batch ({@link SplitVirtqueue#prefetch}; 0 turns
-     * the prefetch off). 128 covers header + a small frame; for big frames it starts the copy's stream.
+     * Bytes of each waiting frame touched ahead of the batch ({@link SplitVirtqueue#prefetch}); 0, the
+     * default, turns the look-ahead off: measured end to end (tx64, 12 alternating repeats, see
+     * bench/RESULTS-perf.md) it cost ≈ 6 % instead of saving the cross-CPU misses. Kept as a switch.
      */
-    static final int PREFETCH_BYTES = Integer.getInteger("jvhost.tx.prefetchBytes", 128);
+    static final int PREFETCH_BYTES = Integer.getInteger("jvhost.tx.prefetchBytes", 0);
     /** Keeps the prefetch loads observable so the JIT cannot drop them. */
     private long prefetchSink;
     private int ringFd = -1;

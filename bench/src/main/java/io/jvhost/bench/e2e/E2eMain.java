@@ -60,9 +60,11 @@ public final class E2eMain {
             switch (name.strip()) {
                 case "c-limit" -> contenders.add(new CLimitContender());
                 case "dpdk" -> contenders.add(new VhostContender(new Dpdk.Backend(), fe));
-                case "jvhost", "jvhost-bp" -> {
+                case "jvhost", "jvhost-bp", "jvhost-alt" -> {
                     // jvhost-bp: the same back-end with busy-poll on (--busy-poll-us, default 100).
-                    int bp = name.strip().equals("jvhost") ? busyPoll : (busyPoll > 0 ? busyPoll : 100);
+                    // jvhost-alt: jvhost with the JVM options in $E2E_ALT_JAVA_OPTS (A/B of a switch in one run).
+                    boolean alt = name.strip().equals("jvhost-alt");
+                    int bp = name.strip().equals("jvhost-bp") ? (busyPoll > 0 ? busyPoll : 100) : busyPoll;
                     Path launcher = Path.of(a.getOrDefault("jvhost", "tools/jvhost"));
                     if (jvhostCmd == null) {
                         String why = Jvhost.probe(launcher);
@@ -77,9 +79,10 @@ public final class E2eMain {
                             }
                         }
                     }
-                    contenders.add(new VhostContender(new Jvhost.Backend(jvhostCmd, bp, jvhostWhy), fe));
+                    contenders.add(new VhostContender(new Jvhost.Backend(jvhostCmd, bp, jvhostWhy,
+                            alt ? System.getenv().getOrDefault("E2E_ALT_JAVA_OPTS", "") : null), fe));
                 }
-                default -> throw new IllegalArgumentException("unknown contender " + name + " (c-limit, dpdk, jvhost, jvhost-bp)");
+                default -> throw new IllegalArgumentException("unknown contender " + name + " (c-limit, dpdk, jvhost, jvhost-bp, jvhost-alt)");
             }
         }
 

@@ -48,17 +48,24 @@ final class Jvhost {
         private final List<String> launcher;
         private final int busyPollUs;
         private final String unavailable;
+        /** JVM options of the "jvhost-alt" contender (an A/B variant of jvhost), else null. */
+        private final String altJavaOpts;
 
         /** {@code launcher}: the command before the options (tools/jvhost, or {@link #interimLauncher()}). */
         Backend(List<String> launcher, int busyPollUs, String unavailable) {
+            this(launcher, busyPollUs, unavailable, null);
+        }
+
+        Backend(List<String> launcher, int busyPollUs, String unavailable, String altJavaOpts) {
             this.launcher = launcher;
             this.busyPollUs = busyPollUs;
             this.unavailable = unavailable;
+            this.altJavaOpts = altJavaOpts;
         }
 
         @Override
         public String name() {
-            return busyPollUs > 0 ? "jvhost-bp" : "jvhost";
+            return altJavaOpts != null ? "jvhost-alt" : busyPollUs > 0 ? "jvhost-bp" : "jvhost";
         }
 
         @Override
@@ -68,7 +75,11 @@ final class Jvhost {
 
         @Override
         public Process start(Run run) throws Exception {
-            List<String> cmd = new ArrayList<>(launcher);
+            List<String> cmd = new ArrayList<>();
+            if (altJavaOpts != null) {
+                cmd.addAll(List.of("env", "JVHOST_JAVA_OPTS=" + altJavaOpts));
+            }
+            cmd.addAll(launcher);
             cmd.addAll(List.of("--socket-path=" + run.socket(), "--tap=" + run.ns().tap));
             if (busyPollUs > 0) {
                 cmd.add("--busy-poll-us=" + busyPollUs);
