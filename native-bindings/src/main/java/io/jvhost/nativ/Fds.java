@@ -66,11 +66,22 @@ public final class Fds {
      * and, for fds that are O_NONBLOCK (a tap queue fd always is), may be linked critical (no
      * Java→native thread-state transition). See bench/RESULTS-perf.md for the measurements.
      */
-    private static final FunctionDescriptor RAW_IOV = FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT);
-    private static final MethodHandle READV_RAW = Native.downcallAlways("readv", RAW_IOV, false);
-    private static final MethodHandle WRITEV_RAW = Native.downcallAlways("writev", RAW_IOV, false);
-    private static final MethodHandle READV_RAW_CRITICAL = Native.downcallAlways("readv", RAW_IOV, true);
-    private static final MethodHandle WRITEV_RAW_CRITICAL = Native.downcallAlways("writev", RAW_IOV, true);
+    /*
+     * They go through libc's syscall(2) (nr, fd, iov, iovcnt, all passed as longs, the variadic
+     * part), not the readv/writev wrappers: those are thread-cancellation points, and glibc's
+     * enable/disable-asynccancel pair around every call showed up as ~2 % of the RX worker's samples
+     * (perf, bench/RESULTS-perf.md). Same errno capture.
+     */
+    static final long SYS_READV = 19;
+    static final long SYS_WRITEV = 20;
+    private static final FunctionDescriptor RAW_IOV =
+            FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG);
+    private static final MethodHandle READV_RAW = Native.downcallAlways("syscall", RAW_IOV, false,
+            Linker.Option.firstVariadicArg(1));
+    private static final MethodHandle WRITEV_RAW = READV_RAW;
+    private static final MethodHandle READV_RAW_CRITICAL = Native.downcallAlways("syscall", RAW_IOV, true,
+            Linker.Option.firstVariadicArg(1));
+    private static final MethodHandle WRITEV_RAW_CRITICAL = READV_RAW_CRITICAL;
 
     /**
      * Whether {@link #readvNonBlocking}/{@link #writevNonBlocking} are critical calls. Property
@@ -178,20 +189,20 @@ public final class Fds {
      * must not block: it would hold off safepoints) and that {@code iov} and its buffers are live.
      */
     public static long readvNonBlocking(int fd, long iov, int iovcnt) {
-        return rawIo(NB_CRITICAL ? READV_RAW_CRITICAL : READV_RAW, "readv", fd, iov, iovcnt);
+        return rawIo(NB_CRITICAL ? READV_RAW_CRITICAL : READV_RAW, SYS_READV, "readv", fd, iov, iovcnt);
     }
 
     /** {@code writev} counterpart of {@link #readvNonBlocking}. */
     public static long writevNonBlocking(int fd, long iov, int iovcnt) {
-        return rawIo(NB_CRITICAL ? WRITEV_RAW_CRITICAL : WRITEV_RAW, "writev", fd, iov, iovcnt);
+        return rawIo(NB_CRITICAL ? WRITEV_RAW_CRITICAL : WRITEV_RAW, SYS_WRITEV, "writev", fd, iov, iovcnt);
     }
 
     /** {@link #writevNonBlocking} with the linkage chosen by the caller (benchmarks). */
     public static long writevNonBlocking(int fd, long iov, int iovcnt, boolean critical) {
-        return rawIo(critical ? WRITEV_RAW_CRITICAL : WRITEV_RAW, "writev", fd, iov, iovcnt);
+        return rawIo(critical ? WRITEV_RAW_CRITICAL : WRITEV_RAW, SYS_WRITEV, "writev", fd, iov, iovcnt);
     }
 
-    private static long rawIo(MethodHandle h, String what, int fd, long iov, int iovcnt) {
+    private static long rawIo(MethodHandle h, long nr, String what, int fd, long iov, int iovcnt) {
         if (iovcnt < 0 || iovcnt > Iovec.IOV_MAX) {
             throw new IllegalArgumentException(what + ": iovcnt " + iovcnt);
         }
@@ -199,7 +210,7 @@ public final class Fds {
         for (;;) {
             long n;
             try {
-                n = (long) h.invokeExact(s, fd, iov, iovcnt);
+                n = (long) h.invokeExact(s, nr, (long) fd, iov, (long) iovcnt);
             } catch (Throwable t) {
                 throw Native.rethrow(t);
             }

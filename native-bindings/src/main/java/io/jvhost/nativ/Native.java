@@ -107,12 +107,16 @@ final class Native {
      * {@link #USE_CRITICAL}): for handles whose callers guarantee a non-blocking fd.
      */
     @SuppressWarnings("restricted")
-    static MethodHandle downcallAlways(String name, FunctionDescriptor fd, boolean critical) {
+    static MethodHandle downcallAlways(String name, FunctionDescriptor fd, boolean critical, Linker.Option... extra) {
         checkNativeAccess();
         MemorySegment addr = LOOKUP.find(name)
                 .orElseThrow(() -> new UnsatisfiedLinkError("libc symbol not found: " + name));
-        return critical ? LINKER.downcallHandle(addr, fd, CAPTURE_ERRNO, Linker.Option.critical(false))
-                : LINKER.downcallHandle(addr, fd, CAPTURE_ERRNO);
+        Linker.Option[] opts = java.util.Arrays.copyOf(extra, extra.length + (critical ? 2 : 1));
+        opts[extra.length] = CAPTURE_ERRNO;
+        if (critical) {
+            opts[extra.length + 1] = Linker.Option.critical(false);
+        }
+        return LINKER.downcallHandle(addr, fd, opts);
     }
 
     /** A downcall handle without errno capture (for functions that do not set errno). */
