@@ -103,6 +103,9 @@ class JvhostGuestReloadIT {
                 reloadUnderLoad(check, ns, g, jv);
                 check.traffic("after reload 2");
 
+                pauseUnderLoad(check, ns, g, jv, logs);
+                check.traffic("after stop/cont");
+
                 check.reload("reload 3 (back to back)", 0);
                 check.traffic("after reload 3");
 
@@ -162,6 +165,78 @@ class JvhostGuestReloadIT {
         System.out.println(round + ": stream " + (midStream ? "was in flight at the unload" : "finished before the unload")
                 + "; fast ping: " + lastLine(pings.output(), "packets"));
         assertTrue(midStream, round + ": the stream was still running when the driver went away");
+    }
+
+    /**
+     * QEMU's monitor {@code stop}, then {@code cont}, while the host streams into the guest: on
+     * {@code stop} QEMU stops the back-end's rings (GET_VRING_BASE) without a device reset, and on
+     * {@code cont} starts them again from the bases jvhost returned. Unlike after a reload, the
+     * base matters here: it must be exactly the ring's used index (every chain jvhost took,
+     * including its RX window and a TX chain held by backpressure, given back), or the start would
+     * find {@code used.idx != base} (logged "resuming at") and the guest would lose buffers.
+     */
+    private static void pauseUnderLoad(Check check, NetNs ns, QemuGuest g, Jvhost jv, LogWatch logs) throws Exception {
+        String round = "stop/cont (under host → guest load)";
+        byte[] data = new byte[STREAM_MIB << 20];
+        new Random(3).nextBytes(data);
+        long rx0 = jv.total(Counter.RX_BYTES);
+        CompletableFuture<Void> stream = CompletableFuture.runAsync(() -> {
+            try {
+                ns.send(GUEST_IP, SINK, data, STEP.plus(RECOVERY));
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+        }, r -> Thread.ofVirtual().start(r));
+        CompletableFuture<Cmd.Result> flood = CompletableFuture.supplyAsync(
+                () -> ns.ping(GUEST_IP, 100_000, Duration.ofMillis(5), Duration.ofSeconds(10)),
+                r -> Thread.ofVirtual().start(r));
+        assertTrue(Jvhost.await(() -> jv.total(Counter.RX_BYTES) > rx0 + (2 << 20) || stream.isDone(), STEP),
+                round + ": the stream got going\n" + jv.table());
+        boolean midStream = !stream.isDone();
+        int from = logs.eventCount();
+        long stops = logs.count("stopped at");
+        long starts = logs.count(" started (");
+        // The serial console is multiplexed with QEMU's monitor (-serial mon:stdio): Ctrl-A c switches.
+        g.sendLine("\u0001c");
+        g.sendLine("stop");
+        assertTrue(Jvhost.await(() -> logs.count("stopped at") >= stops + 4, STEP),
+                round + ": QEMU stopped every ring\n" + g.tail(10));
+        Thread.sleep(1000);
+        g.sendLine("cont");
+        assertTrue(Jvhost.await(() -> logs.count(" started (") >= starts + 4, STEP),
+                round + ": QEMU started every ring again\n" + g.tail(10));
+        g.sendLine("\u0001c");
+        List<String> seen = logs.eventsSince(from);
+        for (int q = 0; q < 4; q++) {
+            String base = lastMatch(seen, "ring " + q + " stopped at ", "$");
+            String resumed = lastMatch(seen, "ring " + q + " started \\(size \\d+, base ", ", (kicked|polled)"); // bases print with grouping commas
+            assertTrue(base != null && base.equals(resumed), round + ": ring " + q + " resumed at the base it stopped at\n"
+                    + String.join("\n", seen));
+        }
+        System.out.println(round + ": " + String.join(" | ", seen.stream()
+                .filter(e -> e.contains("stopped at") || e.contains(" started ("))
+                .map(e -> e.substring(e.lastIndexOf(": ") + 2)).toList()));
+        stream.get(STEP.plus(RECOVERY).toSeconds(), TimeUnit.SECONDS);
+        QemuGuest.Marker rx = g.awaitMarker("RX-MD5", STEP);
+        assertEquals(NetNs.md5(data), rx.first(), round + ": the paused stream arrived intact\n" + jv.table());
+        Cmd.Result pings = flood.get(60, TimeUnit.SECONDS);
+        System.out.println(round + ": stream " + (midStream ? "was in flight at the stop" : "finished before the stop")
+                + "; fast ping: " + lastLine(pings.output(), "packets"));
+        assertTrue(midStream, round + ": the stream was still running when QEMU stopped");
+        check.healthy(round);
+    }
+
+    /** The text after {@code prefixRegex} up to {@code endRegex} in the last line that has it, or null. */
+    private static String lastMatch(List<String> lines, String prefixRegex, String endRegex) {
+        java.util.regex.Pattern p = java.util.regex.Pattern.compile(prefixRegex + "(.*?)" + endRegex);
+        String found = null;
+        for (String l : lines) {
+            java.util.regex.Matcher m = p.matcher(l);
+            if (m.find()) {
+                found = m.group(1);
+            }
+        }
+        return found;
     }
 
     /** The checks every round makes; holds what they need. */
