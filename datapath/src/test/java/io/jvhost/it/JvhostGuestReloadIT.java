@@ -109,13 +109,19 @@ class JvhostGuestReloadIT {
                 check.reload("reload 3 (back to back)", 0);
                 check.traffic("after reload 3");
 
+                int beforeLink = logs.eventCount();
                 g.sendLine("ip link set eth0 down; sleep 1; ip link set eth0 up; echo JVHOST-LINK\" \"up=$(cat /sys/class/net/eth0/operstate)");
                 assertEquals("up", g.awaitMarker("LINK", STEP).field("up"), "eth0 up again\n" + g.tail(20));
                 check.traffic("after link down/up");
+                System.out.println("link down/up: vhost-user session lines " + logs.eventsSince(beforeLink).stream()
+                        .map(e -> e.substring(e.lastIndexOf(": ") + 2)).toList());
+                int beforeMtu = logs.eventCount();
 
                 g.sendLine("ip link set eth0 mtu 1400; echo JVHOST-MTU\" \"mtu=$(cat /sys/class/net/eth0/mtu)");
                 assertEquals(1400, g.awaitMarker("MTU", STEP).intField("mtu"), g.tail(20));
                 check.traffic("after mtu 1400");
+                System.out.println("mtu 1400: vhost-user session lines " + logs.eventsSince(beforeMtu).stream()
+                        .map(e -> e.substring(e.lastIndexOf(": ") + 2)).toList());
                 // 1400-byte IP packets: exactly the guest's new MTU
                 Cmd.Result big = ns.exec(STEP, "busybox", "ping", "-c", "3", "-s", "1372", "-w", "30", GUEST_IP);
                 assertTrue(big.ok() && big.output().contains("3 packets received"), "host → guest 1400-byte ping\n" + big.output());
