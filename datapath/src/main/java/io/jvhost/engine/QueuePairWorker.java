@@ -335,12 +335,30 @@ public final class QueuePairWorker implements AutoCloseable {
         }
     }
 
+    /**
+     * A new call eventfd. On a running ring the new fd is signalled once: QEMU (vhost_virtqueue_start)
+     * sends SET_VRING_CALL only after SET_VRING_KICK has started the ring, so after a pause
+     * ({@code stop}/{@code cont}) or a driver reload the ring runs for a moment with the previous call
+     * fd, which nobody reads any more (QEMU sets up new guest notifiers at every start). A call
+     * made in that window is lost, and with
+     * EVENT_IDX no later call comes until the driver moves {@code used_event}, which it does only
+     * when it is called: with per-queue MSI-X vectors that queue would stall. One spurious
+     * interrupt is harmless (the driver just looks at its used ring); libvhost-user does the same.
+     */
     public int setCallFd(int role, int fd) {
         callFd[role] = fd;
         if (role == TX) {
             tx.setCallFd(fd);
         } else {
             rx.setCallFd(fd);
+        }
+        if (started[role] && fd >= 0) {
+            try {
+                EventFd.signal(fd);
+            } catch (RuntimeException e) {
+                // not an eventfd, or a full one: the courtesy call is skipped, the fd is still used
+                LOG.log(System.Logger.Level.DEBUG, "{0}: signalling the new call fd failed: {1}", name, e.getMessage());
+            }
         }
         return 0;
     }
