@@ -20,7 +20,6 @@ import static io.jvhost.it.QemuGuest.HOST_IP;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * Proves the real-peer tooling (guest image, guest-vm, testpmd wrapper, {@link QemuGuest},
@@ -38,12 +37,7 @@ class DpdkPeerToolingIT {
 
     @BeforeAll
     static void peersAvailable() {
-        assumeTrue(Cmd.isRoot(), "needs root (tap, netns, testpmd)");
-        assumeTrue(Cmd.onPath("ip") && Cmd.onPath("busybox"), "needs iproute2 and busybox (tools/install-deps)");
-        String why = DpdkTestpmd.unavailableReason();
-        assumeTrue(why == null, why);
-        why = QemuGuest.unavailableReason();
-        assumeTrue(why == null, why);
+        Peers.assumeAvailable(true, DpdkTestpmd::unavailableReason, QemuGuest::unavailableReason);
     }
 
     @BeforeEach

@@ -4,7 +4,6 @@ import static io.jvhost.it.QemuGuest.GUEST_IP;
 import static io.jvhost.it.QemuGuest.HOST_IP;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.VhostUserClient;
@@ -45,10 +44,7 @@ class JavaDriverDpdkVhostIT {
 
     @BeforeAll
     static void peersAvailable() {
-        assumeTrue(Cmd.isRoot(), "needs root (tap, netns, testpmd)");
-        assumeTrue(Cmd.onPath("ip") && Cmd.onPath("busybox"), "needs iproute2 and busybox (tools/install-deps)");
-        String why = DpdkTestpmd.unavailableReason();
-        assumeTrue(why == null, why);
+        Peers.assumeAvailable(true, DpdkTestpmd::unavailableReason);
     }
 
     @BeforeEach

@@ -33,7 +33,6 @@ import static io.jvhost.it.QemuGuest.GUEST_IP;
 import static io.jvhost.it.QemuGuest.HOST_IP;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * What a running Linux guest does to its NIC besides plain traffic, with jvhost running throughout:
@@ -60,10 +59,7 @@ class JvhostGuestReloadIT {
 
     @BeforeAll
     static void peersAvailable() {
-        assumeTrue(Cmd.isRoot(), "needs root (tap, netns)");
-        assumeTrue(Cmd.onPath("ip") && Cmd.onPath("busybox"), "needs iproute2 and busybox (tools/install-deps)");
-        String why = QemuGuest.unavailableReason();
-        assumeTrue(why == null, why);
+        Peers.assumeAvailable(true, QemuGuest::unavailableReason);
     }
 
     @BeforeEach

@@ -26,7 +26,6 @@ import static io.jvhost.it.QemuGuest.HOST_IP;
 import static io.jvhost.net.VirtioNetFeatures.*;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * A Debian kernel's own virtio_net driver, in QEMU (TCG), on a jvhost device: QEMU's vhost-user
@@ -53,10 +52,7 @@ class JvhostQemuIT {
 
     @BeforeAll
     static void peersAvailable() {
-        assumeTrue(Cmd.isRoot(), "needs root (tap, netns)");
-        assumeTrue(Cmd.onPath("ip") && Cmd.onPath("busybox"), "needs iproute2 and busybox (tools/install-deps)");
-        String why = QemuGuest.unavailableReason();
-        assumeTrue(why == null, why);
+        Peers.assumeAvailable(true, QemuGuest::unavailableReason);
     }
 
     @BeforeEach

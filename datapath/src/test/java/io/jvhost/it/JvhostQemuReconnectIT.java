@@ -22,7 +22,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * QEMU as the vhost-user server ({@code -chardev socket,server=on}) and jvhost in client mode
@@ -40,10 +39,7 @@ class JvhostQemuReconnectIT {
 
     @BeforeAll
     static void peersAvailable() {
-        assumeTrue(Cmd.isRoot(), "needs root (tap, netns)");
-        assumeTrue(Cmd.onPath("ip") && Cmd.onPath("busybox"), "needs iproute2 and busybox (tools/install-deps)");
-        String why = QemuGuest.unavailableReason();
-        assumeTrue(why == null, why);
+        Peers.assumeAvailable(true, QemuGuest::unavailableReason);
     }
 
     @BeforeEach

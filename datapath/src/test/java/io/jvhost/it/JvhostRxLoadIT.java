@@ -18,7 +18,6 @@ import java.time.Duration;
 import static io.jvhost.it.QemuGuest.HOST_IP;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * Sustained RX load into DPDK testpmd's virtio-user ({@code rxonly}, polling, no interrupts): a UDP
@@ -43,10 +42,7 @@ class JvhostRxLoadIT {
 
     @BeforeAll
     static void peersAvailable() {
-        assumeTrue(Cmd.isRoot(), "needs root (tap, netns, testpmd)");
-        assumeTrue(Cmd.onPath("ip"), "needs iproute2 (tools/install-deps)");
-        String why = DpdkTestpmd.unavailableReason();
-        assumeTrue(why == null, why);
+        Peers.assumeAvailable(false, DpdkTestpmd::unavailableReason);
     }
 
     @BeforeEach

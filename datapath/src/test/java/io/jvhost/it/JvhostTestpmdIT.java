@@ -16,7 +16,6 @@ import java.time.Duration;
 import static io.jvhost.it.QemuGuest.HOST_IP;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * DPDK 22.11 testpmd with {@code net_virtio_user} as the front-end of a jvhost device (in this JVM,
@@ -36,10 +35,7 @@ class JvhostTestpmdIT {
 
     @BeforeAll
     static void peersAvailable() {
-        assumeTrue(Cmd.isRoot(), "needs root (tap, netns, testpmd)");
-        assumeTrue(Cmd.onPath("ip") && Cmd.onPath("busybox"), "needs iproute2 and busybox (tools/install-deps)");
-        String why = DpdkTestpmd.unavailableReason();
-        assumeTrue(why == null, why);
+        Peers.assumeAvailable(true, DpdkTestpmd::unavailableReason);
     }
 
     @BeforeEach

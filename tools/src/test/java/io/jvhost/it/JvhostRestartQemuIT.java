@@ -21,7 +21,6 @@ import static io.jvhost.it.QemuGuest.HOST_IP;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * jvhost (the shipped jar, a separate process) restarted under a running QEMU guest; the guest
@@ -54,12 +53,7 @@ class JvhostRestartQemuIT {
 
     @BeforeAll
     static void peersAvailable() {
-        assumeTrue(Cmd.isRoot(), "needs root (tap, netns)");
-        assumeTrue(Cmd.onPath("ip") && Cmd.onPath("busybox"), "needs iproute2 and busybox (tools/install-deps)");
-        String why = JvhostProcess.unavailableReason();
-        assumeTrue(why == null, why);
-        why = QemuGuest.unavailableReason();
-        assumeTrue(why == null, why);
+        Peers.assumeAvailable(true, JvhostProcess::unavailableReason, QemuGuest::unavailableReason);
     }
 
     @BeforeEach

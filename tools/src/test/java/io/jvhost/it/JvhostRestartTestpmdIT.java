@@ -15,7 +15,6 @@ import java.util.concurrent.TimeUnit;
 import static io.jvhost.it.QemuGuest.HOST_IP;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * DPDK 22.11 virtio-user as the vhost-user server ({@code net_virtio_user0,path=SOCK,server=1}) in
@@ -43,12 +42,7 @@ class JvhostRestartTestpmdIT {
 
     @BeforeAll
     static void peersAvailable() {
-        assumeTrue(Cmd.isRoot(), "needs root (tap, netns, testpmd)");
-        assumeTrue(Cmd.onPath("ip"), "needs iproute2");
-        String why = JvhostProcess.unavailableReason();
-        assumeTrue(why == null, why);
-        why = DpdkTestpmd.unavailableReason();
-        assumeTrue(why == null, why);
+        Peers.assumeAvailable(false, JvhostProcess::unavailableReason, DpdkTestpmd::unavailableReason);
     }
 
     @BeforeEach
