@@ -75,14 +75,6 @@ public final class TxEngine {
     private boolean ringLink = true;
     private static final boolean RING_FIXED = !Boolean.getBoolean("jvhost.tap.uringNoFixed");
     private static final boolean RING_PLAIN = !Boolean.getBoolean("jvhost.tap.uringNoPlainWrite");
-    /**
-     * Bytes of each waiting frame touched ahead of the batch ({@link SplitVirtqueue#prefetch}); 0, the
-     * default, turns the look-ahead off: measured end to end (tx64, 12 alternating repeats, see
-     * bench/RESULTS-perf.md) it cost ≈ 6 % instead of saving the cross-CPU misses. Kept as a switch.
-     */
-    static final int PREFETCH_BYTES = Integer.getInteger("jvhost.tx.prefetchBytes", 0);
-    /** Keeps the prefetch loads observable so the JIT cannot drop them. */
-    private long prefetchSink;
     private int ringFd = -1;
     private int ringFdFlags;
     private IoUring ring;
@@ -292,9 +284,6 @@ public final class TxEngine {
     private int processRing(int budget, long cycleStart) {
         int done = 0;
         bBytes = 0;
-        if (PREFETCH_BYTES > 0) {
-            prefetchSink += queue.prefetch(Math.min(budget, bBatch), PREFETCH_BYTES);
-        }
         while (done + bCount < budget) {
             int r = queue.next(chain);
             if (r != SplitVirtqueue.CHAIN) {

@@ -3,7 +3,6 @@ package io.jvhost.virtq;
 import io.jvhost.memory.GuestMemory;
 
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Consumer;
@@ -323,61 +322,6 @@ public final class SplitVirtqueue {
         chain.head = head;
         lastAvailIdx = (last + 1) & 0xffff;
         return CHAIN;
-    }
-
-    /**
-     * Touches, in one tight loop, the first descriptor of each of up to {@code max} chains not taken
-     * yet and the first {@code dataBytes} (rounded up to cache lines, at most 256) of the buffer it
-     * points to. The front-end wrote all of these on another CPU, so each is a cache miss; taken one
-     * chain at a time by {@link #next} and by the kernel's copy, the misses serialise, while here
-     * the independent loads overlap (the software prefetch a C back-end does with
-     * {@code rte_prefetch0}). Reads only — no ring state changes except the cached avail index, and
-     * only after the same jump check {@link #next} does; a descriptor it cannot translate, an
-     * indirect one or an out-of-range head is skipped without any error ({@link #next} reports it
-     * when it gets there).
-     *
-     * @return a value computed from the loads (the caller keeps it so they are not optimised away)
-     */
-    public long prefetch(int max, int dataBytes) {
-        if (!started || brokenReason != null) {
-            return 0;
-        }
-        int last = lastAvailIdx;
-        // acquire: as in next(), entries and descriptors written before the driver's release of idx are visible
-        int idx = VringAvail.idxAcquire(avail);
-        int n = (idx - last) & 0xffff;
-        if (n > size) {
-            return 0; // next() reports the jump
-        }
-        shadowAvailIdx = idx;
-        n = Math.min(n, max);
-        int lines = Math.min(Math.max(dataBytes, 1) + 63 >>> 6, 4);
-        final GuestMemory m = memory;
-        final MemorySegment table = desc;
-        long acc = 0;
-        for (int k = 0; k < n; k++) {
-            int head = VringAvail.ring(avail, (last + k) & mask);
-            if (head >= size) {
-                break;
-            }
-            long at = (long) head * VringDesc.SIZE;
-            long addr = VringDesc.addr(table, at);
-            int len = VringDesc.len(table, at);
-            if ((VringDesc.flags(table, at) & VringDesc.F_INDIRECT) != 0 || len <= 0) {
-                continue;
-            }
-            int r = m.findGpa(addr);
-            if (r < 0) {
-                continue;
-            }
-            MemorySegment seg = m.regionSegment(r);
-            long off = addr - m.regionGpaFirst(r);
-            long end = Math.min(off + Math.min(len, lines << 6), seg.byteSize());
-            for (long o = off; o < end; o += 64) {
-                acc += seg.get(ValueLayout.JAVA_BYTE, o);
-            }
-        }
-        return acc;
     }
 
     /**

@@ -76,12 +76,10 @@ public final class Fds {
     static final long SYS_WRITEV = 20;
     private static final FunctionDescriptor RAW_IOV =
             FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG);
-    private static final MethodHandle READV_RAW = Native.downcallAlways("syscall", RAW_IOV, false,
+    private static final MethodHandle SYSCALL_IOV = Native.downcallAlways("syscall", RAW_IOV, false,
             Linker.Option.firstVariadicArg(1));
-    private static final MethodHandle WRITEV_RAW = READV_RAW;
-    private static final MethodHandle READV_RAW_CRITICAL = Native.downcallAlways("syscall", RAW_IOV, true,
+    private static final MethodHandle SYSCALL_IOV_CRITICAL = Native.downcallAlways("syscall", RAW_IOV, true,
             Linker.Option.firstVariadicArg(1));
-    private static final MethodHandle WRITEV_RAW_CRITICAL = READV_RAW_CRITICAL;
 
     /**
      * Whether {@link #readvNonBlocking}/{@link #writevNonBlocking} are critical calls. Property
@@ -189,17 +187,17 @@ public final class Fds {
      * must not block: it would hold off safepoints) and that {@code iov} and its buffers are live.
      */
     public static long readvNonBlocking(int fd, long iov, int iovcnt) {
-        return rawIo(NB_CRITICAL ? READV_RAW_CRITICAL : READV_RAW, SYS_READV, "readv", fd, iov, iovcnt);
+        return rawIo(NB_CRITICAL ? SYSCALL_IOV_CRITICAL : SYSCALL_IOV, SYS_READV, "readv", fd, iov, iovcnt);
     }
 
     /** {@code writev} counterpart of {@link #readvNonBlocking}. */
     public static long writevNonBlocking(int fd, long iov, int iovcnt) {
-        return rawIo(NB_CRITICAL ? WRITEV_RAW_CRITICAL : WRITEV_RAW, SYS_WRITEV, "writev", fd, iov, iovcnt);
+        return rawIo(NB_CRITICAL ? SYSCALL_IOV_CRITICAL : SYSCALL_IOV, SYS_WRITEV, "writev", fd, iov, iovcnt);
     }
 
     /** {@link #writevNonBlocking} with the linkage chosen by the caller (benchmarks). */
     public static long writevNonBlocking(int fd, long iov, int iovcnt, boolean critical) {
-        return rawIo(critical ? WRITEV_RAW_CRITICAL : WRITEV_RAW, SYS_WRITEV, "writev", fd, iov, iovcnt);
+        return rawIo(critical ? SYSCALL_IOV_CRITICAL : SYSCALL_IOV, SYS_WRITEV, "writev", fd, iov, iovcnt);
     }
 
     private static long rawIo(MethodHandle h, long nr, String what, int fd, long iov, int iovcnt) {
