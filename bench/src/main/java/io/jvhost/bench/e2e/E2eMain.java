@@ -26,6 +26,14 @@ import java.util.Map;
  * shutdown hook if the harness is interrupted.
  */
 public final class E2eMain {
+    /**
+     * jvhost-bp's busy-poll (µs). 1 s rather than the 100 µs used before: on this VM a worker that
+     * sleeps pays a halted vCPU's wake-up (50–100 µs) on the next frame, and the requester sharing
+     * CPU 1 with a spinning testpmd is sometimes late by milliseconds, so with 100 µs the per-repeat
+     * p99 went up to 356 µs while DPDK, which never sleeps, stayed at 41–55 µs (bench/RESULTS-perf.md).
+     */
+    static final int BUSY_POLL_US_DEFAULT = 1_000_000;
+
     private E2eMain() {
     }
 
@@ -61,10 +69,11 @@ public final class E2eMain {
                 case "c-limit" -> contenders.add(new CLimitContender());
                 case "dpdk" -> contenders.add(new VhostContender(new Dpdk.Backend(), fe));
                 case "jvhost", "jvhost-bp", "jvhost-alt" -> {
-                    // jvhost-bp: the same back-end with busy-poll on (--busy-poll-us, default 100).
+                    // jvhost-bp: the same back-end with busy-poll on (--busy-poll-us, default 1 s: the worker
+                    // polls while traffic came within the last second, as DPDK's PMD polls always).
                     // jvhost-alt: jvhost with the JVM options in $E2E_ALT_JAVA_OPTS (A/B of a switch in one run).
                     boolean alt = name.strip().equals("jvhost-alt");
-                    int bp = name.strip().equals("jvhost-bp") ? (busyPoll > 0 ? busyPoll : 100) : busyPoll;
+                    int bp = name.strip().equals("jvhost-bp") ? (busyPoll > 0 ? busyPoll : BUSY_POLL_US_DEFAULT) : busyPoll;
                     Path launcher = Path.of(a.getOrDefault("jvhost", "tools/jvhost"));
                     if (jvhostCmd == null) {
                         String why = Jvhost.probe(launcher);

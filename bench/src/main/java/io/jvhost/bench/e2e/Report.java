@@ -271,8 +271,10 @@ final class Report {
               **jvhost**: `tools/jvhost --socket-path=SOCK --tap=TAP` once main's CLI starts a back-end; until
               then the bench's launcher `io.jvhost.bench.e2e.JvhostServe` with the same options, which wires
               the same datapath classes (`NetDevice` on the tap + `VhostUserServer`, all features offered; see
-              the exact commands below). **jvhost-bp** is jvhost with `--busy-poll-us=100` (the worker spins
-              that long before sleeping in epoll); plain jvhost sleeps until a kick. Both vhost back-ends get
+              the exact commands below). **jvhost-bp** is jvhost with `--busy-poll-us=1000000` (the worker keeps
+              polling while traffic came within the last second, as DPDK's PMD polls always, and sleeps in
+              epoll after a second without any); plain jvhost sleeps until a kick (after an adaptive spin
+              of at most 50 µs when recent gaps were that short). Both vhost back-ends get
               the same front-end per scenario; each table row names it, and the list at the end of these notes
               gives this run's choice. With `--frontend auto` (the default), as the issue asks: the Java driver
               (`io.jvhost.driver`, in its own JVM: `io.jvhost.bench.e2e.DriverFront`, 1024-entry rings,
