@@ -86,6 +86,8 @@ public final class QueuePairWorker implements AutoCloseable {
     private final Thread thread;
     /** The TX engine's io_uring ({@link TapIo#URING}), else null. */
     private final IoUring ring;
+    /** The RX engine's io_uring for batched single-buffer reads ({@link TapIo#URING}), else null. */
+    private final IoUring rxRing;
 
     // ---- worker-owned state ----
     private final int tapFd;
@@ -116,8 +118,10 @@ public final class QueuePairWorker implements AutoCloseable {
         this.rxq = new SplitVirtqueue(device + " rx" + queuePair);
         this.tx = new TxEngine(queuePair, txq, arena, counters, latency);
         this.rx = new RxEngine(queuePair, rxq, arena, counters, latency, ringSize);
-        this.ring = openRing(name, config.weight());
+        this.ring = openRing(name, Math.max(8, Math.min(config.weight(), 64)));
         tx.useRing(ring, arena);
+        this.rxRing = ring != null ? openRing(name, RxEngine.RING_BATCH) : null;
+        rx.useRing(rxRing);
         this.ep = Epoll.create();
         this.cmdFd = EventFd.create(0, true);
         this.events = Epoll.allocateEvents(arena, MAX_EVENTS);
@@ -131,12 +135,12 @@ public final class QueuePairWorker implements AutoCloseable {
         this.thread = Thread.ofPlatform().name(name).daemon().unstarted(this::run);
     }
 
-    private static IoUring openRing(String name, int weight) {
+    private static IoUring openRing(String name, int entries) {
         if (TapIo.effective() != TapIo.URING) {
             return null;
         }
         try {
-            return IoUring.create(Math.max(8, Math.min(weight, 64)));
+            return IoUring.create(entries);
         } catch (NativeException e) {
             LOG.log(System.Logger.Level.WARNING, "{0}: io_uring setup failed ({1}); one system call per frame",
                     name, e.getMessage());
@@ -660,6 +664,9 @@ public final class QueuePairWorker implements AutoCloseable {
             Fds.closeQuietly(ep);
             if (ring != null) {
                 ring.close();
+            }
+            if (rxRing != null) {
+                rxRing.close();
             }
             arena.close();
         }

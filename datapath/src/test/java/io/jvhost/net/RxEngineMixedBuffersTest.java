@@ -6,8 +6,10 @@ import io.jvhost.engine.Counter;
 import io.jvhost.engine.QueueCounters;
 import io.jvhost.engine.QueueLatency;
 import io.jvhost.nativ.Fds;
+import io.jvhost.nativ.IoUring;
 import io.jvhost.virtq.SplitVirtqueue;
 import io.jvhost.virtq.VirtqFeatures;
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -82,18 +84,24 @@ class RxEngineMixedBuffersTest {
             int[] rings = m.mergeable ? new int[] {256, 1024} : new int[] {256};
             for (int ring : rings) {
                 for (long seed : SEEDS) {
-                    out.add(Arguments.of(m, ring, seed));
+                    out.add(Arguments.of(m, ring, seed, false));
+                    out.add(Arguments.of(m, ring, seed, true));
                 }
             }
         }
         return out.stream();
     }
 
-    @ParameterizedTest(name = "{0} ring={1} seed={2}")
+    @ParameterizedTest(name = "{0} ring={1} seed={2} io_uring={3}")
     @MethodSource("params")
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
-    void everyFrameArrivesIntact(Mode mode, int ringSize, long seed) throws Exception {
-        new Run(mode, ringSize, seed).run();
+    void everyFrameArrivesIntact(Mode mode, int ringSize, long seed, boolean uring) throws Exception {
+        Run r = new Run(mode, ringSize, seed);
+        r.uring = uring;
+        r.run();
+        if (uring && mode == Mode.MERGEABLE) {
+            assertTrue(r.engine.batchedReads() > 0, "no batched io_uring read happened");
+        }
     }
 
     /** One randomised exchange; the driver side plays the guest, single-threaded. */
@@ -106,6 +114,9 @@ class RxEngineMixedBuffersTest {
         final int minChain;
         final int maxChain;
         final long features = 1L << VirtqFeatures.RING_F_INDIRECT_DESC;
+        /** Batched single-buffer reads through an io_uring (RxEngine.useRing). */
+        boolean uring;
+        IoUring ring;
 
         DriverMemory dm;
         DriverVirtqueue dq;
@@ -161,6 +172,9 @@ class RxEngineMixedBuffersTest {
                     setUp(arena);
                     exchange();
                 } finally {
+                    if (ring != null) {
+                        ring.close();
+                    }
                     Fds.closeQuietly(sock[0]);
                     Fds.closeQuietly(sock[1]);
                     dm.close();
@@ -183,6 +197,11 @@ class RxEngineMixedBuffersTest {
             q.start();
             engine = new RxEngine(0, q, arena, counters, new QueueLatency(), ringSize);
             engine.configure(sock[0], mode.hdr, mode.mergeable, mode.gso, MTU);
+            if (uring) {
+                Assumptions.assumeTrue(IoUring.unavailableReason() == null, () -> "io_uring: " + IoUring.unavailableReason());
+                ring = IoUring.create(RxEngine.RING_BATCH);
+                engine.useRing(ring);
+            }
             sendBuf = arena.allocate(VirtioNetHdr.MAX_GSO_BUFFER, 64);
             chainGpa = new long[ringSize][];
             chainLen = new int[ringSize][];

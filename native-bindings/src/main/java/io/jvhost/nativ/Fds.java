@@ -72,6 +72,7 @@ public final class Fds {
      * enable/disable-asynccancel pair around every call showed up as ~2 % of the RX worker's samples
      * (perf, bench/RESULTS-perf.md). Same errno capture.
      */
+    static final long SYS_READ = 0;
     static final long SYS_READV = 19;
     static final long SYS_WRITEV = 20;
     private static final FunctionDescriptor RAW_IOV =
@@ -188,6 +189,32 @@ public final class Fds {
      */
     public static long readvNonBlocking(int fd, long iov, int iovcnt) {
         return rawIo(NB_CRITICAL ? SYSCALL_IOV_CRITICAL : SYSCALL_IOV, SYS_READV, "readv", fd, iov, iovcnt);
+    }
+
+    /**
+     * {@code read} of at most {@code len} bytes into native address {@code buf} on an O_NONBLOCK fd:
+     * bytes read, or {@link #WOULD_BLOCK}. One buffer needs no iovec array: the kernel takes the
+     * cheaper single-buffer path (no iovec import). Same caller guarantees as {@link #readvNonBlocking}.
+     */
+    public static long readNonBlocking(int fd, long buf, long len) {
+        if (len < 0) {
+            throw new IllegalArgumentException("read: len " + len);
+        }
+        MemorySegment s = Native.scratch();
+        for (;;) {
+            long n;
+            try {
+                n = (long) (NB_CRITICAL ? SYSCALL_IOV_CRITICAL : SYSCALL_IOV).invokeExact(s, SYS_READ, (long) fd, buf, len);
+            } catch (Throwable t) {
+                throw Native.rethrow(t);
+            }
+            if (n >= 0) {
+                return n;
+            }
+            if (failed(s, "read", fd) == WOULD_BLOCK) {
+                return WOULD_BLOCK;
+            }
+        }
     }
 
     /** {@code writev} counterpart of {@link #readvNonBlocking}. */
