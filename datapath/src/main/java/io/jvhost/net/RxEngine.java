@@ -507,6 +507,7 @@ public final class RxEngine {
         compactIovs(m, delivered);
         windowChains = w;
         batchBytes = payload;
+        batchTarget = empty ? Math.max(2, frames + 1) : Math.min(RING_BATCH, 2 * m);
         if (fault > 0) {
             throw new MemoryFault("q" + queuePair + " RX: read into a guest buffer: EFAULT");
         }
@@ -514,7 +515,6 @@ public final class RxEngine {
             return -1;
         }
         tapEmpty = empty;
-        batchTarget = empty ? Math.max(2, frames + 1) : Math.min(RING_BATCH, 2 * m);
         return (long) frames << 32 | delivered;
     }
 
