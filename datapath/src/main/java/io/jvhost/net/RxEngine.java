@@ -537,7 +537,7 @@ public final class RxEngine {
         windowBytes -= lens[j];
     }
 
-    /** After {@link #readOne}: the first chain left the window. */
+    /** The first {@code chains} chains ({@code iovUsed} iovecs) left the window: moves the rest to the front. */
     private void compact(int chains, int iovUsed) {
         int restChains = windowChains - chains;
         if (restChains > 0) {
@@ -609,17 +609,7 @@ public final class RxEngine {
         // be taken as fitting while part of it had gone to the overflow area.
         long handedOver = capacityOf(k);
         // Shift the rest of the window to the front (readv needs the iovecs at the array start).
-        int restChains = windowChains - k;
-        int restIov = windowIov - iovUsed;
-        if (restChains > 0) {
-            System.arraycopy(heads, k, heads, 0, restChains);
-            System.arraycopy(lens, k, lens, 0, restChains);
-            System.arraycopy(iovCounts, k, iovCounts, 0, restChains);
-            MemorySegment.copy(iovs, (long) iovUsed * NativeMemory.IOVEC_SIZE, iovs, 0,
-                    (long) restIov * NativeMemory.IOVEC_SIZE);
-        }
-        windowChains = restChains;
-        windowIov = restIov;
+        compact(k, iovUsed);
         windowBytes -= handedOver;
         return k;
     }

@@ -200,21 +200,7 @@ public final class Fds {
         if (len < 0) {
             throw new IllegalArgumentException("read: len " + len);
         }
-        MemorySegment s = Native.scratch();
-        for (;;) {
-            long n;
-            try {
-                n = (long) (NB_CRITICAL ? SYSCALL_IOV_CRITICAL : SYSCALL_IOV).invokeExact(s, SYS_READ, (long) fd, buf, len);
-            } catch (Throwable t) {
-                throw Native.rethrow(t);
-            }
-            if (n >= 0) {
-                return n;
-            }
-            if (failed(s, "read", fd) == WOULD_BLOCK) {
-                return WOULD_BLOCK;
-            }
-        }
+        return rawCall(NB_CRITICAL ? SYSCALL_IOV_CRITICAL : SYSCALL_IOV, SYS_READ, "read", fd, buf, len);
     }
 
     /** {@code writev} counterpart of {@link #readvNonBlocking}. */
@@ -231,11 +217,16 @@ public final class Fds {
         if (iovcnt < 0 || iovcnt > Iovec.IOV_MAX) {
             throw new IllegalArgumentException(what + ": iovcnt " + iovcnt);
         }
+        return rawCall(h, nr, what, fd, iov, iovcnt);
+    }
+
+    /** {@code syscall(nr, fd, addr, n)} retried on EINTR: the result, or {@link #WOULD_BLOCK}. */
+    private static long rawCall(MethodHandle h, long nr, String what, int fd, long addr, long n2) {
         MemorySegment s = Native.scratch();
         for (;;) {
             long n;
             try {
-                n = (long) h.invokeExact(s, nr, (long) fd, iov, (long) iovcnt);
+                n = (long) h.invokeExact(s, nr, (long) fd, addr, n2);
             } catch (Throwable t) {
                 throw Native.rethrow(t);
             }

@@ -82,6 +82,24 @@ class FdsTest {
     }
 
     @Test
+    void rawReadTakesAtMostLenAndWouldBlockWhenEmpty() {
+        byte[] msg = "0123456789".getBytes(StandardCharsets.US_ASCII);
+        MemorySegment src = arena.allocate(msg.length);
+        MemorySegment.copy(msg, 0, src, JAVA_BYTE, 0, msg.length);
+        assertEquals(msg.length, Fds.write(pipe[1], src, msg.length));
+        MemorySegment dst = arena.allocate(16);
+        assertEquals(4, Fds.readNonBlocking(pipe[0], dst.address(), 4));
+        assertEquals(6, Fds.readNonBlocking(pipe[0], dst.address() + 4, 12));
+        byte[] got = new byte[msg.length];
+        MemorySegment.copy(dst, JAVA_BYTE, 0, got, 0, msg.length);
+        assertArrayEquals(msg, got);
+        assertEquals(Fds.WOULD_BLOCK, Fds.readNonBlocking(pipe[0], dst.address(), 16));
+        assertThrows(IllegalArgumentException.class, () -> Fds.readNonBlocking(pipe[0], dst.address(), -1));
+        NativeException e = assertThrows(NativeException.class, () -> Fds.readNonBlocking(-1, dst.address(), 1));
+        assertEquals(Errno.EBADF, e.errno());
+    }
+
+    @Test
     void iovecCountIsBoundsChecked() {
         MemorySegment iov = Iovec.allocate(arena, 2);
         assertThrows(IndexOutOfBoundsException.class, () -> Fds.readv(pipe[0], iov, 3));
