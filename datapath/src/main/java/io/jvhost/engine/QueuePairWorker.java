@@ -101,6 +101,10 @@ public final class QueuePairWorker implements AutoCloseable {
     private long adaptiveSpinNanos = WorkerConfig.adaptiveSpinNanos();
     /** One bit per recent idle gap (newest lowest), set when the gap was shorter than the adaptive spin. */
     private int shortGaps;
+    /** Duty-cycle state (worker thread only): last cycle with work or wake-up, last with work, idle since. */
+    private long lastWork;
+    private long lastRealWork;
+    private boolean idle;
     private boolean running = true;
     private volatile boolean alive;
 
@@ -500,51 +504,12 @@ public final class QueuePairWorker implements AutoCloseable {
     }
 
     private void run() {
-        long lastWork = System.nanoTime();
-        long lastRealWork = lastWork;
-        boolean idle = false;
+        lastWork = System.nanoTime();
+        lastRealWork = lastWork;
+        idle = false;
         while (running) {
             try {
-                long now = System.nanoTime();
-                int work = drainCommands();
-                if (!running) {
-                    break;
-                }
-                boolean txOn = txActive();
-                boolean rxOn = rxActive();
-                if (txOn && !tx.backpressured()) {
-                    work += tx.process(config.weight(), now);
-                }
-                if (rxOn && !rx.needsBuffers()) {
-                    work += rx.process(config.weight(), now);
-                }
-                if (work > 0) {
-                    if (idle) {
-                        // An idle gap ended: would a short spin have caught this work without sleeping?
-                        shortGaps = (shortGaps << 1 | (now - lastRealWork < adaptiveSpinNanos ? 1 : 0)) & 0xff;
-                        idle = false;
-                    }
-                    lastWork = now;
-                    lastRealWork = now;
-                    continue;
-                }
-                idle = true;
-                counters.increment(Counter.EMPTY_POLLS);
-                long spin = shortGaps != 0 ? Math.max(busyPollNanos, adaptiveSpinNanos) : busyPollNanos;
-                if (spin > 0 && now - lastWork < spin) {
-                    rx.kicked(); // polling: look at the RX ring again without waiting for a kick
-                    Thread.onSpinWait();
-                    continue;
-                }
-                // About to sleep: ask for kicks and re-check (no lost wake-up).
-                if (txOn && !tx.backpressured() && tx.armNotify()) {
-                    continue;
-                }
-                if (rxOn && rx.needsBuffers() && rx.armNotify()) {
-                    continue;
-                }
-                sleep(txOn, rxOn);
-                lastWork = System.nanoTime();
+                doWork();
             } catch (RuntimeException | Error e) {
                 if (MemoryFault.is(e)) {
                     memoryFault(e);
@@ -561,6 +526,56 @@ public final class QueuePairWorker implements AutoCloseable {
         alive = false;
         // Acknowledge anything submitted meanwhile so no control thread waits for the timeout.
         drainCommands();
+    }
+
+    /**
+     * One duty cycle: commands, a TX and an RX batch, then — when there was nothing to do — spin,
+     * or arm notifications and sleep. A method of its own rather than the body of {@link #run}'s
+     * loop, so the JIT compiles it as an ordinary method (not an on-stack replacement of a loop that
+     * never returns) and, when a path taken for the first time deoptimises it (the first time the
+     * RX ring runs dry, say), recompiles this method only.
+     */
+    private void doWork() {
+        long now = System.nanoTime();
+        int work = drainCommands();
+        if (!running) {
+            return;
+        }
+        boolean txOn = txActive();
+        boolean rxOn = rxActive();
+        if (txOn && !tx.backpressured()) {
+            work += tx.process(config.weight(), now);
+        }
+        if (rxOn && !rx.needsBuffers()) {
+            work += rx.process(config.weight(), now);
+        }
+        if (work > 0) {
+            if (idle) {
+                // An idle gap ended: would a short spin have caught this work without sleeping?
+                shortGaps = (shortGaps << 1 | (now - lastRealWork < adaptiveSpinNanos ? 1 : 0)) & 0xff;
+                idle = false;
+            }
+            lastWork = now;
+            lastRealWork = now;
+            return;
+        }
+        idle = true;
+        counters.increment(Counter.EMPTY_POLLS);
+        long spin = shortGaps != 0 ? Math.max(busyPollNanos, adaptiveSpinNanos) : busyPollNanos;
+        if (spin > 0 && now - lastWork < spin) {
+            rx.kicked(); // polling: look at the RX ring again without waiting for a kick
+            Thread.onSpinWait();
+            return;
+        }
+        // About to sleep: ask for kicks and re-check (no lost wake-up).
+        if (txOn && !tx.backpressured() && tx.armNotify()) {
+            return;
+        }
+        if (rxOn && rx.needsBuffers() && rx.armNotify()) {
+            return;
+        }
+        sleep(txOn, rxOn);
+        lastWork = System.nanoTime();
     }
 
     /**
