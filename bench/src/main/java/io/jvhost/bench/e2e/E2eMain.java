@@ -29,7 +29,7 @@ public final class E2eMain {
     /**
      * jvhost-bp's busy-poll (µs). 1 s rather than the 100 µs used before: on this VM a worker that
      * sleeps pays a halted vCPU's wake-up (50–100 µs) on the next frame, and the requester sharing
-     * CPU 1 with a spinning testpmd is sometimes late by milliseconds, so with 100 µs the per-repeat
+     * CPU 1 with a spinning testpmd often leaves gaps longer than 100 µs, so with 100 µs the per-repeat
      * p99 went up to 356 µs while DPDK, which never sleeps, stayed at 41–55 µs (bench/RESULTS-perf.md).
      */
     static final int BUSY_POLL_US_DEFAULT = 1_000_000;
