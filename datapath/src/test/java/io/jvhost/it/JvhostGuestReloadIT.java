@@ -142,31 +142,47 @@ class JvhostGuestReloadIT {
      */
     private static void reloadUnderLoad(Check check, NetNs ns, QemuGuest g, Jvhost jv) throws Exception {
         String round = "reload 2 (under host → guest load)";
-        byte[] data = new byte[STREAM_MIB << 20];
-        new Random(2).nextBytes(data);
-        long rx0 = jv.total(Counter.RX_BYTES);
-        CompletableFuture<Void> stream = CompletableFuture.runAsync(() -> {
-            try {
-                ns.send(GUEST_IP, SINK, data, STEP.plus(RECOVERY));
-            } catch (Exception e) {
-                throw new IllegalStateException(e);
-            }
-        }, r -> Thread.ofVirtual().start(r));
-        CompletableFuture<Cmd.Result> flood = CompletableFuture.supplyAsync(
-                () -> ns.ping(GUEST_IP, 100_000, Duration.ofMillis(5), Duration.ofSeconds(15)),
-                r -> Thread.ofVirtual().start(r));
-        assertTrue(Jvhost.await(() -> jv.total(Counter.RX_BYTES) > rx0 + (2 << 20) || stream.isDone(), STEP),
-                round + ": the stream got going\n" + jv.table());
-        boolean midStream = !stream.isDone();
+        HostLoad load = HostLoad.start(round, ns, jv, 2, Duration.ofSeconds(15));
         check.reload(round, 2);
-        stream.get(STEP.plus(RECOVERY).toSeconds(), TimeUnit.SECONDS);
-        QemuGuest.Marker rx = g.awaitMarker("RX-MD5", STEP);
-        assertEquals(NetNs.md5(data), rx.first(), round + ": the interrupted stream arrived intact\n" + jv.table());
-        assertEquals((long) data.length, Long.parseLong(rx.field("bytes")));
-        Cmd.Result pings = flood.get(60, TimeUnit.SECONDS);
-        System.out.println(round + ": stream " + (midStream ? "was in flight at the unload" : "finished before the unload")
-                + "; fast ping: " + lastLine(pings.output(), "packets"));
-        assertTrue(midStream, round + ": the stream was still running when the driver went away");
+        load.finish(round, g, jv, "interrupted", "the unload");
+        assertTrue(load.midStream, round + ": the stream was still running when the driver went away");
+    }
+
+    /**
+     * A {@value #STREAM_MIB} MiB host → guest TCP stream of random bytes and a fast host ping, both
+     * running on virtual threads; {@link #start} returns once the stream got going.
+     */
+    private record HostLoad(byte[] data, CompletableFuture<Void> stream, CompletableFuture<Cmd.Result> flood,
+                            boolean midStream) {
+        static HostLoad start(String round, NetNs ns, Jvhost jv, long seed, Duration pingFor) throws Exception {
+            byte[] data = new byte[STREAM_MIB << 20];
+            new Random(seed).nextBytes(data);
+            long rx0 = jv.total(Counter.RX_BYTES);
+            CompletableFuture<Void> stream = CompletableFuture.runAsync(() -> {
+                try {
+                    ns.send(GUEST_IP, SINK, data, STEP.plus(RECOVERY));
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                }
+            }, r -> Thread.ofVirtual().start(r));
+            CompletableFuture<Cmd.Result> flood = CompletableFuture.supplyAsync(
+                    () -> ns.ping(GUEST_IP, 100_000, Duration.ofMillis(5), pingFor),
+                    r -> Thread.ofVirtual().start(r));
+            assertTrue(Jvhost.await(() -> jv.total(Counter.RX_BYTES) > rx0 + (2 << 20) || stream.isDone(), STEP),
+                    round + ": the stream got going\n" + jv.table());
+            return new HostLoad(data, stream, flood, !stream.isDone());
+        }
+
+        /** Waits for the stream (it must arrive intact: MD5 and length in the guest) and the ping. */
+        void finish(String round, QemuGuest g, Jvhost jv, String how, String event) throws Exception {
+            stream.get(STEP.plus(RECOVERY).toSeconds(), TimeUnit.SECONDS);
+            QemuGuest.Marker rx = g.awaitMarker("RX-MD5", STEP);
+            assertEquals(NetNs.md5(data), rx.first(), round + ": the " + how + " stream arrived intact\n" + jv.table());
+            assertEquals((long) data.length, Long.parseLong(rx.field("bytes")));
+            Cmd.Result pings = flood.get(60, TimeUnit.SECONDS);
+            System.out.println(round + ": stream " + (midStream ? "was in flight at " : "finished before ") + event
+                    + "; fast ping: " + lastLine(pings.output(), "packets"));
+        }
     }
 
     /**
@@ -179,22 +195,7 @@ class JvhostGuestReloadIT {
      */
     private static void pauseUnderLoad(Check check, NetNs ns, QemuGuest g, Jvhost jv, LogWatch logs) throws Exception {
         String round = "stop/cont (under host → guest load)";
-        byte[] data = new byte[STREAM_MIB << 20];
-        new Random(3).nextBytes(data);
-        long rx0 = jv.total(Counter.RX_BYTES);
-        CompletableFuture<Void> stream = CompletableFuture.runAsync(() -> {
-            try {
-                ns.send(GUEST_IP, SINK, data, STEP.plus(RECOVERY));
-            } catch (Exception e) {
-                throw new IllegalStateException(e);
-            }
-        }, r -> Thread.ofVirtual().start(r));
-        CompletableFuture<Cmd.Result> flood = CompletableFuture.supplyAsync(
-                () -> ns.ping(GUEST_IP, 100_000, Duration.ofMillis(5), Duration.ofSeconds(10)),
-                r -> Thread.ofVirtual().start(r));
-        assertTrue(Jvhost.await(() -> jv.total(Counter.RX_BYTES) > rx0 + (2 << 20) || stream.isDone(), STEP),
-                round + ": the stream got going\n" + jv.table());
-        boolean midStream = !stream.isDone();
+        HostLoad load = HostLoad.start(round, ns, jv, 3, Duration.ofSeconds(10));
         int from = logs.eventCount();
         long stops = logs.count("stopped at");
         long starts = logs.count(" started (");
@@ -218,13 +219,8 @@ class JvhostGuestReloadIT {
         System.out.println(round + ": " + String.join(" | ", seen.stream()
                 .filter(e -> e.contains("stopped at") || e.contains(" started ("))
                 .map(e -> e.substring(e.lastIndexOf(": ") + 2)).toList()));
-        stream.get(STEP.plus(RECOVERY).toSeconds(), TimeUnit.SECONDS);
-        QemuGuest.Marker rx = g.awaitMarker("RX-MD5", STEP);
-        assertEquals(NetNs.md5(data), rx.first(), round + ": the paused stream arrived intact\n" + jv.table());
-        Cmd.Result pings = flood.get(60, TimeUnit.SECONDS);
-        System.out.println(round + ": stream " + (midStream ? "was in flight at the stop" : "finished before the stop")
-                + "; fast ping: " + lastLine(pings.output(), "packets"));
-        assertTrue(midStream, round + ": the stream was still running when QEMU stopped");
+        load.finish(round, g, jv, "paused", "the stop");
+        assertTrue(load.midStream, round + ": the stream was still running when QEMU stopped");
         check.healthy(round);
     }
 
