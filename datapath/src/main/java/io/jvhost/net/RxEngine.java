@@ -449,18 +449,8 @@ public final class RxEngine {
             long base = iovs.get(ValueLayout.JAVA_LONG, (long) j * NativeMemory.IOVEC_SIZE);
             ring.prepare(IoUring.OP_READ, 0, base, lens[j], IoUring.SQE_FIXED_FILE, IoUring.RWF_NOWAIT, j);
         }
-        while (ring.prepared() > 0) {
-            ring.submit(0);
-        }
+        ring.submitAndReap(m, res); // RWF_NOWAIT on a non-blocking tap: they complete during the enter
         batchedReads++;
-        int got;
-        while ((got = ring.completions()) < m) {
-            ring.submit(m - got); // RWF_NOWAIT on a non-blocking tap: they complete at once
-        }
-        for (int i = 0; i < m; i++) {
-            res[(int) ring.cqeUserData(i)] = ring.cqeRes(i);
-        }
-        ring.consume(m);
         int frames = 0;
         int delivered = 0;
         long payload = 0;

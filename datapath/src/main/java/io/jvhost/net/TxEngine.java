@@ -395,17 +395,7 @@ public final class TxEngine {
         if (ringLink) {
             ring.unlinkLast();
         }
-        while (ring.prepared() > 0) {
-            ring.submit(0);
-        }
-        int got;
-        while ((got = ring.completions()) < n) {
-            ring.submit(n - got);
-        }
-        for (int i = 0; i < n; i++) {
-            bRes[(int) ring.cqeUserData(i)] = ring.cqeRes(i);
-        }
-        ring.consume(n);
+        ring.submitAndReap(n, bRes);
         PacketCapture c = capture;
         for (int k = 0; k < n; k++) {
             int res = bRes[k];

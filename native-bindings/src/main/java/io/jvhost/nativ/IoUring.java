@@ -421,6 +421,26 @@ public final class IoUring implements AutoCloseable {
         return (int) r;
     }
 
+    /**
+     * Submits everything prepared, waits until {@code n} completions are ready, stores each one's
+     * {@code res} at {@code res[user_data]} (user_data = 0 .. n-1, as the engines number their
+     * batch) and hands them back to the kernel. For owners that submit a batch and reap all of it
+     * before the next: the TX and RX engines (their non-blocking tap I/O completes during the enter).
+     */
+    public void submitAndReap(int n, int[] res) {
+        while (toSubmit > 0) {
+            submit(0);
+        }
+        int got;
+        while ((got = completions()) < n) {
+            submit(n - got);
+        }
+        for (int i = 0; i < n; i++) {
+            res[(int) cqeUserData(i)] = cqeRes(i);
+        }
+        consume(n);
+    }
+
     /** Completions ready to read (acquire-load of cq.tail: the CQEs before it are visible). */
     public int completions() {
         return (int) INDEX.getAcquire(cqRing, cqTail) - localCqHead;
