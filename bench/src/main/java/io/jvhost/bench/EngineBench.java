@@ -97,6 +97,8 @@ public class EngineBench {
     long[] rxAddrs = new long[1];
     int[] rxLens = new int[1];
     long rxFrames;
+    /** {@code -Djvhost.bench.rxRing=true}: the RX engine batches its reads through this ring. */
+    io.jvhost.nativ.IoUring rxRing;
 
     /**
      * Bytes the benchmark thread allocated during one measured iteration (HotSpot's per-thread TLAB
@@ -184,6 +186,11 @@ public class EngineBench {
         dRx = deviceQueue("bench rx", gRx, table);
         rx = new RxEngine(0, dRx, arena, counters, latency, RING);
         rx.configure(fd, VirtioNetHdr.SIZE, true, false, MTU);
+        if (Boolean.getBoolean("jvhost.bench.rxRing")) {
+            // RX with its batched io_uring reads (as a worker in io_uring mode runs it)
+            rxRing = io.jvhost.nativ.IoUring.create(RxEngine.RING_BATCH);
+            rx.useRing(rxRing);
+        }
         for (int i = 0; i < RING; i++) {
             long page = mem.alloc(NetBufferLayout.rxMergeableBufferSize(), NetBufferLayout.PAGE_SIZE);
             NetBufferLayout.rxMergeable(page, rxAddrs, rxLens);
@@ -227,7 +234,7 @@ public class EngineBench {
         int n = 0;
         // The kernel transmits through the tap synchronously in write(); loop only in case it did not.
         for (int spin = 0; spin < 1_000_000 && n == 0; spin++) {
-            n = rx.process(1, System.nanoTime());
+            n = rx.process(rxRing != null ? 64 : 1, System.nanoTime()); // with the ring: a batched read
         }
         long u;
         while ((u = gRx.pollUsed()) >= 0) {
@@ -248,6 +255,9 @@ public class EngineBench {
             }
         } catch (IOException ignored) {
             // best effort
+        }
+        if (rxRing != null) {
+            rxRing.close();
         }
         if (tap != null) {
             tap.close();

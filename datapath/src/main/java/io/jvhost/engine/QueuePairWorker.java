@@ -86,7 +86,7 @@ public final class QueuePairWorker implements AutoCloseable {
     private final Thread thread;
     /** The TX engine's io_uring ({@link TapIo#URING}), else null. */
     private final IoUring ring;
-    /** The RX engine's io_uring for batched single-buffer reads ({@link TapIo#URING}), else null. */
+    /** The RX engine's io_uring for batched single-buffer reads ({@link TapIo#URING} and {@link RxEngine#BATCH}), else null. */
     private final IoUring rxRing;
 
     // ---- worker-owned state ----
@@ -124,7 +124,7 @@ public final class QueuePairWorker implements AutoCloseable {
         this.rx = new RxEngine(queuePair, rxq, arena, counters, latency, ringSize);
         this.ring = openRing(name, Math.max(8, Math.min(config.weight(), 64)));
         tx.useRing(ring, arena);
-        this.rxRing = ring != null ? openRing(name, RxEngine.RING_BATCH) : null;
+        this.rxRing = ring != null && RxEngine.BATCH ? openRing(name, RxEngine.RING_BATCH) : null;
         rx.useRing(rxRing);
         this.ep = Epoll.create();
         this.cmdFd = EventFd.create(0, true);

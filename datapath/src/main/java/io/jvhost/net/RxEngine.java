@@ -44,7 +44,8 @@ import java.lang.foreign.ValueLayout;
  * ({@link #need}: no guest GSO and buffers of at least MTU + headers, as DPDK's virtio PMD and
  * the Java driver post them, or Linux with its GRO offloads off), a frame always fits the first
  * chain and needs no overflow area: the engine {@code read}s into that one buffer (no iovec array
- * for the kernel to import), and with a ring ({@link #useRing}) it submits one
+ * for the kernel to import), and with a ring ({@link #useRing}; the worker gives it one only with
+ * {@link #BATCH_PROP_NAME}=true) it submits one
  * {@code IORING_OP_READ} (RWF_NOWAIT, fixed file) per such chain, up to {@value #RING_BATCH} at a
  * time, with one {@code io_uring_enter} — measured ≈ 10 % less CPU per frame than one
  * {@code readv} each (bench {@code RxDrain}). The tap cuts a frame longer than the buffer and
@@ -68,8 +69,14 @@ public final class RxEngine {
     /** Most single-buffer reads submitted with one io_uring_enter. */
     public static final int RING_BATCH = 32;
     public static final String BATCH_PROP_NAME = "jvhost.rx.uringBatch";
-    /** {@value #BATCH_PROP_NAME}: batch single-buffer reads through io_uring when a ring is given. */
-    static final boolean BATCH = Boolean.parseBoolean(System.getProperty(BATCH_PROP_NAME, "true"));
+    /**
+     * {@value #BATCH_PROP_NAME} (default false): whether a worker in io_uring mode gives its RX
+     * engine a ring ({@link #useRing}). Off by default: with it, JMH {@code -prof gc} measured
+     * 40 B per submission when the JIT compiled {@code IoUring.submit} on its own before inlining it
+     * into the RX path (the errno capture segment's slice is then not scalar-replaced), and end to
+     * end its gain was inside the noise (bench/RESULTS-perf.md §6). The single {@code read}s stay on.
+     */
+    public static final boolean BATCH = Boolean.getBoolean(BATCH_PROP_NAME);
 
     private final int queuePair;
     private final SplitVirtqueue queue;
@@ -157,7 +164,7 @@ public final class RxEngine {
      * {@link #process} calls; the engine does not close it. Worker thread.
      */
     public void useRing(IoUring ring) {
-        this.ring = BATCH ? ring : null;
+        this.ring = ring;
         bindRingFile();
     }
 
