@@ -388,6 +388,30 @@ public final class GuestNic implements AutoCloseable {
         }
     }
 
+    /**
+     * Takes every RX buffer the device has returned on {@code qp} without reading it (header and
+     * contents discarded, continuation buffers included), posts them again and then kicks both
+     * rings of the pair whatever the device's kick suppression asks — a front-end nudging its
+     * device. Touches the rings only, never a buffer; the kicks are sent even when reading the
+     * rings fails (the exception is rethrown after them). Same thread rule as {@link #receive}.
+     */
+    public void recycleRxAndKick(int qp) {
+        Pair p = pairs[qp];
+        try {
+            long u;
+            while ((u = p.rx.pollUsed()) >= 0) {
+                p.rxPosted--;
+                p.freeRx((int) p.rxBufOfHead[(int) (u >>> 32)]);
+            }
+            p.rxSkip = 0;
+            p.fillRx();
+        } finally {
+            EventFd.signal(p.rxKick);
+            EventFd.signal(p.txKick);
+            p.kicks += 2;
+        }
+    }
+
     /** RX buffers currently posted to the device. */
     public int rxPosted(int qp) {
         return pairs[qp].rxPosted;
