@@ -128,6 +128,15 @@ public final class IoUring implements AutoCloseable {
     private static final MethodHandle ENTER = Native.downcall("syscall",
             FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG),
             false, Linker.Option.firstVariadicArg(1));
+    /**
+     * The same call without errno capture, for {@link #submit}'s fast path: only long arguments, so
+     * nothing is allocated whether or not the JIT inlines the downcall into the caller (a capture
+     * segment is sliced per call, and that slice is only scalar-replaced when it is). A failed
+     * enter is repeated through {@link #ENTER} to learn its errno.
+     */
+    private static final MethodHandle ENTER_FAST = Native.plainDowncall("syscall",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG),
+            Linker.Option.firstVariadicArg(1));
 
     private static final MethodHandle REGISTER = Native.downcall("syscall",
             FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS, JAVA_LONG),
@@ -402,6 +411,31 @@ public final class IoUring implements AutoCloseable {
         int n = toSubmit;
         // release: SQE contents and array entries written above are visible before the new tail
         INDEX.setRelease(rings, sqTail, localTail);
+        long r;
+        try {
+            r = (long) ENTER_FAST.invokeExact(SYS_IO_URING_ENTER, (long) fd, (long) n, (long) waitFor,
+                    (long) ENTER_GETEVENTS, 0L, 0L);
+        } catch (Throwable t) {
+            throw Native.rethrow(t);
+        }
+        if (r < 0) {
+            r = enterCapturingErrno(n, waitFor);
+            if (r < 0) {
+                return 0;
+            }
+        }
+        toSubmit = n - (int) r;
+        return (int) r;
+    }
+
+    /**
+     * Repeats a failed enter through the errno-capturing handle (the rare path: an interrupted
+     * wait, a full completion queue). The SQ tail is already published, so the repeat submits what
+     * the first did not; it waits as the first was asked to.
+     *
+     * @return SQEs consumed, or -1 for EINTR/EAGAIN/EBUSY (retry later)
+     */
+    private long enterCapturingErrno(int n, int waitFor) {
         MemorySegment s = Native.scratch();
         long r;
         try {
@@ -413,12 +447,11 @@ public final class IoUring implements AutoCloseable {
         if (r < 0) {
             int e = Native.errno(s);
             if (e == Errno.EINTR || e == Errno.EAGAIN || e == Errno.EBUSY) {
-                return 0;
+                return -1;
             }
             throw NativeException.fast("io_uring_enter", fd, e);
         }
-        toSubmit = n - (int) r;
-        return (int) r;
+        return r;
     }
 
     /**

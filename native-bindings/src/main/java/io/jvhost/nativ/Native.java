@@ -119,13 +119,17 @@ final class Native {
         return LINKER.downcallHandle(addr, fd, opts);
     }
 
-    /** A downcall handle without errno capture (for functions that do not set errno). */
+    /**
+     * A downcall handle without errno capture: for functions that do not set errno, and for fast
+     * paths that retry a failed call through a capturing handle to learn why (a capture segment
+     * costs an allocation wherever the JIT does not inline the whole downcall into its caller).
+     */
     @SuppressWarnings("restricted")
-    private static MethodHandle plainDowncall(String name, FunctionDescriptor fd) {
+    static MethodHandle plainDowncall(String name, FunctionDescriptor fd, Linker.Option... options) {
         checkNativeAccess();
         MemorySegment addr = LOOKUP.find(name)
                 .orElseThrow(() -> new UnsatisfiedLinkError("libc symbol not found: " + name));
-        return LINKER.downcallHandle(addr, fd);
+        return LINKER.downcallHandle(addr, fd, options);
     }
 
     /** Gives a raw address returned by libc (mmap) a size; the caller owns the lifetime. */
