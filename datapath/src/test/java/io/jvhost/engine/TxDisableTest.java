@@ -67,14 +67,19 @@ class TxDisableTest {
                 }
                 dq.publish();
                 EventFd.signal(kick);
+                // The drops are counted per chain and the used entries published after the batch:
+                // wait for both.
                 long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-                while (w.counters().drops(DropReason.TX_RING_DISABLED) < 3 && System.nanoTime() < deadline) {
+                int used = 0;
+                while ((w.counters().drops(DropReason.TX_RING_DISABLED) < 3 || used < 3) && System.nanoTime() < deadline) {
+                    used += usedCount(dq);
                     Thread.sleep(10);
                 }
+                used += usedCount(dq);
                 assertEquals(3, w.counters().drops(DropReason.TX_RING_DISABLED));
                 assertEquals(5, w.counters().get(Counter.TX_FRAMES));
                 assertEquals(0, readAll(sp[1], arena), "nothing more reached the tap side");
-                assertEquals(3, usedCount(dq));
+                assertEquals(3, used);
             } finally {
                 w.close();
             }

@@ -53,7 +53,12 @@ public final class Sh {
 
     /** A unique short suffix (interface names are at most 15 characters). */
     public static String suffix() {
-        return Long.toString(Math.abs(System.nanoTime() ^ Thread.currentThread().threadId() * 0x9E3779B97F4A7C15L) % 46656L
-                + 46656L, 36).substring(0, 3) + Integer.toString((int) (Math.random() * 1296) + 1296, 36).substring(0, 2);
+        // Five random base-36 characters (36^5 names): a leftover of a killed run is unlikely to collide.
+        java.util.concurrent.ThreadLocalRandom r = java.util.concurrent.ThreadLocalRandom.current();
+        StringBuilder b = new StringBuilder(5);
+        for (int i = 0; i < 5; i++) {
+            b.append(Character.forDigit(r.nextInt(36), 36));
+        }
+        return b.toString();
     }
 }

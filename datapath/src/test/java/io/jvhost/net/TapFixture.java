@@ -56,8 +56,13 @@ public final class TapFixture implements AutoCloseable {
         VhostUserClient cl = null;
         try {
             Sh.run("ip", "netns", "add", ns);
+            // No IPv6 in the namespace: its router solicitations and MLD reports would reach the
+            // guest at random moments in the first seconds and stand in front of a test's frame.
+            Sh.run("ip", "netns", "exec", ns, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6;"
+                    + " echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6");
             d = new NetDevice(tweak.apply(NetDevice.Config.of("t" + sfx, tapName, queuePairs).withMtu(mtu).withWorker(wc)));
             Sh.run("ip", "link", "set", tapName, "netns", ns);
+            Sh.run("ip", "netns", "exec", ns, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/" + tapName + "/disable_ipv6");
             Sh.run("ip", "-n", ns, "link", "set", tapName, "mtu", Integer.toString(mtu), "up");
             Sh.run("ip", "-n", ns, "addr", "add", Packets.ipString(hostIp) + "/24", "dev", tapName);
             Sh.run("ip", "-n", ns, "link", "set", "lo", "up");

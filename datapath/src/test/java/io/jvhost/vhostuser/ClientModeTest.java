@@ -32,10 +32,11 @@ class ClientModeTest {
         RecordingBackend backend = new RecordingBackend(1);
         int kick = EventFd.create(0, true);
         int call = EventFd.create(0, true);
+        // Before the first attempt: a test thread delayed after connect() must not shorten the back-off measured.
+        long t0 = System.nanoTime();
         try (DriverMemory mem = DriverMemory.memfd("guest", 1 << 20, DriverMemory.DEFAULT_GPA_BASE);
              VhostUserClientMode cm = VhostUserClientMode.connect("cm", path, backend, FeatureSet.all())) {
             // nobody listens yet: it retries, backing off (100, 200, 400, 800 ms ...)
-            long t0 = System.nanoTime();
             ProtocolFixture.awaitTrue(() -> cm.failedAttempts() >= 3, 3000, "three failed attempts");
             assertTrue(System.nanoTime() - t0 >= TimeUnit.MILLISECONDS.toNanos(250), "back-off between attempts");
             assertTrue(cm.failedAttempts() <= 5, "backing off, not spinning: " + cm.failedAttempts());
@@ -44,6 +45,7 @@ class ClientModeTest {
             for (int round = 1; round <= 3; round++) {
                 // the front-end (re)starts: a fresh listening socket at the same path
                 int lfd = UnixSocket.listen(path, 1);
+                boolean listening = true;
                 try {
                     int fd = acceptWithin(lfd, 7000);
                     try (VhostUserClient c = VhostUserClient.onFd(fd)) {
@@ -54,12 +56,19 @@ class ClientModeTest {
                         assertTrue(backend.isRunning(1));
                         assertTrue(cm.sessionActive());
                         assertEquals(round, cm.connects());
+                        // Stop listening before the session ends: jvhost's retry (100 ms later) must
+                        // not find this round's listener, however late this thread runs.
+                        Fds.closeQuietly(lfd);
+                        Files.deleteIfExists(Path.of(path));
+                        listening = false;
                     }
                     // the front-end goes away: jvhost resets the device and tries again
-                    backend.awaitResets(round, 2000);
+                    backend.awaitResets(round, 10_000);
                 } finally {
-                    Fds.closeQuietly(lfd);
-                    Files.deleteIfExists(Path.of(path));
+                    if (listening) {
+                        Fds.closeQuietly(lfd);
+                        Files.deleteIfExists(Path.of(path));
+                    }
                 }
                 Thread.sleep(150); // QEMU takes a while to come back
             }

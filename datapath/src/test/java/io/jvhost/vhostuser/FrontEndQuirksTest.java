@@ -281,15 +281,22 @@ class FrontEndQuirksTest {
         try (ProtocolFixture f = new ProtocolFixture(1); VhostUserClient c = f.connectReady()) {
             f.setupRing(c, 0, 0);
             int before = f.backend.callFd(0);
-            long fds = ProtocolFixture.openFds();
+            java.util.Set<Integer> fds = ProtocolFixture.openEventFds();
+            int mine = f.eventFd();
             f.backend.refuseCall = true;
-            assertThrows(Rejected.class, () -> c.setVringCall(0, f.eventFd()));
+            assertThrows(Rejected.class, () -> c.setVringCall(0, mine));
             f.backend.refuseCall = false;
             assertEquals(before, f.backend.callFd(0));
             assertTrue(java.nio.file.Files.exists(java.nio.file.Path.of("/proc/self/fd/" + before)));
-            // the back-end closes the refused fd right after its reply: wait for that
-            ProtocolFixture.awaitTrue(() -> ProtocolFixture.openFds() == fds + 1, 2000,
-                    "only the test's new eventfd more: " + ProtocolFixture.openFds() + " vs " + fds);
+            // The back-end closes the refused fd (its copy, received over the socket) right after its
+            // reply: wait until the only new eventfd in the process is the test's own.
+            java.util.function.Supplier<java.util.Set<Integer>> added = () -> {
+                java.util.Set<Integer> now = ProtocolFixture.openEventFds();
+                now.removeAll(fds);
+                return now;
+            };
+            ProtocolFixture.awaitTrue(() -> added.get().equals(java.util.Set.of(mine)), 10_000,
+                    "only the test's new eventfd " + mine + " more, found " + added.get());
             assertNull(f.backend.fdProblem());
         }
     }

@@ -65,6 +65,25 @@ final class ProtocolFixture implements AutoCloseable {
         c.setupRing(q, RING, base, a[0], a[1], a[2], eventFd(), eventFd());
     }
 
+    /** The process's open eventfds, by number. */
+    static java.util.Set<Integer> openEventFds() {
+        try (Stream<Path> s = Files.list(Path.of("/proc/self/fd"))) {
+            java.util.Set<Integer> out = new java.util.TreeSet<>();
+            s.forEach(p -> {
+                try {
+                    if (Files.readSymbolicLink(p).toString().equals("anon_inode:[eventfd]")) {
+                        out.add(Integer.parseInt(p.getFileName().toString()));
+                    }
+                } catch (IOException | RuntimeException gone) {
+                    // closed while listing (the listing's own fd among them)
+                }
+            });
+            return out;
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
     static long openFds() {
         try (Stream<Path> s = Files.list(Path.of("/proc/self/fd"))) {
             return s.count();

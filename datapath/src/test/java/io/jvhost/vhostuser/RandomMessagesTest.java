@@ -84,7 +84,7 @@ class RandomMessagesTest {
             assertTrue(answered > 1000, "most messages were answered: " + answered);
             System.out.println("random messages: " + answered + " answered over " + sessions + " sessions");
             long limit = before - 2; // the first session's two sockets are gone
-            ProtocolFixture.awaitTrue(() -> ProtocolFixture.openFds() <= limit, 2000,
+            ProtocolFixture.awaitTrue(() -> ProtocolFixture.openFds() <= limit, 10_000,
                     "fds: " + ProtocolFixture.openFds() + " > " + limit);
             // and the device still works
             try (VhostUserClient ok = f.connectReady()) {

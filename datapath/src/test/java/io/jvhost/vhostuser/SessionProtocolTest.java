@@ -243,7 +243,7 @@ class SessionProtocolTest {
             assertNull(f.backend.fdProblem());
             // every fd that came with a rejected message was closed (our own eventfd stays open)
             // (one fewer: the server's end of the connection is gone)
-            ProtocolFixture.awaitTrue(() -> ProtocolFixture.openFds() <= before - 1, 2000,
+            ProtocolFixture.awaitTrue(() -> ProtocolFixture.openFds() <= before - 1, 10_000,
                     "fds back to " + (before - 1) + " (now " + ProtocolFixture.openFds() + ")");
         }
     }

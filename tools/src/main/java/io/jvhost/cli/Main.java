@@ -123,7 +123,7 @@ public final class Main {
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             stopped.countDown();
             try {
-                if (done.await(2, TimeUnit.SECONDS)) {
+                if (done.await(5, TimeUnit.SECONDS)) {
                     // A clean stop on SIGTERM/SIGINT is a success: exit 0, not the JVM's 128+signal.
                     System.err.flush();
                     Runtime.getRuntime().halt(0);
