@@ -131,8 +131,12 @@ class StatsUnderTrafficIT {
             // until the worker has caught up with the tap's counters before comparing them exactly.
             long[] k = tapCounters(f);
             QueueStats s = f.device.stats().get(0);
-            for (long deadline = System.nanoTime() + 3_000_000_000L; System.nanoTime() < deadline
-                    && (k[0] != s.get(Counter.TX_FRAMES) || k[1] != s.get(Counter.RX_FRAMES)); ) {
+            // A snapshot reads the counters and the histograms one after the other: a batch between the
+            // two shows up as a mismatch, so wait for a snapshot taken while the worker was quiet.
+            for (long deadline = System.nanoTime() + 10_000_000_000L; System.nanoTime() < deadline
+                    && (k[0] != s.get(Counter.TX_FRAMES) || k[1] != s.get(Counter.RX_FRAMES)
+                    || s.get(Counter.TX_BATCHES) + s.get(Counter.RX_BATCHES) != s.batchSizes().getTotalCount()
+                    || s.get(Counter.TX_BATCHES) + s.get(Counter.RX_BATCHES) != s.serviceTime().getTotalCount()); ) {
                 Thread.sleep(50);
                 k = tapCounters(f);
                 s = f.device.stats().get(0);
