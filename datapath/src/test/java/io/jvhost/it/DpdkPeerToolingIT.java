@@ -1,14 +1,12 @@
 package io.jvhost.it;
 
 import io.jvhost.net.VirtioNetFeatures;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
@@ -31,25 +29,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @Timeout(900)
 class DpdkPeerToolingIT {
     private static final Duration STEP = Duration.ofMinutes(3);
-    private Path dir;
-    private String tap;
-    private Path socket;
+    @RegisterExtension
+    final Scratch scratch = new Scratch("jvtp", "vhost.sock");
+    private final String tap = scratch.tap();
+    private final Path socket = scratch.socket();
 
     @BeforeAll
     static void peersAvailable() {
         Peers.assumeAvailable(true, DpdkTestpmd::unavailableReason, QemuGuest::unavailableReason);
-    }
-
-    @BeforeEach
-    void names() throws Exception {
-        dir = Files.createTempDirectory("jvhost-it-");
-        tap = "jvtp" + Cmd.randomHex(3);
-        socket = dir.resolve("vhost.sock");
-    }
-
-    @AfterEach
-    void clean() {
-        Cmd.deleteTree(dir);
     }
 
     @Test

@@ -12,19 +12,17 @@ import io.jvhost.driver.net.GuestStack;
 import io.jvhost.driver.net.Packets;
 import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.vhostuser.VhostUserMessage;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * The Java driver ({@link GuestNic} over {@link VhostUserClient}, memfd RAM, QEMU's message order)
@@ -38,25 +36,14 @@ import org.junit.jupiter.api.Timeout;
 @Timeout(value = 300, unit = TimeUnit.SECONDS)
 class JavaDriverDpdkVhostIT {
     private static final byte[] GUEST_MAC = {2, 0, 0, 0x77, 0, 2};
-    private Path dir;
-    private String tap;
-    private Path socket;
+    @RegisterExtension
+    final Scratch scratch = new Scratch("jvtj", "vhost.sock");
+    private final String tap = scratch.tap();
+    private final Path socket = scratch.socket();
 
     @BeforeAll
     static void peersAvailable() {
         Peers.assumeAvailable(true, DpdkTestpmd::unavailableReason);
-    }
-
-    @BeforeEach
-    void names() throws Exception {
-        dir = Files.createTempDirectory("jvhost-it-");
-        tap = "jvtj" + Cmd.randomHex(3);
-        socket = dir.resolve("vhost.sock");
-    }
-
-    @AfterEach
-    void clean() {
-        Cmd.deleteTree(dir);
     }
 
     @Test

@@ -4,16 +4,14 @@ import io.jvhost.engine.Counter;
 import io.jvhost.engine.QueueStats;
 import io.jvhost.vhostuser.FeatureSet;
 import io.jvhost.vhostuser.VirtioFeatures;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -46,25 +44,14 @@ class JvhostQemuIT {
             HOST_TSO4, HOST_TSO6, HOST_ECN, HOST_UFO, GUEST_TSO4, GUEST_TSO6, GUEST_ECN, GUEST_UFO, MTU,
             VirtioFeatures.NET_F_GUEST_ANNOUNCE};
 
-    private Path dir;
-    private String tap;
-    private Path socket;
+    @RegisterExtension
+    final Scratch scratch = new Scratch("jvq", "vhost.sock");
+    private final String tap = scratch.tap();
+    private final Path socket = scratch.socket();
 
     @BeforeAll
     static void peersAvailable() {
         Peers.assumeAvailable(true, QemuGuest::unavailableReason);
-    }
-
-    @BeforeEach
-    void names() throws Exception {
-        dir = Files.createTempDirectory("jvhost-it-");
-        tap = "jvq" + Cmd.randomHex(3);
-        socket = dir.resolve("vhost.sock");
-    }
-
-    @AfterEach
-    void clean() {
-        Cmd.deleteTree(dir);
     }
 
     @Test

@@ -2,14 +2,12 @@ package io.jvhost.it;
 
 import io.jvhost.engine.Counter;
 import io.jvhost.vhostuser.FeatureSet;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Random;
@@ -33,25 +31,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @Timeout(600)
 class JvhostQemuReconnectIT {
     private static final int MIB = 2;
-    private Path dir;
-    private String tap;
-    private Path socket;
+    @RegisterExtension
+    final Scratch scratch = new Scratch("jvr", "qemu.sock");
+    private final String tap = scratch.tap();
+    private final Path socket = scratch.socket();
 
     @BeforeAll
     static void peersAvailable() {
         Peers.assumeAvailable(true, QemuGuest::unavailableReason);
-    }
-
-    @BeforeEach
-    void names() throws Exception {
-        dir = Files.createTempDirectory("jvhost-it-");
-        tap = "jvr" + Cmd.randomHex(3);
-        socket = dir.resolve("qemu.sock");
-    }
-
-    @AfterEach
-    void clean() {
-        Cmd.deleteTree(dir);
     }
 
     @Test

@@ -4,14 +4,12 @@ import io.jvhost.engine.Counter;
 import io.jvhost.net.DropReason;
 import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.vhostuser.FeatureSet;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 
@@ -36,25 +34,14 @@ class JvhostRxLoadIT {
     private static final String PEER_IP = "10.77.0.9";
     private static final String PEER_MAC = "02:00:00:00:00:09";
     private static final double LOAD_SECONDS = 3;
-    private Path dir;
-    private String tap;
-    private Path socket;
+    @RegisterExtension
+    final Scratch scratch = new Scratch("jvl", "vhost.sock");
+    private final String tap = scratch.tap();
+    private final Path socket = scratch.socket();
 
     @BeforeAll
     static void peersAvailable() {
         Peers.assumeAvailable(false, DpdkTestpmd::unavailableReason);
-    }
-
-    @BeforeEach
-    void names() throws Exception {
-        dir = Files.createTempDirectory("jvhost-it-");
-        tap = "jvl" + Cmd.randomHex(3);
-        socket = dir.resolve("vhost.sock");
-    }
-
-    @AfterEach
-    void clean() {
-        Cmd.deleteTree(dir);
     }
 
     @Test

@@ -2,14 +2,12 @@ package io.jvhost.it;
 
 import io.jvhost.engine.Counter;
 import io.jvhost.vhostuser.FeatureSet;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 
@@ -29,25 +27,14 @@ class JvhostTestpmdIT {
     private static final String PEER_IP = "10.77.0.9";
     private static final String PEER_MAC = "02:00:00:00:00:09";
     private static final int PKT_LEN = 128;
-    private Path dir;
-    private String tap;
-    private Path socket;
+    @RegisterExtension
+    final Scratch scratch = new Scratch("jvd", "vhost.sock");
+    private final String tap = scratch.tap();
+    private final Path socket = scratch.socket();
 
     @BeforeAll
     static void peersAvailable() {
         Peers.assumeAvailable(true, DpdkTestpmd::unavailableReason);
-    }
-
-    @BeforeEach
-    void names() throws Exception {
-        dir = Files.createTempDirectory("jvhost-it-");
-        tap = "jvd" + Cmd.randomHex(3);
-        socket = dir.resolve("vhost.sock");
-    }
-
-    @AfterEach
-    void clean() {
-        Cmd.deleteTree(dir);
     }
 
     @Test

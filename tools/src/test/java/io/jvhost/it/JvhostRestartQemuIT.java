@@ -1,10 +1,9 @@
 package io.jvhost.it;
 
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
@@ -47,25 +46,14 @@ class JvhostRestartQemuIT {
     static final Duration STEP = Duration.ofMinutes(2);
     private static final int PORT = 5001;
     private static final int MIB = 12;
-    private Path dir;
-    private Path socket;
-    private String tap;
+    @RegisterExtension
+    final Scratch scratch = new Scratch("jvk", "vm.sock");
+    private final String tap = scratch.tap();
+    private final Path socket = scratch.socket();
 
     @BeforeAll
     static void peersAvailable() {
         Peers.assumeAvailable(true, JvhostProcess::unavailableReason, QemuGuest::unavailableReason);
-    }
-
-    @BeforeEach
-    void names() throws Exception {
-        dir = Files.createTempDirectory("jvhost-it-");
-        socket = dir.resolve("vm.sock");
-        tap = "jvk" + Cmd.randomHex(3);
-    }
-
-    @AfterEach
-    void clean() {
-        Cmd.deleteTree(dir);
     }
 
     private enum Stop { KILL, TERM }

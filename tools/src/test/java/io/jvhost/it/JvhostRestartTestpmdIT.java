@@ -1,11 +1,10 @@
 package io.jvhost.it;
 
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -36,25 +35,14 @@ class JvhostRestartTestpmdIT {
     private static final int PKT_LEN = 128;
     /** From a restart to frames on the tap: JVM or EAL start, client back-off (≤ 5 s), a loaded machine. */
     private static final Duration RECOVERY = Duration.ofSeconds(60);
-    private Path dir;
-    private Path socket;
-    private String tap;
+    @RegisterExtension
+    final Scratch scratch = new Scratch("jvt", "virtio-user.sock");
+    private final String tap = scratch.tap();
+    private final Path socket = scratch.socket();
 
     @BeforeAll
     static void peersAvailable() {
         Peers.assumeAvailable(false, JvhostProcess::unavailableReason, DpdkTestpmd::unavailableReason);
-    }
-
-    @BeforeEach
-    void names() throws Exception {
-        dir = Files.createTempDirectory("jvhost-it-");
-        socket = dir.resolve("virtio-user.sock");
-        tap = "jvt" + Cmd.randomHex(3);
-    }
-
-    @AfterEach
-    void clean() {
-        Cmd.deleteTree(dir);
     }
 
     @Test
