@@ -24,6 +24,7 @@ import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Random;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 
@@ -115,9 +116,23 @@ class EngineFuzzTest {
     static final QueueLatency LATENCY = new QueueLatency();
     static final IoUring TX_RING = IoUring.unavailableReason() == null ? IoUring.create(64) : null;
     static final IoUring RX_RING = IoUring.unavailableReason() == null ? IoUring.create(RxEngine.RING_BATCH) : null;
-    /** RX oracle scratch: chains covering each RAM byte (difference array), prefix count of bytes not covered once. */
-    static final int[] COVER = new int[RAM + 1];
-    static final int[] NOT_ONCE = new int[RAM + 1];
+    /** {@code -Djvhost.fuzz.trace=true}: print what each input does (replaying a finding). */
+    static final boolean TRACE = Boolean.getBoolean("jvhost.fuzz.trace");
+
+    static void trace(String s) {
+        if (TRACE) {
+            System.err.println("[fuzz] " + s);
+        }
+    }
+
+    /** Background of the ring area (so that a stray write of zeros shows). */
+    static final byte[] RING_PATTERN = new byte[DATA_OFF];
+
+    static {
+        for (int i = 0; i < DATA_OFF; i++) {
+            RING_PATTERN[i] = (byte) (0xa5 ^ i);
+        }
+    }
 
     static {
         Fds.setNonBlocking(SOCK[0], true);
@@ -196,8 +211,14 @@ class EngineFuzzTest {
                 }
                 MemorySegment.copy(BACKING, 0, SNAPSEG, 0, BACKING.byteSize());
                 int ops = 0;
+                trace((isTx ? "TX" : "RX") + " features=0x" + Long.toHexString(features) + " mtu=" + mtu + " size="
+                        + size + " hdr=" + hdr + " start=" + start + " avail.idx=" + availIdx + " table=" + tableIdx
+                        + " frames=" + frames.size());
                 while (d.remainingBytes() > 0 && ops++ < 64) {
-                    op(d.consumeInt(0, 11));
+                    int op = d.consumeInt(0, 11);
+                    op(op);
+                    trace("op " + op + " -> " + q + " taken=" + maxTaken + " avail=" + availIdx + " sent="
+                            + framesSent + " records=" + records.size());
                 }
                 settle();
                 if (isTx) {
@@ -254,9 +275,7 @@ class EngineFuzzTest {
             MemorySegment r = ram();
             BACKING.asSlice(0, GUARD).fill((byte) 0x5a);
             BACKING.asSlice(GUARD + RAM, GUARD).fill((byte) 0x5a);
-            for (int i = 0; i < DATA_OFF; i++) {
-                r.set(ValueLayout.JAVA_BYTE, i, (byte) (0xa5 ^ i));
-            }
+            MemorySegment.copy(RING_PATTERN, 0, r, ValueLayout.JAVA_BYTE, 0, DATA_OFF);
             r.asSlice(DATA_OFF, TABLE_OFF - DATA_OFF).fill((byte) d.consumeInt(0, 255));
             r.asSlice(TABLE_OFF, RAM - TABLE_OFF).fill((byte) 0);
             // descriptor table: the first n from the input, the rest zero (empty buffers)
@@ -378,13 +397,7 @@ class EngineFuzzTest {
                 };
                 len = Math.max(0, Math.min(MAX_RX_FRAME, len));
                 byte[] f = new byte[len];
-                int x = seed * 31 + i * 0x9e3779b9 | 1;
-                for (int k = 0; k < len; k++) {
-                    x ^= x << 13;
-                    x ^= x >>> 17;
-                    x ^= x << 5;
-                    f[k] = (byte) x;
-                }
+                new Random(seed * 1_000_003L + i).nextBytes(f);
                 frames.add(f);
             }
         }
@@ -658,6 +671,7 @@ class EngineFuzzTest {
             for (int e = 0; e < taken; e++) {
                 int head = headAt(e);
                 Walk w = walks[e] = walk(head);
+                trace("exposure " + e + " head " + head + ": " + w);
                 for (int t = 0; t < w.tables.size(); t += 2) {
                     if (overlaps(w.tables.get(t), w.tables.get(t + 1), USED_OFF, usedEnd)) {
                         selfModifying = true; // the device's used-ring writes rewrite this chain
@@ -717,6 +731,7 @@ class EngineFuzzTest {
             for (int u = 0; u < used; u++) {
                 ids[u] = VringUsed.elemId(ring, (start + u) & mask);
                 lens[u] = VringUsed.elemLen(ring, (start + u) & mask);
+                trace("used " + u + ": id " + ids[u] + " len " + lens[u]);
                 int match = -1;
                 for (int e = 0; e < taken; e++) {
                     if (!claimed[e] && headAt(e) == ids[u]) {
@@ -831,41 +846,33 @@ class EngineFuzzTest {
             if (rec.length != w.rBytes) {
                 return false;
             }
+            byte[] want = new byte[rec.length];
             int p = 0;
             long usedEnd = USED_OFF + VringUsed.sizeOf(size);
             for (int k = 0; k < w.r.size(); k += 2) {
                 long a = w.r.get(k);
-                long len = w.r.get(k + 1);
-                for (long j = 0; j < len; j++, p++) {
-                    long off = a + j;
-                    if (off >= USED_OFF && off < usedEnd) {
-                        continue; // the device writes the used ring meanwhile
-                    }
-                    if (rec[p] != SNAP[(int) (GUARD + off)]) {
-                        return false;
-                    }
+                int len = (int) (long) w.r.get(k + 1);
+                System.arraycopy(SNAP, (int) (GUARD + a), want, p, len);
+                // the device writes the used ring meanwhile: those bytes may be anything
+                long from = Math.max(a, USED_OFF);
+                long to = Math.min(a + len, usedEnd);
+                if (from < to) {
+                    System.arraycopy(rec, (int) (p + from - a), want, (int) (p + from - a), (int) (to - from));
                 }
+                p += len;
             }
-            return true;
+            return Arrays.equals(want, rec);
         }
 
         void checkRxFrames(int used, int[] lens, int[] exposure, Walk[] walks) {
             boolean mergeable = VirtioNetFeatures.has(features, VirtioNetFeatures.MRG_RXBUF);
             // Bytes inside more than one taken chain (the guest overlapped its buffers, or posted a
             // head twice) may hold a later frame: frames there are not compared.
-            Arrays.fill(COVER, 0);
+            ranges.clear();
             for (Walk w : walks) {
                 if (w.valid) {
-                    for (int k = 0; k < w.w.size(); k += 2) {
-                        COVER[(int) (long) w.w.get(k)]++;
-                        COVER[(int) (w.w.get(k) + w.w.get(k + 1))]--;
-                    }
+                    ranges.addAll(w.w);
                 }
-            }
-            int c = 0;
-            for (int i = 0; i < RAM; i++) {
-                c += COVER[i];
-                NOT_ONCE[i + 1] = NOT_ONCE[i] + (c != 1 ? 1 : 0);
             }
             int next = 0;
             int u = 0;
@@ -967,8 +974,19 @@ class EngineFuzzTest {
             throw new IllegalStateException("offset past the chain");
         }
 
-        static boolean once(long a, long len) {
-            return NOT_ONCE[(int) (a + len)] - NOT_ONCE[(int) a] == 0;
+        /** Writable ranges (offset, length) of every valid chain taken, once per exposure. */
+        final List<Long> ranges = new ArrayList<>();
+
+        /** Whether exactly one taken chain's range overlaps {@code [a, a+len)} (a piece of that chain's own range). */
+        boolean once(long a, long len) {
+            int n = 0;
+            for (int k = 0; k < ranges.size(); k += 2) {
+                long c = ranges.get(k);
+                if (overlaps(a, a + len, c, c + ranges.get(k + 1)) && ++n > 1) {
+                    return false;
+                }
+            }
+            return n == 1;
         }
 
         boolean coveredOnce(Walk w, int len) {
@@ -983,22 +1001,20 @@ class EngineFuzzTest {
             return true;
         }
 
+        /** {@code got} is {@code want} with num_buffers set (12-byte header). */
         boolean sameFrame(byte[] want, byte[] got, int buffers) {
             if (want.length != got.length) {
                 return false;
             }
-            for (int i = 0; i < want.length; i++) {
-                byte b = want[i];
-                if (hdr == VirtioNetHdr.SIZE && i == VirtioNetHdr.NUM_BUFFERS_OFFSET) {
-                    b = (byte) buffers;
-                } else if (hdr == VirtioNetHdr.SIZE && i == VirtioNetHdr.NUM_BUFFERS_OFFSET + 1) {
-                    b = (byte) (buffers >>> 8);
-                }
-                if (b != got[i]) {
-                    return false;
+            byte[] w = want;
+            if (hdr == VirtioNetHdr.SIZE && want.length > VirtioNetHdr.NUM_BUFFERS_OFFSET) {
+                w = want.clone();
+                w[VirtioNetHdr.NUM_BUFFERS_OFFSET] = (byte) buffers;
+                if (w.length > VirtioNetHdr.NUM_BUFFERS_OFFSET + 1) {
+                    w[VirtioNetHdr.NUM_BUFFERS_OFFSET + 1] = (byte) (buffers >>> 8);
                 }
             }
-            return true;
+            return Arrays.equals(w, got);
         }
 
         /** {@code len} bytes from {@code skip} into a chain's writable ranges, as memory holds them now. */
@@ -1031,6 +1047,11 @@ class EngineFuzzTest {
             final List<Long> tables = new ArrayList<>();
             long rBytes;
             long wBytes;
+
+            @Override
+            public String toString() {
+                return (valid ? "valid" : "INVALID") + " r=" + r + " w=" + w + " tables=" + tables;
+            }
         }
 
         /** A chain is valid when it is under one of the memory tables the run used. */
