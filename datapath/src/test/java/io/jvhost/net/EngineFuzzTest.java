@@ -188,6 +188,12 @@ class EngineFuzzTest {
         int maxAvail;
         int availIdx;
 
+        /** Used entries (id, len) as a driver polling after every engine call sees them. */
+        final List<int[]> usedEntries = new ArrayList<>();
+        int seenUsed;
+        /** More entries were published at once than the ring holds (a head re-posted while in flight). */
+        boolean lostTrack;
+
         final List<byte[]> records = new ArrayList<>();
         final List<byte[]> frames = new ArrayList<>();
         int framesSent;
@@ -210,6 +216,7 @@ class EngineFuzzTest {
                     makeFrames();
                 }
                 MemorySegment.copy(BACKING, 0, SNAPSEG, 0, BACKING.byteSize());
+                seenUsed = start;
                 int ops = 0;
                 trace((isTx ? "TX" : "RX") + " features=0x" + Long.toHexString(features) + " mtu=" + mtu + " size="
                         + size + " hdr=" + hdr + " start=" + start + " avail.idx=" + availIdx + " table=" + tableIdx
@@ -217,6 +224,7 @@ class EngineFuzzTest {
                 while (d.remainingBytes() > 0 && ops++ < 64) {
                     int op = d.consumeInt(0, 11);
                     op(op);
+                    pollUsed();
                     trace("op " + op + " -> " + q + " taken=" + maxTaken + " avail=" + availIdx + " sent="
                             + framesSent + " records=" + records.size());
                 }
@@ -225,6 +233,7 @@ class EngineFuzzTest {
                     drainTx();
                 }
                 stopRing();
+                pollUsed();
                 int usedIdx = Short.toUnsignedInt(ram().get(VringDesc.LE_SHORT, USED_OFF + VringUsed.IDX_OFFSET));
                 int base = q.base();
                 check(usedIdx, base);
@@ -480,6 +489,23 @@ class EngineFuzzTest {
 
         void observe() {
             maxTaken = Math.max(maxTaken, (q.base() - start) & 0xffff);
+            pollUsed();
+        }
+
+        /** Reads the entries published since the last call, as the driver would. */
+        void pollUsed() {
+            MemorySegment ring = ram().asSlice(USED_OFF, VringUsed.sizeOf(size));
+            int idx = Short.toUnsignedInt(ring.get(VringDesc.LE_SHORT, VringUsed.IDX_OFFSET));
+            int n = (idx - seenUsed) & 0xffff;
+            if (n > size) {
+                lostTrack = true;
+            } else {
+                for (int k = 0; k < n; k++) {
+                    int slot = (seenUsed + k) & mask;
+                    usedEntries.add(new int[] {VringUsed.elemId(ring, slot), VringUsed.elemLen(ring, slot)});
+                }
+            }
+            seenUsed = idx;
         }
 
         void noteAvail() {
@@ -716,21 +742,23 @@ class EngineFuzzTest {
             } else {
                 checkMemory(List.of(new long[] {GUARD, GUARD + RAM}));
             }
-            if (selfModifying || usedClobbered) {
+            if (selfModifying || usedClobbered || lostTrack) {
                 if (isTx) {
                     checkRecordShapes();
                 }
                 return;
             }
             // property 3: used ring
-            MemorySegment ring = ram().asSlice(USED_OFF, VringUsed.sizeOf(size));
+            if (usedEntries.size() != used) {
+                throw new AssertionError("polled " + usedEntries.size() + " used entries, used.idx moved by " + used);
+            }
             int[] ids = new int[used];
             int[] lens = new int[used];
             int[] exposure = new int[used];
             boolean[] claimed = new boolean[taken];
             for (int u = 0; u < used; u++) {
-                ids[u] = VringUsed.elemId(ring, (start + u) & mask);
-                lens[u] = VringUsed.elemLen(ring, (start + u) & mask);
+                ids[u] = usedEntries.get(u)[0];
+                lens[u] = usedEntries.get(u)[1];
                 trace("used " + u + ": id " + ids[u] + " len " + lens[u]);
                 int match = -1;
                 for (int e = 0; e < taken; e++) {
