@@ -119,6 +119,16 @@ class EngineFuzzTest {
     /** {@code -Djvhost.fuzz.trace=true}: print what each input does (replaying a finding). */
     static final boolean TRACE = Boolean.getBoolean("jvhost.fuzz.trace");
 
+    /** {@code -Djvhost.fuzz.stats=true}: print totals over the inputs run (which paths the corpus reaches). */
+    static final boolean STATS = Boolean.getBoolean("jvhost.fuzz.stats");
+    static final java.util.TreeMap<String, Long> TOTALS = new java.util.TreeMap<>();
+
+    static void count(String what) {
+        if (STATS) {
+            TOTALS.merge(what, 1L, Long::sum);
+        }
+    }
+
     static void trace(String s) {
         if (TRACE) {
             System.err.println("[fuzz] " + s);
@@ -148,6 +158,9 @@ class EngineFuzzTest {
     @AfterAll
     static void loud() {
         QUIET.setLevel(savedLevel);
+        if (STATS) {
+            TOTALS.forEach((k, v) -> System.err.println("[fuzz-stats] " + k + " = " + v));
+        }
     }
 
     @FuzzTest(maxDuration = "60s")
@@ -177,6 +190,7 @@ class EngineFuzzTest {
         int tableIdx;
         boolean[] tablesUsed = new boolean[SPLITS.length];
         boolean callFd;
+        boolean uring;
         TxEngine tx;
         RxEngine rx;
         boolean started;
@@ -236,6 +250,25 @@ class EngineFuzzTest {
                 pollUsed();
                 int usedIdx = Short.toUnsignedInt(ram().get(VringDesc.LE_SHORT, USED_OFF + VringUsed.IDX_OFFSET));
                 int base = q.base();
+                if (STATS) {
+                    count("inputs " + (isTx ? "tx" : "rx"));
+                    count(q.isBroken() ? "broken " + q.brokenReason() : "not broken");
+                    count("io_uring " + uring + ", mergeable " + VirtioNetFeatures.has(features, VirtioNetFeatures.MRG_RXBUF)
+                            + ", hdr " + hdr);
+                    for (DropReason r : DropReason.values()) {
+                        if (counters.drops(r) > 0) {
+                            count("drop " + r);
+                        }
+                    }
+                    for (Counter c : new Counter[] {Counter.TX_FRAMES, Counter.RX_FRAMES, Counter.TX_BACKPRESSURE}) {
+                        if (counters.get(c) > 0) {
+                            count("counter " + c);
+                        }
+                    }
+                    if (lostTrack) {
+                        count("lostTrack");
+                    }
+                }
                 check(usedIdx, base);
                 restartAndExchange(base);
             } finally {
@@ -265,7 +298,7 @@ class EngineFuzzTest {
             start = d.consumeInt(0, 0xffff);
             tableIdx = d.consumeInt(0, SPLITS.length - 1);
             tablesUsed[tableIdx] = true;
-            boolean uring = d.consumeBoolean() && TX_RING != null;
+            uring = d.consumeBoolean() && TX_RING != null;
             callFd = d.consumeBoolean();
             // As QueuePairWorker's constructor and setFeatures do it.
             if (isTx) {
@@ -697,6 +730,9 @@ class EngineFuzzTest {
             for (int e = 0; e < taken; e++) {
                 int head = headAt(e);
                 Walk w = walks[e] = walk(head);
+                if (w.valid && !w.tables.isEmpty()) {
+                    count("indirect chain taken");
+                }
                 trace("exposure " + e + " head " + head + ": " + w);
                 for (int t = 0; t < w.tables.size(); t += 2) {
                     if (overlaps(w.tables.get(t), w.tables.get(t + 1), USED_OFF, usedEnd)) {
@@ -741,6 +777,12 @@ class EngineFuzzTest {
                 checkMemory(allowed);
             } else {
                 checkMemory(List.of(new long[] {GUARD, GUARD + RAM}));
+            }
+            if (selfModifying) {
+                count("selfModifying");
+            }
+            if (usedClobbered) {
+                count("usedClobbered");
             }
             if (selfModifying || usedClobbered || lostTrack) {
                 if (isTx) {
@@ -866,6 +908,7 @@ class EngineFuzzTest {
                     throw new AssertionError("TX record " + i + " (" + rec.length + " bytes) is not the readable data"
                             + " of a chain taken after the previous record's");
                 }
+                count("tx record matched, pieces " + Math.min(walks[e].r.size() / 2, 3));
                 e++;
             }
         }
@@ -987,6 +1030,7 @@ class EngineFuzzTest {
                             + " written, next candidate " + next + ")");
                 }
                 next = found + 1;
+                count("rx frame compared, buffers " + Math.min(k, 3));
                 u += k;
             }
         }
