@@ -323,18 +323,28 @@ class EngineFuzzTest {
             // descriptor table: the first n from the input, the rest zero (empty buffers)
             MemorySegment desc = r.asSlice(DESC_OFF, VringDesc.tableSize(size));
             desc.fill((byte) 0);
-            int n = d.consumeInt(0, size);
-            for (int i = 0; i < n; i++) {
-                putDesc(desc, (long) i * VringDesc.SIZE, size);
-            }
-            // indirect tables
-            int t = d.consumeInt(0, TABLES);
-            for (int j = 0; j < t; j++) {
-                long at = TABLE_OFF + (long) j * TABLE_SPAN + (d.consumeBoolean() ? d.consumeInt(0, 15) : 0);
-                int entries = d.consumeBoolean() ? d.consumeInt(1, 8) : d.consumeInt(1, TABLE_SPAN / VringDesc.SIZE - 1);
-                int given = Math.min(entries, d.consumeInt(0, entries));
-                for (int e = 0; e < given; e++) {
-                    putDesc(r, at + (long) e * VringDesc.SIZE, entries);
+            List<Integer> builtHeads = new ArrayList<>();
+            if (d.consumeBoolean()) {
+                // well-formed chains as a driver builds them, then a few hostile overwrites
+                buildChains(r, desc, builtHeads);
+                int k = d.consumeInt(0, 3);
+                for (int i = 0; i < k; i++) {
+                    putDesc(desc, (long) d.consumeInt(0, mask) * VringDesc.SIZE, size);
+                }
+            } else {
+                int n = d.consumeInt(0, size);
+                for (int i = 0; i < n; i++) {
+                    putDesc(desc, (long) i * VringDesc.SIZE, size);
+                }
+                // indirect tables
+                int t = d.consumeInt(0, TABLES);
+                for (int j = 0; j < t; j++) {
+                    long at = TABLE_OFF + (long) j * TABLE_SPAN + (d.consumeBoolean() ? d.consumeInt(0, 15) : 0);
+                    int entries = d.consumeBoolean() ? d.consumeInt(1, 8) : d.consumeInt(1, TABLE_SPAN / VringDesc.SIZE - 1);
+                    int given = Math.min(entries, d.consumeInt(0, entries));
+                    for (int e = 0; e < given; e++) {
+                        putDesc(r, at + (long) e * VringDesc.SIZE, entries);
+                    }
                 }
             }
             // avail ring: entries given by the input, else head = position (a chain per descriptor)
@@ -345,7 +355,7 @@ class EngineFuzzTest {
                 if (k < given) {
                     head = d.consumeBoolean() ? d.consumeInt(0, mask) : d.consumeInt(0, 0xffff);
                 } else {
-                    head = k;
+                    head = builtHeads.isEmpty() ? k : builtHeads.get(k % builtHeads.size());
                 }
                 VringAvail.setRing(avail, (start + k) & mask, head);
             }
@@ -377,6 +387,111 @@ class EngineFuzzTest {
             for (int k = 0; k < p; k++) {
                 long at = DATA_OFF + d.consumeInt(0, TABLE_OFF - DATA_OFF - 8);
                 r.set(VringDesc.LE_LONG, at, d.consumeLong());
+            }
+        }
+
+        /**
+         * Chains of 1..4 buffers (direct, or through an indirect table when negotiated) in the data
+         * area, device-readable for TX (with a virtio-net header: zeros, a valid offload header, or
+         * fuzzed fields) and device-writable for RX, sized around the engines' limits.
+         */
+        void buildChains(MemorySegment r, MemorySegment desc, List<Integer> heads) {
+            int chains = d.consumeInt(1, size);
+            boolean indirectOk = VirtioNetFeatures.has(features, VirtioNetFeatures.INDIRECT_DESC);
+            int minNeed = mtu + VirtioNetHdr.ETH_HLEN + VirtioNetHdr.VLAN_HLEN + hdr;
+            int gsoNeed = VirtioNetHdr.MAX_GSO_FRAME + hdr;
+            int[] totals = isTx
+                    ? new int[] {hdr + 60, hdr + VirtioNetHdr.ETH_HLEN, minNeed, hdr + 1514, gsoNeed, hdr + 32000, hdr + 9018}
+                    : new int[] {SLOT, 1536, 4096, minNeed, gsoNeed, 256, hdr + 60, 1024};
+            int nextDesc = 0;
+            int tables = 0;
+            long bump = DATA_OFF;
+            for (int c = 0; c < chains; c++) {
+                int parts = d.consumeInt(1, 4);
+                boolean ind = indirectOk && tables < TABLES && d.consumeBoolean();
+                if (!ind && nextDesc + parts > size || ind && nextDesc >= size) {
+                    break;
+                }
+                int total = Math.max(parts, totals[d.consumeInt(0, totals.length - 1)] + d.consumeInt(-2, 2));
+                int[] lens = new int[parts];
+                int left = total;
+                for (int p = 0; p < parts; p++) {
+                    int rest = parts - p - 1;
+                    lens[p] = p == parts - 1 ? left : (p == 0 && d.consumeBoolean() && left - hdr >= rest ? hdr
+                            : Math.max(1, (left - rest) / (rest + 1)));
+                    left -= lens[p];
+                }
+                long[] gpas = new long[parts];
+                for (int p = 0; p < parts; p++) {
+                    if (bump + lens[p] > TABLE_OFF) {
+                        bump = DATA_OFF; // wrap: later chains may share bytes with earlier ones
+                    }
+                    gpas[p] = GPA + bump;
+                    bump = (bump + lens[p] + 63) & ~63L;
+                }
+                int dir = isTx ? 0 : VringDesc.F_WRITE;
+                int head = nextDesc++;
+                MemorySegment table = desc;
+                long base = 0;
+                int first = head;
+                if (ind) {
+                    base = TABLE_OFF + (long) tables++ * TABLE_SPAN;
+                    table = r;
+                    first = 0;
+                    VringDesc.put(desc, (long) head * VringDesc.SIZE, GPA + base, parts * VringDesc.SIZE,
+                            VringDesc.F_INDIRECT, 0);
+                } else {
+                    nextDesc += parts - 1;
+                }
+                for (int p = 0; p < parts; p++) {
+                    boolean more = p + 1 < parts;
+                    VringDesc.put(table, base + (long) (first + p) * VringDesc.SIZE, gpas[p], lens[p],
+                            dir | (more ? VringDesc.F_NEXT : 0), more ? first + p + 1 : 0);
+                }
+                if (isTx) {
+                    writeHeader(r, gpas, lens, total);
+                }
+                heads.add(head);
+            }
+        }
+
+        /** A TX chain's virtio-net header, scattered over its buffers like the frame. */
+        void writeHeader(MemorySegment r, long[] gpas, int[] lens, int total) {
+            byte[] h = new byte[VirtioNetHdr.SIZE];
+            MemorySegment hs = MemorySegment.ofArray(h);
+            switch (d.consumeInt(0, 2)) {
+                case 0 -> {
+                    return; // the data area's fill byte (zeros: no offload, a valid header)
+                }
+                case 1 -> {
+                    int gso = VirtioNetHdr.GSO_NONE;
+                    if (total - hdr > mtu + VirtioNetHdr.ETH_HLEN + VirtioNetHdr.VLAN_HLEN) {
+                        gso = VirtioNetFeatures.has(features, VirtioNetFeatures.HOST_TSO4) ? VirtioNetHdr.GSO_TCPV4
+                                : VirtioNetFeatures.has(features, VirtioNetFeatures.HOST_TSO6) ? VirtioNetHdr.GSO_TCPV6
+                                : VirtioNetFeatures.has(features, VirtioNetFeatures.HOST_USO) ? VirtioNetHdr.GSO_UDP_L4
+                                : VirtioNetHdr.GSO_UDP;
+                    }
+                    VirtioNetHdr.flags(hs, 0, VirtioNetHdr.FLAG_NEEDS_CSUM);
+                    VirtioNetHdr.gsoType(hs, 0, gso);
+                    VirtioNetHdr.hdrLen(hs, 0, 54);
+                    VirtioNetHdr.gsoSize(hs, 0, gso == VirtioNetHdr.GSO_NONE ? 0 : 1448);
+                    VirtioNetHdr.csumStart(hs, 0, 34);
+                    VirtioNetHdr.csumOffset(hs, 0, 16);
+                }
+                default -> {
+                    VirtioNetHdr.flags(hs, 0, d.consumeInt(0, 255));
+                    VirtioNetHdr.gsoType(hs, 0, d.consumeInt(0, 255));
+                    VirtioNetHdr.hdrLen(hs, 0, d.consumeInt(0, 0xffff));
+                    VirtioNetHdr.gsoSize(hs, 0, d.consumeInt(0, 0xffff));
+                    VirtioNetHdr.csumStart(hs, 0, d.consumeInt(0, 0xffff));
+                    VirtioNetHdr.csumOffset(hs, 0, d.consumeInt(0, 0xffff));
+                }
+            }
+            int p = 0;
+            for (int k = 0; k < gpas.length && p < hdr; k++) {
+                int c = Math.min(lens[k], hdr - p);
+                MemorySegment.copy(h, p, r, ValueLayout.JAVA_BYTE, gpas[k] - GPA, c);
+                p += c;
             }
         }
 
