@@ -826,8 +826,9 @@ class EngineFuzzTest {
             }
             int used = (usedIdx - start) & 0xffff;
             int taken = maxTaken;
-            // reference walk of every chain taken
-            Walk[] walks = new Walk[taken];
+            // reference walk of every chain taken (of those made available: more taken is checked below,
+            // unless the device's own writes moved an index the guest alone should move)
+            Walk[] walks = new Walk[Math.min(taken, maxAvail)];
             boolean selfModifying = false;
             boolean usedClobbered = false;
             List<long[]> allowed = new ArrayList<>();
@@ -835,7 +836,7 @@ class EngineFuzzTest {
             long descEnd = DESC_OFF + VringDesc.tableSize(size);
             long availEnd = AVAIL_OFF + VringAvail.sizeOf(size);
             long usedEnd = USED_OFF + VringUsed.sizeOf(size);
-            for (int e = 0; e < taken; e++) {
+            for (int e = 0; e < walks.length; e++) {
                 int head = headAt(e);
                 Walk w = walks[e] = walk(head);
                 if (w.valid && !w.tables.isEmpty()) {
@@ -862,14 +863,14 @@ class EngineFuzzTest {
                 }
             }
             if (!isTx && !selfModifying) {
-                for (int e = 0; e < taken && !selfModifying; e++) {
+                for (int e = 0; e < walks.length && !selfModifying; e++) {
                     if (!walks[e].valid) {
                         continue;
                     }
                     for (int k = 0; k < walks[e].w.size() && !selfModifying; k += 2) {
                         long a = walks[e].w.get(k);
                         long b = a + walks[e].w.get(k + 1);
-                        for (int f = 0; f < taken; f++) {
+                        for (int f = 0; f < walks.length; f++) {
                             List<Long> tb = walks[f].tables;
                             for (int t = 0; t < tb.size(); t += 2) {
                                 if (overlaps(a, b, tb.get(t), tb.get(t) + tb.get(t + 1))) {
@@ -880,8 +881,9 @@ class EngineFuzzTest {
                     }
                 }
             }
-            if (!selfModifying) {
-                // (an RX buffer over the avail ring lets frame bytes move avail.idx)
+            if (!selfModifying && !usedClobbered) {
+                // (an RX buffer over the avail ring lets frame bytes move avail.idx; one over the used
+                // ring moves used.idx, where a restart resumes)
                 if (taken > maxAvail) {
                     throw new AssertionError("took " + taken + " chains, " + maxAvail + " were made available");
                 }
@@ -894,6 +896,16 @@ class EngineFuzzTest {
                 }
                 if (used > taken) {
                     throw new AssertionError("used.idx moved by " + used + ", only " + taken + " chains taken");
+                }
+            }
+            if (!isTx && usedClobbered) {
+                // A restart resumes at the used.idx a frame wrote: any avail slot's chain may be taken.
+                for (int slot = 0; slot < size; slot++) {
+                    Walk w = walk(Short.toUnsignedInt(SNAPSEG.get(VringDesc.LE_SHORT,
+                            GUARD + AVAIL_OFF + VringAvail.ringOffset(slot))));
+                    for (int k = 0; w.valid && k < w.w.size(); k += 2) {
+                        allowed.add(new long[] {GUARD + w.w.get(k), GUARD + w.w.get(k) + w.w.get(k + 1)});
+                    }
                 }
             }
             // property 2: guest memory
