@@ -129,9 +129,9 @@ class EngineFuzzTest {
         }
     }
 
-    static void trace(String s) {
+    static void trace(java.util.function.Supplier<String> s) {
         if (TRACE) {
-            System.err.println("[fuzz] " + s);
+            System.err.println("[fuzz] " + s.get());
         }
     }
 
@@ -232,14 +232,14 @@ class EngineFuzzTest {
                 MemorySegment.copy(BACKING, 0, SNAPSEG, 0, BACKING.byteSize());
                 seenUsed = start;
                 int ops = 0;
-                trace((isTx ? "TX" : "RX") + " features=0x" + Long.toHexString(features) + " mtu=" + mtu + " size="
+                trace(() -> (isTx ? "TX" : "RX") + " features=0x" + Long.toHexString(features) + " mtu=" + mtu + " size="
                         + size + " hdr=" + hdr + " start=" + start + " avail.idx=" + availIdx + " table=" + tableIdx
                         + " frames=" + frames.size());
                 while (d.remainingBytes() > 0 && ops++ < 64) {
                     int op = d.consumeInt(0, 11);
                     op(op);
                     pollUsed();
-                    trace("op " + op + " -> " + q + " taken=" + maxTaken + " avail=" + availIdx + " sent="
+                    trace(() -> "op " + op + " -> " + q + " taken=" + maxTaken + " avail=" + availIdx + " sent="
                             + framesSent + " records=" + records.size());
                 }
                 settle();
@@ -836,19 +836,21 @@ class EngineFuzzTest {
             long descEnd = DESC_OFF + VringDesc.tableSize(size);
             long availEnd = AVAIL_OFF + VringAvail.sizeOf(size);
             long usedEnd = USED_OFF + VringUsed.sizeOf(size);
+            java.util.Set<Integer> heads = new java.util.HashSet<>();
             for (int e = 0; e < walks.length; e++) {
                 int head = headAt(e);
                 Walk w = walks[e] = walk(head);
                 if (w.valid && !w.tables.isEmpty()) {
                     count("indirect chain taken");
                 }
-                trace("exposure " + e + " head " + head + ": " + w);
+                int ex = e;
+                trace(() -> "exposure " + ex + " head " + head + ": " + w);
                 for (int t = 0; t < w.tables.size(); t += 2) {
                     if (overlaps(w.tables.get(t), w.tables.get(t + 1), USED_OFF, usedEnd)) {
                         selfModifying = true; // the device's used-ring writes rewrite this chain
                     }
                 }
-                if (!isTx && w.valid) {
+                if (!isTx && w.valid && heads.add(head)) {
                     for (int k = 0; k < w.w.size(); k += 2) {
                         long a = w.w.get(k);
                         long b = a + w.w.get(k + 1);
@@ -863,19 +865,22 @@ class EngineFuzzTest {
                 }
             }
             if (!isTx && !selfModifying) {
-                for (int e = 0; e < walks.length && !selfModifying; e++) {
+                java.util.Set<List<Long>> tables = new java.util.HashSet<>();
+                for (Walk w : walks) {
+                    for (int t = 0; t < w.tables.size(); t += 2) {
+                        tables.add(List.of(w.tables.get(t), w.tables.get(t) + w.tables.get(t + 1)));
+                    }
+                }
+                for (int e = 0; e < walks.length && !selfModifying && !tables.isEmpty(); e++) {
                     if (!walks[e].valid) {
                         continue;
                     }
                     for (int k = 0; k < walks[e].w.size() && !selfModifying; k += 2) {
                         long a = walks[e].w.get(k);
                         long b = a + walks[e].w.get(k + 1);
-                        for (int f = 0; f < walks.length; f++) {
-                            List<Long> tb = walks[f].tables;
-                            for (int t = 0; t < tb.size(); t += 2) {
-                                if (overlaps(a, b, tb.get(t), tb.get(t) + tb.get(t + 1))) {
-                                    selfModifying = true;
-                                }
+                        for (List<Long> tb : tables) {
+                            if (overlaps(a, b, tb.get(0), tb.get(1))) {
+                                selfModifying = true;
                             }
                         }
                     }
@@ -937,7 +942,10 @@ class EngineFuzzTest {
             for (int u = 0; u < used; u++) {
                 ids[u] = usedEntries.get(u)[0];
                 lens[u] = usedEntries.get(u)[1];
-                trace("used " + u + ": id " + ids[u] + " len " + lens[u]);
+                int id = ids[u];
+                int len = lens[u];
+                int at = u;
+                trace(() -> "used " + at + ": id " + id + " len " + len);
                 int match = -1;
                 for (int e = 0; e < taken; e++) {
                     if (!claimed[e] && headAt(e) == ids[u]) {
@@ -1269,8 +1277,14 @@ class EngineFuzzTest {
             }
         }
 
-        /** A chain is valid when it is under one of the memory tables the run used. */
+        final java.util.Map<Integer, Walk> walked = new java.util.HashMap<>();
+
+        /** A chain is valid when it is under one of the memory tables the run used (memoized: the snapshot is fixed). */
         Walk walk(int head) {
+            return walked.computeIfAbsent(head, this::walkUncached);
+        }
+
+        Walk walkUncached(int head) {
             Walk out = null;
             for (int t = 0; t < SPLITS.length; t++) {
                 if (tablesUsed[t]) {
