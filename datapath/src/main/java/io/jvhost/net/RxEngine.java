@@ -11,6 +11,7 @@ import io.jvhost.nativ.IoUring;
 import io.jvhost.nativ.NativeException;
 import io.jvhost.virtq.Chain;
 import io.jvhost.virtq.SplitVirtqueue;
+import io.jvhost.virtq.VirtqError;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -96,6 +97,13 @@ public final class RxEngine {
     private long windowBytes;
     /** The window cannot take more chains (ring size, chain or iovec limit reached). */
     private boolean windowFull;
+    /**
+     * A chain taken after the window's first one was completed while window chains remain (an
+     * unusable chain returned at once, or a later buffer of a batched read filled first): the
+     * window is then no longer the last chains taken, and {@link #releaseWindow} cannot give it
+     * back by rewinding the avail index.
+     */
+    private boolean outOfOrder;
     /**
      * A frame read but not yet delivered (0: none): it was longer than the window, which had not
      * reached {@link #need} because the ring ran dry. Its first {@link #pendingInWindow} bytes are
@@ -211,11 +219,26 @@ public final class RxEngine {
         needsBuffers = false;
     }
 
-    /** Gives the window's chains back to the ring (stop, feature change, memory swap). */
+    /**
+     * Gives the window's chains back to the ring (stop, feature change, memory swap): by rewinding
+     * the avail index when they are the last chains taken, else (see {@link #outOfOrder}) as used
+     * with length 0 — rewinding then would hand chains already used to the engine again and lose
+     * the window's (the base a stop reports, and {@code used.idx} where a start resumes, must both
+     * be past every completed chain).
+     */
     public void releaseWindow() {
         if (windowChains > 0) {
-            queue.rewind(windowChains);
+            if (outOfOrder && queue.brokenReason() != VirtqError.MEMORY_FAULT) {
+                for (int i = 0; i < windowChains; i++) {
+                    queue.addUsed(heads[i], 0);
+                }
+                queue.publishUsed();
+            } else {
+                // (after a memory fault the used ring is not touched again; a restart resumes at used.idx)
+                queue.rewind(windowChains);
+            }
         }
+        outOfOrder = false;
         windowChains = 0;
         windowIov = 0;
         windowBytes = 0;
@@ -356,6 +379,9 @@ public final class RxEngine {
             int cnt = chain.writableCount();
             if (chain.readableCount() != 0 || chain.writableBytes() == 0 || chain.writableBytes() > Integer.MAX_VALUE
                     || (windowChains == 0 && chain.writableBytes() < hdrSize)) {
+                if (windowChains > 0) {
+                    outOfOrder = true;
+                }
                 counters.drop(DropReason.RX_BAD_CHAIN);
                 queue.addUsed(chain.head(), 0);
                 bad++;
@@ -368,6 +394,9 @@ public final class RxEngine {
             }
             MemorySegment.copy(chain.writable(), 0, iovs, (long) windowIov * NativeMemory.IOVEC_SIZE,
                     (long) cnt * NativeMemory.IOVEC_SIZE);
+            if (windowChains == 0) {
+                outOfOrder = false; // nothing in flight: completion order is restored
+            }
             heads[windowChains] = chain.head();
             lens[windowChains] = (int) chain.writableBytes();
             iovCounts[windowChains] = cnt;
@@ -492,6 +521,9 @@ public final class RxEngine {
         int w = 0;
         for (int j = 0; j < windowChains; j++) {
             if (j < m && res[j] > 0) {
+                if (w > 0) {
+                    outOfOrder = true; // an earlier chain stays in the window
+                }
                 continue;
             }
             if (w != j) {
