@@ -72,10 +72,10 @@ public final class RxEngine {
     public static final String BATCH_PROP_NAME = "jvhost.rx.uringBatch";
     /**
      * {@value #BATCH_PROP_NAME} (default false): whether a worker in io_uring mode gives its RX
-     * engine a ring ({@link #useRing}). Off by default: with it, JMH {@code -prof gc} measured
-     * 40 B per submission when the JIT compiled {@code IoUring.submit} on its own before inlining it
-     * into the RX path (the errno capture segment's slice is then not scalar-replaced), and end to
-     * end its gain was inside the noise (bench/RESULTS-perf.md §6). The single {@code read}s stay on.
+     * engine a ring ({@link #useRing}). Off by default: end to end its gain was inside the noise
+     * (bench/RESULTS-perf.md §6). (It once allocated 40 B per submission under JMH, the errno capture
+     * of {@code IoUring.submit}; that is gone since {@code submit} enters without capture.) The
+     * single {@code read}s stay on.
      */
     public static final boolean BATCH = Boolean.getBoolean(BATCH_PROP_NAME);
 
