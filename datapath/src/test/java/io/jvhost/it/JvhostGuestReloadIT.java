@@ -145,13 +145,7 @@ class JvhostGuestReloadIT {
             byte[] data = new byte[STREAM_MIB << 20];
             new Random(seed).nextBytes(data);
             long rx0 = jv.total(Counter.RX_BYTES);
-            CompletableFuture<Void> stream = CompletableFuture.runAsync(() -> {
-                try {
-                    ns.send(GUEST_IP, SINK, data, STEP.plus(RECOVERY));
-                } catch (Exception e) {
-                    throw new IllegalStateException(e);
-                }
-            }, r -> Thread.ofVirtual().start(r));
+            CompletableFuture<Void> stream = ns.sendAsync(GUEST_IP, SINK, data, STEP.plus(RECOVERY));
             CompletableFuture<Cmd.Result> flood = CompletableFuture.supplyAsync(
                     () -> ns.ping(GUEST_IP, 100_000, Duration.ofMillis(5), pingFor),
                     r -> Thread.ofVirtual().start(r));

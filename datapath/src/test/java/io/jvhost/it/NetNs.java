@@ -164,6 +164,21 @@ public final class NetNs implements AutoCloseable {
     }
 
     /**
+     * {@link #send} on a virtual thread, for a stream that runs while the test does something else
+     * (stops the back-end, reloads the guest's driver): completes when the receiver closed,
+     * exceptionally (wrapped in IllegalStateException) when the send failed.
+     */
+    public java.util.concurrent.CompletableFuture<Void> sendAsync(String host, int port, byte[] data, Duration timeout) {
+        return java.util.concurrent.CompletableFuture.runAsync(() -> {
+            try {
+                send(host, port, data, timeout);
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+        }, r -> Thread.ofVirtual().start(r));
+    }
+
+    /**
      * Connects from inside the namespace to {@code host:port}, sends {@code data} and waits until
      * the receiver closes. Retries while the connection is refused (the peer may not listen yet).
      */

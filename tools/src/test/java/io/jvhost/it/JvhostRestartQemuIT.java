@@ -143,13 +143,7 @@ class JvhostRestartQemuIT {
         byte[] data = new byte[MIB << 20];
         new Random(name.hashCode()).nextBytes(data);
         long tx0 = ns.linkStats(tap).txBytes();
-        CompletableFuture<Void> stream = CompletableFuture.runAsync(() -> {
-            try {
-                ns.send(GUEST_IP, PORT, data, STEP.plus(RECOVERY));
-            } catch (Exception e) {
-                throw new IllegalStateException(e);
-            }
-        }, r -> Thread.ofVirtual().start(r));
+        CompletableFuture<Void> stream = ns.sendAsync(GUEST_IP, PORT, data, STEP.plus(RECOVERY));
         assertTrue(Jvhost.await(() -> ns.linkStats(tap).txBytes() > tx0 + (512 << 10) || stream.isDone(), STEP),
                 round + ": the stream got going\n" + jv.tail(20));
         assertFalse(stream.isDone(), round + ": the stream was still running when jvhost was stopped");
