@@ -1,0 +1,356 @@
+package io.jvhost.vhostuser;
+
+import io.jvhost.memory.GuestMemory;
+import io.jvhost.virtq.RingLayout;
+import io.jvhost.virtq.RingSetup;
+
+import java.lang.System.Logger.Level;
+import java.util.function.LongSupplier;
+import java.util.function.Supplier;
+
+/**
+ * What the protocol knows about each vring and its state machine (vhost-user.rst, "Ring states"):
+ * stopped → started (disabled | enabled) → stopped by GET_VRING_BASE.
+ *
+ * <p>A ring starts when it has a size, addresses, a memory table that covers them and a kick (an
+ * eventfd, or VHOST_USER_VRING_NOFD_MASK meaning "poll"). Enabling is separate: every ring begins
+ * disabled, SET_VRING_ENABLE sets the state, and a SET_FEATURES without
+ * VHOST_USER_F_PROTOCOL_FEATURES enables all rings. GET_VRING_BASE stops the ring, closes its kick
+ * fd and answers the base the next start uses. A new memory table that no longer covers a running
+ * ring stops that ring first ({@link #pauseUncovered}; its kick is kept) and it restarts, at the same
+ * base, as soon as a table covers it again ({@link #startPending}): QEMU removes and re-adds regions
+ * when its memory map changes, and the device never sees a table that does not cover a running ring.
+ *
+ * <p>Sizes, bases, alignment and area sizes are those of the negotiated ring format
+ * ({@link RingLayout}). The running state itself belongs to the device's worker; this table keeps
+ * only what the protocol needs to answer, and the fds it owns (closed when replaced or at reset).
+ *
+ * <p>Threading: the session's control thread.
+ */
+final class RingTable {
+    private static final System.Logger LOG = System.getLogger(RingTable.class.getName());
+
+    /** One vring as the front-end configured it. */
+    private static final class Entry {
+        int size;
+        boolean addrSet;
+        long desc;
+        long driver;
+        long device;
+        long log;
+        int addrFlags;
+        int base;
+        boolean kickSet;
+        int kickFd = -1;
+        int callFd = -1;
+        int errFd = -1;
+        boolean enabled;
+        boolean started;
+    }
+
+    private final String name;
+    private final DeviceBackend backend;
+    private final Supplier<GuestMemory> memory;
+    private final LongSupplier features;
+    private final Entry[] rings;
+
+    /**
+     * @param memory   the session's current memory table (null until the first)
+     * @param features the negotiated virtio features (decide the ring format)
+     */
+    RingTable(String name, int count, DeviceBackend backend, Supplier<GuestMemory> memory, LongSupplier features) {
+        this.name = name;
+        this.backend = backend;
+        this.memory = memory;
+        this.features = features;
+        this.rings = new Entry[count];
+        for (int i = 0; i < count; i++) {
+            rings[i] = new Entry();
+        }
+    }
+
+    int count() {
+        return rings.length;
+    }
+
+    /** Validates a vring index from a message. */
+    int index(long raw) throws ProtocolException {
+        if (raw < 0 || raw >= rings.length) {
+            throw new ProtocolException("vring index " + Long.toUnsignedString(raw) + " out of range [0, " + rings.length
+                    + ")");
+        }
+        return (int) raw;
+    }
+
+    private RingLayout layout() {
+        return RingLayout.of(features.getAsLong());
+    }
+
+    boolean started(int q) {
+        return rings[q].started;
+    }
+
+    boolean anyStarted() {
+        for (Entry r : rings) {
+            if (r.started) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private void requireStopped(int q) throws ProtocolException {
+        if (rings[q].started) {
+            throw new ProtocolException("ring " + q + " is running; stop it with GET_VRING_BASE first");
+        }
+    }
+
+    // ------------------------------------------------------------------ messages
+
+    /** SET_VRING_NUM. */
+    void setSize(int q, int num) throws ProtocolException {
+        String bad = layout().checkSize(num);
+        if (bad != null) {
+            throw new ProtocolException("ring " + q + ": " + layout() + " " + bad);
+        }
+        requireStopped(q);
+        rings[q].size = num;
+    }
+
+    /** SET_VRING_BASE. */
+    void setBase(int q, int num) throws ProtocolException {
+        Entry r = rings[q];
+        String bad = layout().checkBase(num, r.size > 0 ? r.size : RingLayout.MAX_SIZE);
+        if (bad != null) {
+            throw new ProtocolException("ring " + q + ": " + bad);
+        }
+        requireStopped(q);
+        r.base = num;
+    }
+
+    /** GET_VRING_BASE: stops the ring, drops its kick and returns the base the next start uses. */
+    int getBase(int q) {
+        Entry r = rings[q];
+        stop(q);
+        // The ring needs a new kick (fd or NOFD) before it starts again.
+        VhostUserCodec.closeQuietly(r.kickFd);
+        r.kickFd = -1;
+        r.kickSet = false;
+        LOG.log(Level.DEBUG, "{0}: ring {1} stopped at 0x{2}", name, q, Integer.toHexString(r.base));
+        return r.base;
+    }
+
+    /**
+     * SET_VRING_ADDR. QEMU re-sends addresses on a running ring (e.g. when it switches logging):
+     * the ring stops, takes them and starts again.
+     *
+     * @param logSupported whether dirty logging is on offer (VHOST_VRING_F_LOG allowed)
+     */
+    void setAddresses(int q, int flags, long desc, long driver, long device, long log, boolean logSupported)
+            throws ProtocolException {
+        if ((flags & ~VhostUserMessage.VRING_F_LOG) != 0) {
+            throw new ProtocolException("ring " + q + ": unknown address flags 0x" + Integer.toHexString(flags));
+        }
+        if ((flags & VhostUserMessage.VRING_F_LOG) != 0 && !logSupported) {
+            throw new ProtocolException("ring " + q + ": flags 0x" + Integer.toHexString(flags)
+                    + " (dirty logging is not offered)");
+        }
+        String misaligned = layout().checkAlignment(desc, driver, device);
+        if (misaligned != null) {
+            throw new ProtocolException("ring " + q + ": misaligned ring address: " + misaligned);
+        }
+        Entry r = rings[q];
+        if (memory.get() != null && r.size > 0) {
+            checkMapped(q, memory.get(), r.size, desc, driver, device);
+        }
+        if (r.started) {
+            stop(q);
+        }
+        r.desc = desc;
+        r.driver = driver;
+        r.device = device;
+        r.log = log;
+        r.addrFlags = flags;
+        r.addrSet = true;
+        maybeStart(q);
+    }
+
+    /** SET_VRING_KICK: {@code fd} (owned by the table from now on) or -1 for "poll". */
+    void setKick(int q, int fd) throws ProtocolException {
+        Entry r = rings[q];
+        if (memory.get() != null && r.size > 0 && r.addrSet) {
+            checkMapped(q, memory.get(), r.size, r.desc, r.driver, r.device);
+        }
+        stop(q); // a new kick fd on a running ring: restart with it
+        VhostUserCodec.closeQuietly(r.kickFd);
+        r.kickFd = fd;
+        r.kickSet = true;
+        maybeStart(q);
+    }
+
+    /**
+     * SET_VRING_CALL: the device gets {@code fd} first; if it refuses (throws) the old fd stays and
+     * the caller still owns {@code fd}. Once this returns the table owns it.
+     */
+    void setCall(int q, int fd) {
+        Entry r = rings[q];
+        if (r.started) {
+            backend.setCallFd(q, fd);
+        }
+        VhostUserCodec.closeQuietly(r.callFd);
+        r.callFd = fd;
+    }
+
+    /** SET_VRING_ERR, as {@link #setCall}. */
+    void setErr(int q, int fd) {
+        Entry r = rings[q];
+        if (r.started) {
+            backend.setErrFd(q, fd);
+        }
+        VhostUserCodec.closeQuietly(r.errFd);
+        r.errFd = fd;
+    }
+
+    /** SET_VRING_ENABLE (and the implicit enable of SET_FEATURES without PROTOCOL_FEATURES). */
+    void setEnabled(int q, boolean on) {
+        Entry r = rings[q];
+        boolean was = r.enabled;
+        r.enabled = on;
+        if (r.started && was != on) {
+            backend.setRingEnabled(q, on);
+        }
+    }
+
+    void setAllEnabled(boolean on) {
+        for (int q = 0; q < rings.length; q++) {
+            setEnabled(q, on);
+        }
+    }
+
+    // ------------------------------------------------------------------ start / stop
+
+    private void stop(int q) {
+        Entry r = rings[q];
+        if (r.started) {
+            r.started = false;
+            r.base = backend.stopRing(q);
+        }
+    }
+
+    private boolean canStart(Entry r) {
+        return !r.started && r.kickSet && r.addrSet && r.size > 0 && memory.get() != null;
+    }
+
+    private void maybeStart(int q) throws ProtocolException {
+        Entry r = rings[q];
+        if (!canStart(r)) {
+            return;
+        }
+        long f = features.getAsLong();
+        RingLayout layout = RingLayout.of(f);
+        String bad = layout.checkSize(r.size);
+        if (bad == null) {
+            bad = layout.checkBase(r.base, r.size);
+        }
+        if (bad == null) {
+            bad = layout.checkAlignment(r.desc, r.driver, r.device);
+        }
+        if (bad != null) {
+            throw new ProtocolException("ring " + q + " cannot start as a " + layout + " ring: " + bad);
+        }
+        checkMapped(q, memory.get(), r.size, r.desc, r.driver, r.device);
+        backend.startRing(q, new RingSetup(r.size, r.desc, r.driver, r.device, r.base, f,
+                (r.addrFlags & VhostUserMessage.VRING_F_LOG) != 0, r.log, r.kickFd, r.callFd, r.errFd, r.enabled));
+        r.started = true;
+        LOG.log(Level.DEBUG, "{0}: ring {1} started ({2}, size {3}, base 0x{4}, {5}, {6})", name, q, layout, r.size,
+                Integer.toHexString(r.base), r.kickFd < 0 ? "polled" : "kicked", r.enabled ? "enabled" : "disabled");
+    }
+
+    /**
+     * Before {@code next} replaces the memory table: stops running rings it does not cover (the
+     * device must never translate a running ring against a table without it).
+     */
+    void pauseUncovered(GuestMemory next) {
+        for (int q = 0; q < rings.length; q++) {
+            Entry r = rings[q];
+            if (r.started && !mapped(next, r.size, r.desc, r.driver, r.device)) {
+                stop(q);
+                LOG.log(Level.DEBUG, "{0}: ring {1} paused at 0x{2}: not covered by the new memory table", name, q,
+                        Integer.toHexString(r.base));
+            }
+        }
+    }
+
+    /** After a memory table change: rings that waited for memory start now (if the table covers them). */
+    void startPending() {
+        GuestMemory m = memory.get();
+        for (int q = 0; q < rings.length; q++) {
+            Entry r = rings[q];
+            if (canStart(r) && mapped(m, r.size, r.desc, r.driver, r.device)) {
+                try {
+                    maybeStart(q);
+                } catch (ProtocolException | IllegalArgumentException e) {
+                    LOG.log(Level.WARNING, "{0}: ring {1} stays stopped: {2}", name, q, e.getMessage());
+                }
+            } else if (canStart(r)) {
+                LOG.log(Level.DEBUG, "{0}: ring {1} waits for a memory table that covers it", name, q);
+            }
+        }
+    }
+
+    /** Stops every running ring (device reset); a failure is logged, the others still stop. */
+    void stopAll() {
+        for (int q = 0; q < rings.length; q++) {
+            try {
+                stop(q);
+            } catch (RuntimeException e) {
+                LOG.log(Level.ERROR, name + ": stopping ring " + q + " failed", e);
+            }
+        }
+    }
+
+    /** Forgets every ring and closes its fds (after {@link #stopAll} and the device reset). */
+    void clear() {
+        for (int q = 0; q < rings.length; q++) {
+            Entry r = rings[q];
+            VhostUserCodec.closeQuietly(r.kickFd);
+            VhostUserCodec.closeQuietly(r.callFd);
+            VhostUserCodec.closeQuietly(r.errFd);
+            rings[q] = new Entry();
+        }
+    }
+
+    // ------------------------------------------------------------------ coverage
+
+    private void checkMapped(int q, GuestMemory m, int size, long desc, long driver, long device)
+            throws ProtocolException {
+        RingLayout l = layout();
+        if (!userRangeMapped(m, desc, l.descBytes(size))) {
+            throw new ProtocolException("ring " + q + ": descriptor area 0x" + Long.toHexString(desc)
+                    + " is not inside the memory table");
+        }
+        if (!userRangeMapped(m, driver, l.driverBytes(size))) {
+            throw new ProtocolException("ring " + q + ": driver area 0x" + Long.toHexString(driver)
+                    + " is not inside the memory table");
+        }
+        if (!userRangeMapped(m, device, l.deviceBytes(size))) {
+            throw new ProtocolException("ring " + q + ": device area 0x" + Long.toHexString(device)
+                    + " is not inside the memory table");
+        }
+    }
+
+    /**
+     * Whether all three areas lie inside {@code m}, each within one region. Sizes are the ring
+     * format's own (split: avail and used always with their 2-byte event trailer, as the device
+     * maps them whatever EVENT_IDX says), so a ring the session accepts is one the device can translate.
+     */
+    private boolean mapped(GuestMemory m, int size, long desc, long driver, long device) {
+        RingLayout l = layout();
+        return userRangeMapped(m, desc, l.descBytes(size)) && userRangeMapped(m, driver, l.driverBytes(size))
+                && userRangeMapped(m, device, l.deviceBytes(size));
+    }
+
+    private static boolean userRangeMapped(GuestMemory m, long addr, long len) {
+        return m != null && m.uvaToHost(addr, len) != GuestMemory.NO_ADDR;
+    }
+}
