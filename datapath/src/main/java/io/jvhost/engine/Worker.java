@@ -70,7 +70,7 @@ public final class Worker implements AutoCloseable {
     public Worker(String name, WorkerConfig config) {
         this.name = "jvhost-" + name;
         this.ackTimeoutMs = config.ackTimeoutMs();
-        this.spin = new SpinPolicy(config.busyPollNanos(), WorkerConfig.adaptiveSpinNanos());
+        this.spin = new SpinPolicy(config.busyPollNanos(), config.adaptiveSpinNanos());
         this.ep = Epoll.create();
         this.cmdFd = EventFd.create(0, true);
         this.events = Epoll.allocateEvents(arena, MAX_EVENTS);

@@ -4,6 +4,7 @@ import io.jvhost.stats.DropReason;
 import io.jvhost.stats.Counter;
 import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.QueueLatency;
+import io.jvhost.config.Configuration;
 import io.jvhost.memory.MemoryFault;
 import io.jvhost.nativ.Errno;
 import io.jvhost.nativ.Fds;
@@ -46,7 +47,7 @@ import java.lang.foreign.ValueLayout;
  * the Java driver post them, or Linux with its GRO offloads off), a frame always fits the first
  * chain and needs no overflow area: the engine {@code read}s into that one buffer (no iovec array
  * for the kernel to import), and with a ring ({@link #useRing}; the worker gives it one only with
- * {@link #BATCH_PROP_NAME}=true) it submits one
+ * {@link Configuration#RX_URING_BATCH}) it submits one
  * {@code IORING_OP_READ} (RWF_NOWAIT, fixed file) per such chain, up to {@value #RING_BATCH} at a
  * time, with one {@code io_uring_enter} — measured ≈ 10 % less CPU per frame than one
  * {@code readv} each (bench {@code RxDrain}). The tap cuts a frame longer than the buffer and
@@ -69,15 +70,12 @@ public final class RxEngine {
     private static final int CHAIN_IOV = 512;
     /** Most single-buffer reads submitted with one io_uring_enter. */
     public static final int RING_BATCH = 32;
-    public static final String BATCH_PROP_NAME = "jvhost.rx.uringBatch";
     /**
-     * {@value #BATCH_PROP_NAME} (default false): whether a worker in io_uring mode gives its RX
-     * engine a ring ({@link #useRing}). Off by default: end to end its gain was inside the noise
-     * (bench/RESULTS-perf.md §6). (It once allocated 40 B per submission under JMH, the errno capture
-     * of {@code IoUring.submit}; that is gone since {@code submit} enters without capture.) The
-     * single {@code read}s stay on.
+     * Whether a worker in io_uring mode gives its RX engine a ring ({@link #useRing};
+     * {@link Configuration#RX_URING_BATCH}, default false): end to end its gain was inside the noise
+     * (bench/RESULTS-perf.md §6). The single {@code read}s stay on.
      */
-    public static final boolean BATCH = Boolean.getBoolean(BATCH_PROP_NAME);
+    public static final boolean BATCH = Configuration.RX_URING_BATCH.get();
 
     private final int queuePair;
     private final Vring ring;

@@ -4,6 +4,7 @@ import io.jvhost.stats.DropReason;
 import io.jvhost.stats.Counter;
 import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.QueueLatency;
+import io.jvhost.config.Configuration;
 import io.jvhost.memory.MemoryFault;
 import io.jvhost.nativ.Errno;
 import io.jvhost.nativ.Fds;
@@ -74,8 +75,8 @@ public final class TxEngine {
      * keep the order after an EAGAIN but cost ≈ 15 % (each follower is issued from task-work).
      */
     private boolean ringLink = true;
-    private static final boolean RING_FIXED = !Boolean.getBoolean("jvhost.tap.uringNoFixed");
-    private static final boolean RING_PLAIN = !Boolean.getBoolean("jvhost.tap.uringNoPlainWrite");
+    private static final boolean RING_FIXED = !Configuration.TAP_URING_NO_FIXED.get();
+    private static final boolean RING_PLAIN = !Configuration.TAP_URING_NO_PLAIN_WRITE.get();
     private int ringFd = -1;
     private int ringFdFlags;
     private IoUring uring;
@@ -94,7 +95,7 @@ public final class TxEngine {
      * A batch is submitted and its buffers published as soon as it holds this many frame bytes
      * (four 64 KiB GSO frames; small frames reach {@link #RING_BATCH} first).
      */
-    static final long PUBLISH_BYTES = Long.getLong("jvhost.tx.publishBytes", 256 * 1024);
+    static final long PUBLISH_BYTES = Configuration.TX_PUBLISH_BYTES.get();
 
     /**
      * @param ring the TX ring this engine serves (owned by the same worker)

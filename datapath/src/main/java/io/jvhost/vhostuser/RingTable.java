@@ -136,7 +136,7 @@ final class RingTable {
         VhostUserCodec.closeQuietly(r.kickFd);
         r.kickFd = -1;
         r.kickSet = false;
-        LOG.log(Level.DEBUG, "{0}: ring {1} stopped at 0x{2}", name, q, Integer.toHexString(r.base));
+        LOG.log(Level.DEBUG, "{0}: ring {1} stopped at {2}", name, q, r.base);
         return r.base;
     }
 
@@ -262,8 +262,8 @@ final class RingTable {
         backend.startRing(q, new RingSetup(r.size, r.desc, r.driver, r.device, r.base, f,
                 (r.addrFlags & VhostUserMessage.VRING_F_LOG) != 0, r.log, r.kickFd, r.callFd, r.errFd, r.enabled));
         r.started = true;
-        LOG.log(Level.DEBUG, "{0}: ring {1} started ({2}, size {3}, base 0x{4}, {5}, {6})", name, q, layout, r.size,
-                Integer.toHexString(r.base), r.kickFd < 0 ? "polled" : "kicked", r.enabled ? "enabled" : "disabled");
+        LOG.log(Level.DEBUG, "{0}: ring {1} started (size {2}, base {3}, {4}, {5}, {6})", name, q, r.size, r.base,
+                r.kickFd < 0 ? "polled" : "kicked", r.enabled ? "enabled" : "disabled", layout);
     }
 
     /**
@@ -275,8 +275,8 @@ final class RingTable {
             Entry r = rings[q];
             if (r.started && !mapped(next, r.size, r.desc, r.driver, r.device)) {
                 stop(q);
-                LOG.log(Level.DEBUG, "{0}: ring {1} paused at 0x{2}: not covered by the new memory table", name, q,
-                        Integer.toHexString(r.base));
+                LOG.log(Level.DEBUG, "{0}: ring {1} paused at {2}: not covered by the new memory table", name, q,
+                        r.base);
             }
         }
     }
