@@ -10,6 +10,7 @@ import io.jvhost.engine.QueuePairProxy;
 import io.jvhost.engine.Worker;
 import io.jvhost.stats.QueueStats;
 import io.jvhost.engine.WorkerConfig;
+import io.jvhost.memory.DirtyLog;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.nativ.Fds;
 import io.jvhost.vhostuser.DeviceBackend;
@@ -195,6 +196,8 @@ public final class NetDevice implements DeviceBackend {
                 // it QEMU asks the back-end to send a RARP instead (SEND_RARP).
                 VirtioFeatures.NET_F_GUEST_ANNOUNCE,
                 VirtioFeatures.RING_F_INDIRECT_DESC, VirtioFeatures.RING_F_EVENT_IDX,
+                // dirty-page logging for live migration (with the LOG_SHMFD protocol feature)
+                VirtioFeatures.F_LOG_ALL,
                 VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES, VirtioFeatures.F_VERSION_1}) {
             f |= 1L << b;
         }
@@ -229,6 +232,13 @@ public final class NetDevice implements DeviceBackend {
             if (!p.setMemory(memory)) {
                 LOG.log(System.Logger.Level.WARNING, "{0}: a running ring is outside the new memory table", p.name());
             }
+        }
+    }
+
+    @Override
+    public void setDirtyLog(DirtyLog log, boolean logAll) {
+        for (QueuePairProxy p : pairs) {
+            p.setDirtyLog(log, logAll);
         }
     }
 

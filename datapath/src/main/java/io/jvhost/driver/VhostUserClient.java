@@ -264,6 +264,37 @@ public final class VhostUserClient implements AutoCloseable {
         simple(RESET_DEVICE, null, null);
     }
 
+    /**
+     * SET_LOG_BASE with a log fd (LOG_SHMFD): {@code size} bytes at {@code offset}. With LOG_SHMFD
+     * negotiated the back-end answers with a reply of its own (QEMU waits for it); a back-end that
+     * refuses the log closes the connection ({@link ConnectionLost}).
+     */
+    public void setLogBase(int logFd, long size, long offset, boolean shmfdNegotiated) {
+        byte[] b = new byte[LOG_SIZE];
+        MemorySegment s = MemorySegment.ofArray(b);
+        s.set(U64, LOG_MMAP_SIZE_OFFSET, size);
+        s.set(U64, LOG_MMAP_OFFSET_OFFSET, offset);
+        if (shmfdNegotiated) {
+            send(SET_LOG_BASE, 0, b, new int[] {logFd});
+            expectReply(SET_LOG_BASE);
+        } else {
+            simple(SET_LOG_BASE, b, new int[] {logFd});
+        }
+    }
+
+    /** SET_LOG_FD with an eventfd. */
+    public void setLogFd(int fd) {
+        simple(SET_LOG_FD, null, new int[] {fd});
+    }
+
+    public void setStatus(long status) {
+        simple(SET_STATUS, u64(status), null);
+    }
+
+    public long getStatus() {
+        return getU64(GET_STATUS);
+    }
+
     public long getQueueNum() {
         return getU64(GET_QUEUE_NUM);
     }
@@ -416,7 +447,8 @@ public final class VhostUserClient implements AutoCloseable {
     /**
      * The start of a QEMU session: GET_FEATURES, GET/SET_PROTOCOL_FEATURES (what both support of
      * {@code wantProtocol}), SET_OWNER, SET_FEATURES (offered ∩ {@code wantFeatures}, plus
-     * PROTOCOL_FEATURES when offered). Returns the acknowledged virtio features.
+     * PROTOCOL_FEATURES when offered; never LOG_ALL, which a front-end sets only while it migrates).
+     * Returns the acknowledged virtio features.
      */
     public long negotiate(long wantFeatures, long wantProtocol) {
         long offered = getFeatures();
@@ -425,7 +457,7 @@ public final class VhostUserClient implements AutoCloseable {
             setProtocolFeatures(getProtocolFeatures() & wantProtocol);
         }
         setOwner();
-        long ack = offered & wantFeatures;
+        long ack = offered & wantFeatures & ~(1L << VirtioFeatures.F_LOG_ALL);
         if (proto) {
             ack |= 1L << VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES;
         }

@@ -1,5 +1,6 @@
 package io.jvhost.engine;
 
+import io.jvhost.memory.DirtyLog;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.memory.MemoryFault;
 import io.jvhost.nativ.Epoll;
@@ -61,6 +62,12 @@ public final class QueuePair {
     private final IoUring rxUring;
 
     private GuestMemory memory = GuestMemory.empty();
+    /**
+     * The front-end asked for every write to be logged (LOG_ALL) but has not given a log yet
+     * (QEMU starting a device during a migration sends SET_LOG_BASE after the rings): the rings
+     * wait, untouched, until the log arrives — an unlogged write would reach the destination stale.
+     */
+    private boolean logHeld;
     // epoll registration in the worker that runs this pair (-1: none)
     private int ep = -1;
     private long tagBase;
@@ -172,7 +179,7 @@ public final class QueuePair {
 
     void onSetRingEnabled(int role, boolean on) {
         Vring r = ring(role);
-        if (role == TX && !on && r.enabled() && txRing.active()) {
+        if (role == TX && !on && r.enabled() && txOn()) {
             flushTx();
         }
         if (role == RX && !on) {
@@ -230,6 +237,30 @@ public final class QueuePair {
                 VirtioFeatures.guestGso(features), mtu);
     }
 
+    /**
+     * Dirty logging: {@code logAll} with a {@code log} logs every write to guest memory from now
+     * on; {@code logAll} without one holds both rings (nothing is processed, nothing in flight)
+     * until a log arrives; without {@code logAll} nothing is logged. When this returns the pair no
+     * longer uses the previous log.
+     */
+    void onSetDirtyLog(DirtyLog log, boolean logAll) {
+        boolean hold = logAll && log == null;
+        if (hold && !logHeld) {
+            // Nothing may stay in flight: giving chains back later writes the used ring, unlogged.
+            tx.releasePending();
+            rx.releaseWindow();
+        }
+        logHeld = hold;
+        DirtyLog effective = logAll ? log : null;
+        rxRing.setDirtyLog(effective);
+        txRing.setDirtyLog(effective);
+    }
+
+    /** Whether the rings wait for a dirty log (LOG_ALL without one). */
+    boolean logHeld() {
+        return logHeld;
+    }
+
     void onSetCapture(PacketCapture capture) {
         tx.setCapture(capture);
         rx.setCapture(capture);
@@ -254,6 +285,7 @@ public final class QueuePair {
         txRing.reset();
         rxRing.reset();
         memory = GuestMemory.empty();
+        logHeld = false;
         if (failure instanceof RuntimeException re) {
             throw re;
         }
@@ -315,11 +347,11 @@ public final class QueuePair {
     // ------------------------------------------------------------------ duty cycle (worker thread)
 
     private boolean txOn() {
-        return txRing.active();
+        return txRing.active() && !logHeld;
     }
 
     private boolean rxOn() {
-        return rxRing.active() && rxRing.enabled();
+        return rxRing.active() && rxRing.enabled() && !logHeld;
     }
 
     /** One TX and one RX batch, each bounded by the weight. Returns frames handled. */

@@ -1,5 +1,6 @@
 package io.jvhost.engine;
 
+import io.jvhost.memory.DirtyLog;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.memory.MemoryFault;
 import io.jvhost.net.PacketCapture;
@@ -142,6 +143,23 @@ public final class QueuePairProxy {
             pair.onSetFeatures(features, mtu);
             return null;
         });
+    }
+
+    /**
+     * Dirty logging for live migration ({@code logAll} with a log: log every write; {@code logAll}
+     * without one: hold the rings until a log comes; else off). When this returns the worker no
+     * longer uses the previous log, which may then be unmapped.
+     */
+    public void setDirtyLog(DirtyLog log, boolean logAll) {
+        call(() -> {
+            pair.onSetDirtyLog(log, logAll);
+            return null;
+        });
+    }
+
+    /** Whether the pair's rings wait for a dirty log (tests). */
+    public boolean logHeld() {
+        return call(pair::logHeld);
     }
 
     public void setCapture(PacketCapture capture) {

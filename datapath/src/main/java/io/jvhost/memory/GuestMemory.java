@@ -84,10 +84,14 @@ public final class GuestMemory implements AutoCloseable {
     private final long[] uvaLast;
     private final long[] uvaHost;
     private final int[] uvaToMapping;
+    private final long[] hostFirst;        // sorted by host address (own order): dirty logging's reverse lookup
+    private final long[] hostLast;
+    private final int[] hostToMapping;
 
     // Benign-race caches, see class javadoc.
     private int lastGpaHit;
     private int lastUvaHit;
+    private int lastHostHit;
 
     private GuestMemory(Mapping[] unsorted) {
         Mapping[] m = unsorted.clone();
@@ -136,6 +140,22 @@ public final class GuestMemory implements AutoCloseable {
                 throw new IllegalArgumentException("overlapping user address ranges: "
                         + m[order[k - 1]].region() + " and " + r);
             }
+        }
+        // Host ranges never overlap for mappings made here (each is its own mmap); segments handed in
+        // by tests could, and then the reverse lookup simply finds one of them.
+        Integer[] byHost = new Integer[n];
+        for (int i = 0; i < n; i++) {
+            byHost[i] = i;
+        }
+        Arrays.sort(byHost, Comparator.comparing((Integer i) -> host[i], Long::compareUnsigned));
+        this.hostFirst = new long[n];
+        this.hostLast = new long[n];
+        this.hostToMapping = new int[n];
+        for (int k = 0; k < n; k++) {
+            int i = byHost[k];
+            hostFirst[k] = host[i];
+            hostLast[k] = host[i] + (gpaLast[i] - gpaFirst[i]);
+            hostToMapping[k] = i;
         }
     }
 
@@ -336,6 +356,14 @@ public final class GuestMemory implements AutoCloseable {
         return host[i];
     }
 
+    /**
+     * The last guest-physical byte of the highest region (what a dirty log must cover); meaningful
+     * only when {@link #regionCount()} &gt; 0.
+     */
+    public long highestGpa() {
+        return gpaLast.length == 0 ? 0 : gpaLast[gpaLast.length - 1];
+    }
+
     /** The mapped segment of region {@code i} (exactly the region's size). */
     public MemorySegment regionSegment(int i) {
         return mappings[i].segment();
@@ -344,6 +372,33 @@ public final class GuestMemory implements AutoCloseable {
     /** The region {@code i} as received. */
     public MemoryRegion region(int i) {
         return mappings[i].region();
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Hot path: host addresses back to guest-physical (dirty logging of what was written through iovecs)
+
+    /**
+     * Index (into the guest-physical order, as {@link #findGpa}) of the region whose mapping holds
+     * host address {@code hostAddr}, or {@link #NO_REGION}. Chains carry host addresses in their
+     * iovecs; the dirty log wants guest-physical ones, and every iovec piece lies inside one region.
+     * Never throws, never allocates.
+     */
+    public int findHost(long hostAddr) {
+        int hit = lastHostHit;
+        long[] first = hostFirst;
+        long[] last = hostLast;
+        int k;
+        if (hit < first.length
+                && Long.compareUnsigned(hostAddr, first[hit]) >= 0 && Long.compareUnsigned(hostAddr, last[hit]) <= 0) {
+            k = hit;
+        } else {
+            k = search(first, last, hostAddr);
+            if (k < 0) {
+                return NO_REGION;
+            }
+            lastHostHit = k;
+        }
+        return hostToMapping[k];
     }
 
     // ------------------------------------------------------------------------------------------

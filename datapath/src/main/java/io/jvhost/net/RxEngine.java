@@ -5,6 +5,8 @@ import io.jvhost.stats.Counter;
 import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.QueueLatency;
 import io.jvhost.config.Configuration;
+import io.jvhost.memory.DirtyLog;
+import io.jvhost.memory.GuestMemory;
 import io.jvhost.memory.MemoryFault;
 import io.jvhost.nativ.Errno;
 import io.jvhost.nativ.Fds;
@@ -61,6 +63,14 @@ import java.lang.foreign.ValueLayout;
  * queue is the backlog), calls {@link #armNotify()} — which enables the guest's kick and re-checks
  * the ring (no lost wake-up) — and sleeps until the kick.
  *
+ * <h2>Dirty logging</h2>
+ * While the device is being migrated ({@link Vring#dirtyLog()} non-null) every byte the engine
+ * (or the kernel, through its reads) writes into a guest buffer marks its page: a delivered frame
+ * once its {@code num_buffers} is written and before the used entries are published, a frame
+ * dropped or held after its read. The iovecs hold host addresses; each piece lies in one region
+ * and is translated back to guest-physical ({@link DirtyLog#markHost}). Not logging costs one
+ * null check per frame on a field read once per batch.
+ *
  * <p>Threading: owned by one queue-pair worker; {@link #process} allocates nothing, takes no lock.
  */
 public final class RxEngine {
@@ -81,6 +91,8 @@ public final class RxEngine {
     private final Vring ring;
     /** {@link Vring#queue()}, refreshed at every entry point (a start may switch the ring format). */
     private DeviceQueue queue;
+    /** {@link Vring#dirtyLog()}, refreshed at every batch; null when not logging. */
+    private DirtyLog log;
     private final Chain chain;
     private final QueueCounters counters;
     private final QueueLatency latency;
@@ -227,6 +239,7 @@ public final class RxEngine {
      */
     public int process(int budget, long cycleStart) {
         queue = ring.queue();
+        log = ring.dirtyLog();
         if (notifyEnabled) {
             queue.disableNotification();
             notifyEnabled = false;
@@ -293,6 +306,9 @@ public final class RxEngine {
             }
             done++;
             if (n > windowBytes) {
+                if (log != null) {
+                    logWindow(0, windowBytes); // the window's buffers were written, delivered or not
+                }
                 if (mergeable && !windowFull && n <= need) {
                     // Read with a window short of `need` (the ring ran dry) and this frame is
                     // larger: keep it and finish it when the guest posts more buffers.
@@ -432,6 +448,9 @@ public final class RxEngine {
         tapEmpty = false;
         if (n >= lens[0]) {
             counters.drop(DropReason.RX_TOO_BIG); // filled the buffer: cut by the tap
+            if (log != null) {
+                log.markHost(queue.memory(), base, lens[0]);
+            }
             return 1L << 32;
         }
         handOver(0, n);
@@ -466,6 +485,9 @@ public final class RxEngine {
                 frames++;
                 if (r >= lens[j]) {
                     counters.drop(DropReason.RX_TOO_BIG); // filled the buffer: cut by the tap
+                    if (log != null) {
+                        log.markHost(queue.memory(), NativeMemory.iovBase(iovs, j), lens[j]);
+                    }
                     res[j] = -1;
                     continue;
                 }
@@ -517,6 +539,10 @@ public final class RxEngine {
         long base = iovs.get(ValueLayout.JAVA_LONG, (long) j * NativeMemory.IOVEC_SIZE);
         if (writeNumBuffers) {
             NativeMemory.ALL.set(VirtioNetHdr.LE16, base + VirtioNetHdr.NUM_BUFFERS_OFFSET, (short) 1);
+        }
+        DirtyLog l = log;
+        if (l != null) {
+            l.markHost(queue.memory(), base, n); // after the last write into the buffer, before the publish
         }
         PacketCapture c = capture;
         if (c != null) {
@@ -587,6 +613,9 @@ public final class RxEngine {
             numBuffers.set(VirtioNetHdr.LE16, 0, (short) k);
             NativeMemory.scatter(numBuffers, 0, iovs, windowIov, VirtioNetHdr.NUM_BUFFERS_OFFSET, Short.BYTES);
         }
+        if (log != null) {
+            logWindow(0, n); // after the last write into the frame's buffers, before the publish
+        }
         PacketCapture c = capture;
         if (c != null && !c.captureIovecs(queuePair, FrameMeta.DIR_RX, iovs, iovUsed, hdrSize, n - hdrSize)) {
             counters.drop(DropReason.CAPTURE_NO_BUFFER);
@@ -615,6 +644,24 @@ public final class RxEngine {
             s += lens[i];
         }
         return s;
+    }
+
+    /**
+     * Marks bytes {@code [from, to)} of the window (its iovecs laid end to end from the first) in
+     * the dirty log.
+     */
+    private void logWindow(long from, long to) {
+        GuestMemory m = queue.memory();
+        long off = 0;
+        for (int i = 0; i < windowIov && off < to; i++) {
+            long len = NativeMemory.iovLen(iovs, i);
+            long s = Math.max(from, off);
+            long e = Math.min(to, off + len);
+            if (s < e) {
+                log.markHost(m, NativeMemory.iovBase(iovs, i) + (s - off), e - s);
+            }
+            off += len;
+        }
     }
 
     private void iovSet(int i, long base, long len) {

@@ -2,6 +2,7 @@ package io.jvhost.vhostuser;
 
 import io.jvhost.net.VirtioNetConfig;
 import io.jvhost.virtio.VirtioFeatures;
+import io.jvhost.memory.DirtyLog;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.virtq.RingSetup;
 
@@ -49,6 +50,22 @@ public interface DeviceBackend extends AutoCloseable {
      * returns no worker touches the previous table any more; the session then closes it.
      */
     void onMemoryTable(GuestMemory memory);
+
+    /**
+     * Dirty-page logging for live migration (only called when the device offers
+     * {@link VirtioFeatures#F_LOG_ALL}). {@code logAll} (the front-end acknowledged LOG_ALL) with a
+     * {@code log}: from when this returns, every write the device makes to guest memory marks its
+     * pages in {@code log} before the guest can see it (rings started with VHOST_VRING_F_LOG also
+     * log their own used-ring writes). {@code logAll} without a log: the device must not write guest
+     * memory at all until a log arrives (its rings wait). Without {@code logAll}: nothing is
+     * logged. The log belongs to the session, like memory tables: when this returns no worker uses
+     * the previous one any more, and the session unmaps it.
+     */
+    default void setDirtyLog(DirtyLog log, boolean logAll) {
+        if (logAll) {
+            throw new IllegalArgumentException("this device cannot log dirty pages");
+        }
+    }
 
     /**
      * Start processing vring {@code queueIndex} on the current memory table (the last

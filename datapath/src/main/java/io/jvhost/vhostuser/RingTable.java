@@ -1,5 +1,6 @@
 package io.jvhost.vhostuser;
 
+import io.jvhost.memory.DirtyLog;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.virtq.RingLayout;
 import io.jvhost.virtq.RingSetup;
@@ -52,17 +53,21 @@ final class RingTable {
     private final DeviceBackend backend;
     private final Supplier<GuestMemory> memory;
     private final LongSupplier features;
+    private final Supplier<DirtyLog> dirtyLog;
     private final Entry[] rings;
 
     /**
      * @param memory   the session's current memory table (null until the first)
      * @param features the negotiated virtio features (decide the ring format)
+     * @param dirtyLog the session's dirty log (null while none)
      */
-    RingTable(String name, int count, DeviceBackend backend, Supplier<GuestMemory> memory, LongSupplier features) {
+    RingTable(String name, int count, DeviceBackend backend, Supplier<GuestMemory> memory, LongSupplier features,
+              Supplier<DirtyLog> dirtyLog) {
         this.name = name;
         this.backend = backend;
         this.memory = memory;
         this.features = features;
+        this.dirtyLog = dirtyLog;
         this.rings = new Entry[count];
         for (int i = 0; i < count; i++) {
             rings[i] = new Entry();
@@ -160,6 +165,12 @@ final class RingTable {
             throw new ProtocolException("ring " + q + ": misaligned ring address: " + misaligned);
         }
         Entry r = rings[q];
+        if ((flags & VhostUserMessage.VRING_F_LOG) != 0) {
+            String bad = checkLogAddress(q, log, r.size, dirtyLog.get());
+            if (bad != null) {
+                throw new ProtocolException(bad);
+            }
+        }
         if (memory.get() != null && r.size > 0) {
             checkMapped(q, memory.get(), r.size, desc, driver, device);
         }
@@ -259,6 +270,12 @@ final class RingTable {
             throw new ProtocolException("ring " + q + " cannot start as a " + layout + " ring: " + bad);
         }
         checkMapped(q, memory.get(), r.size, r.desc, r.driver, r.device);
+        if ((r.addrFlags & VhostUserMessage.VRING_F_LOG) != 0) {
+            String badLog = checkLogAddress(q, r.log, r.size, dirtyLog.get());
+            if (badLog != null) {
+                throw new ProtocolException(badLog);
+            }
+        }
         backend.startRing(q, new RingSetup(r.size, r.desc, r.driver, r.device, r.base, f,
                 (r.addrFlags & VhostUserMessage.VRING_F_LOG) != 0, r.log, r.kickFd, r.callFd, r.errFd, r.enabled));
         r.started = true;
@@ -318,6 +335,42 @@ final class RingTable {
             VhostUserCodec.closeQuietly(r.errFd);
             rings[q] = new Entry();
         }
+    }
+
+    // ------------------------------------------------------------------ dirty logging
+
+    /**
+     * Null when ring {@code q}'s used-ring log address is acceptable, else why not. The spec lets
+     * {@code log_guest_addr} lie outside the memory table, "but the bit offset of the last byte of
+     * the ring must fall within the size supplied by VhostUserLog" (vhost-user.rst, "Migration"): so
+     * the device area must not wrap, and must lie inside the log when there is one (else it is
+     * checked when the log arrives, {@link #logUncovered}). The device never writes outside the log
+     * whatever this says ({@link DirtyLog#mark} checks every page); this makes the error visible.
+     */
+    private String checkLogAddress(int q, long logAddr, int size, DirtyLog log) {
+        long len = size > 0 ? layout().deviceBytes(size) : 1;
+        if (Long.compareUnsigned(logAddr + len - 1, logAddr) < 0) {
+            return "ring " + q + ": log address 0x" + Long.toHexString(logAddr) + " + " + len + " bytes wraps";
+        }
+        if (log != null && size > 0 && !log.covers(logAddr, len)) {
+            return "ring " + q + ": log address 0x" + Long.toHexString(logAddr) + " (" + len
+                    + "-byte device area) lies outside the dirty log (" + log.pages() + " pages)";
+        }
+        return null;
+    }
+
+    /** Null when {@code log} covers the log address of every started ring that logs its used ring, else why not. */
+    String logUncovered(DirtyLog log) {
+        for (int q = 0; q < rings.length; q++) {
+            Entry r = rings[q];
+            if (r.started && (r.addrFlags & VhostUserMessage.VRING_F_LOG) != 0) {
+                String bad = checkLogAddress(q, r.log, r.size, log);
+                if (bad != null) {
+                    return bad;
+                }
+            }
+        }
+        return null;
     }
 
     // ------------------------------------------------------------------ coverage

@@ -2,6 +2,7 @@ package io.jvhost.vhostuser;
 
 import static io.jvhost.vhostuser.VhostUserMessage.*;
 
+import io.jvhost.memory.DirtyLog;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.memory.MemoryFault;
 import io.jvhost.memory.MemoryRegion;
@@ -45,8 +46,8 @@ public final class Session implements AutoCloseable {
 
     private static final System.Logger LOG = System.getLogger(Session.class.getName());
 
-    /** SET_LOG_BASE payload: QEMU's log description (size, offset); the kernel-era form was one u64. */
-    private static final int LOG_DESCRIPTION_SIZE = 16;
+    /** The device status bits a SET_STATUS may carry (virtio 1.2 §2.1: one byte). */
+    private static final long STATUS_MASK = 0xff;
     private static final int[] EMPTY = {0};
     private static final int[] U64 = {U64_SIZE};
     private static final int[] STATE = {STATE_SIZE};
@@ -60,11 +61,14 @@ public final class Session implements AutoCloseable {
     private final MemoryTables memory;
     private final RingTable rings;
     private final ConfigSpace config;
+    private final DirtyLogs logs;
     /** Dispatch table indexed by request code; null entries are unsupported requests. */
     private final Request[] table;
 
     private long ackedFeatures;
     private long ackedProtocol;
+    /** The virtio device status the driver last set (SET_STATUS), 0 after a reset. */
+    private long status;
     private boolean owner;
     private long messages;
     private boolean closed;
@@ -92,7 +96,9 @@ public final class Session implements AutoCloseable {
         // non-blocking, the codec waits at most its send timeout and then ends the session.
         Fds.setNonBlocking(socketFd, true);
         this.memory = new MemoryTables(name);
-        this.rings = new RingTable(name, 2 * backend.maxQueuePairs(), backend, memory::current, () -> ackedFeatures);
+        this.logs = new DirtyLogs(name);
+        this.rings = new RingTable(name, 2 * backend.maxQueuePairs(), backend, memory::current, () -> ackedFeatures,
+                logs::current);
         this.config = new ConfigSpace(name, backend);
         this.table = buildTable();
     }
@@ -122,7 +128,10 @@ public final class Session implements AutoCloseable {
                 // Deprecated; the spec recommends "ignore or disable all rings". Disabling keeps state intact.
                 row(RESET_OWNER, EMPTY, 0, none, () -> rings.setAllEnabled(false)),
                 row(SET_MEM_TABLE, null, 0, MEM_MAX_REGIONS, none, this::setMemTable),
-                row(SET_LOG_BASE, new int[] {LOG_DESCRIPTION_SIZE, U64_SIZE}, 0, 1, none, this::setLogBase),
+                // With LOG_SHMFD the front-end waits for a reply of SET_LOG_BASE's own (QEMU
+                // vhost_user_set_log_base); the kernel-era form (one u64, no fd) has none.
+                new Request(SET_LOG_BASE, new int[] {LOG_SIZE, U64_SIZE}, 0, 1, none,
+                        Request.Reply.whenNegotiated(PROTOCOL_F_LOG_SHMFD), this::setLogBase),
                 row(SET_LOG_FD, EMPTY, 0, 1, none, this::setLogFd),
                 reply(GET_MAX_MEM_SLOTS, EMPTY, 0, PROTOCOL_F_CONFIGURE_MEM_SLOTS, () -> codec.replyU64(MAX_MEM_SLOTS)),
                 row(ADD_MEM_REG, new int[] {SINGLE_REGION_SIZE}, 1, PROTOCOL_F_CONFIGURE_MEM_SLOTS, this::addMemReg),
@@ -143,7 +152,9 @@ public final class Session implements AutoCloseable {
                 reply(GET_CONFIG, null, MAX_FDS, none,
                         () -> config.get(codec, (offeredProtocol & (1L << PROTOCOL_F_CONFIG)) != 0)),
                 row(SET_CONFIG, null, 0, PROTOCOL_F_CONFIG, () -> config.set(codec)),
-                row(RESET_DEVICE, EMPTY, 0, PROTOCOL_F_RESET_DEVICE, this::resetDevice));
+                row(RESET_DEVICE, EMPTY, 0, PROTOCOL_F_RESET_DEVICE, this::resetDevice),
+                row(SET_STATUS, U64, 0, PROTOCOL_F_STATUS, this::setStatus),
+                reply(GET_STATUS, EMPTY, 0, PROTOCOL_F_STATUS, () -> codec.replyU64(status)));
         int max = 0;
         for (Request r : rows) {
             max = Math.max(max, r.code());
@@ -314,20 +325,46 @@ public final class Session implements AutoCloseable {
         if (extra != 0) {
             throw new ProtocolException("acknowledges features not offered: " + VirtioFeatures.describe(extra));
         }
-        if (f != ackedFeatures && rings.anyStarted()) {
+        long logBit = VirtioFeatures.bit(VirtioFeatures.F_LOG_ALL);
+        long deviceChange = (f ^ ackedFeatures) & ~logBit;
+        if (deviceChange != 0 && rings.anyStarted()) {
             // QEMU re-sends identical features (once per queue pair's vhost_dev) while other rings run;
             // a real change while rings run (DPDK's vhost refuses it too) would leave running rings on a
-            // ring layout (EVENT_IDX) and header size they did not start with.
+            // ring layout (EVENT_IDX) and header size they did not start with. LOG_ALL alone is how
+            // migration switches logging on and off under running rings: that is allowed.
             throw new ProtocolException("features change while rings run (0x" + Long.toHexString(ackedFeatures)
                     + " -> 0x" + Long.toHexString(f) + "); stop them with GET_VRING_BASE first");
         }
-        backend.onFeaturesSet(f);
+        boolean logAll = (f & logBit) != 0;
+        boolean wasLogAll = (ackedFeatures & logBit) != 0;
+        if (logAll) {
+            String bad = DirtyLogs.uncovered(logs.current(), memory.current());
+            if (bad != null) {
+                throw new ProtocolException("LOG_ALL: " + bad);
+            }
+        }
+        if (deviceChange != 0 || logAll == wasLogAll) {
+            backend.onFeaturesSet(f & ~logBit);
+        }
+        if (logAll != wasLogAll) {
+            backend.setDirtyLog(logs.current(), logAll);
+            if (logAll && logs.current() == null) {
+                LOG.log(Level.WARNING, "{0}: LOG_ALL without a dirty log (no SET_LOG_BASE yet): the rings wait,"
+                        + " writing nothing to guest memory, until a log arrives", name);
+            } else {
+                LOG.log(Level.INFO, "{0}: dirty logging {1}", name, logAll ? "on (" + logs.current() + ")" : "off");
+            }
+        }
         ackedFeatures = f;
         LOG.log(Level.DEBUG, "{0}: features {1}", name, VirtioFeatures.describe(f));
         if (!VirtioFeatures.has(f, VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES)) {
             // vhost-user.rst, "Ring states": SET_FEATURES without PROTOCOL_FEATURES enables all rings.
             rings.setAllEnabled(true);
         }
+    }
+
+    private boolean logAll() {
+        return VirtioFeatures.has(ackedFeatures, VirtioFeatures.F_LOG_ALL);
     }
 
     private void setProtocolFeatures() throws ProtocolException {
@@ -400,7 +437,13 @@ public final class Session implements AutoCloseable {
      * the device refuses, {@code next}'s own new mappings are unmapped and the paused rings restart
      * on the old table.
      */
-    private void install(GuestMemory next) {
+    private void install(GuestMemory next) throws ProtocolException {
+        String uncovered = logAll() ? DirtyLogs.uncovered(logs.current(), next) : null;
+        if (uncovered != null) {
+            memory.abandon(next);
+            throw new ProtocolException("memory table refused while logging: " + uncovered
+                    + " (send a larger SET_LOG_BASE first)");
+        }
         rings.pauseUncovered(next);
         try {
             backend.onMemoryTable(next);
@@ -414,18 +457,65 @@ public final class Session implements AutoCloseable {
     }
 
     /**
-     * Dirty logging needs F_LOG_ALL and LOG_SHMFD; without them no log can ever be asked for
-     * (SET_FEATURES with LOG_ALL and SET_VRING_ADDR with the log flag are refused), so the message
-     * changes nothing. Without LOG_SHMFD it has no reply of its own; closing the session for it
-     * would be harsher than the spec's "exceptional" bar.
+     * SET_LOG_BASE. With LOG_SHMFD negotiated: maps the log fd (validated: size, offset, the fd's
+     * size and its F_SEAL_SHRINK, coverage of guest memory and of every logging ring), hands it to the
+     * device — every worker acknowledges — then unmaps the previous log and replies (an empty reply,
+     * as DPDK's back-end sends; QEMU checks only the request code). A refused log ends the session:
+     * the front-end waits for this reply and has no way to hear a refusal.
+     * Without LOG_SHMFD the message is the kernel-era form (an address in the front-end's own
+     * process, unusable here) and changes nothing.
      */
-    private void setLogBase() {
-        LOG.log(Level.DEBUG, "{0}: SET_LOG_BASE ignored (dirty logging not offered)", name);
+    private void setLogBase() throws ProtocolException, VhostUserCodec.StreamException {
+        if ((ackedProtocol & (1L << PROTOCOL_F_LOG_SHMFD)) == 0) {
+            LOG.log(Level.DEBUG, "{0}: SET_LOG_BASE without LOG_SHMFD ignored", name);
+            return;
+        }
+        if (codec.size() != LOG_SIZE) {
+            throw new ProtocolException("payload size " + codec.size() + ", expected " + LOG_SIZE + " with LOG_SHMFD");
+        }
+        if (codec.fdCount() != 1) {
+            throw new ProtocolException(codec.fdCount() + " fds attached, expected the log fd");
+        }
+        DirtyLog next = logs.mapped(codec.fdAt(0), codec.payloadLong(LOG_MMAP_SIZE_OFFSET),
+                codec.payloadLong(LOG_MMAP_OFFSET_OFFSET), memory.current());
+        String bad = rings.logUncovered(next);
+        if (bad != null) {
+            logs.abandon(next);
+            throw new ProtocolException(bad);
+        }
+        try {
+            backend.setDirtyLog(next, logAll());
+        } catch (RuntimeException e) {
+            logs.abandon(next);
+            throw e;
+        }
+        boolean wasHeld = logAll() && logs.current() == null;
+        logs.commit(next);
+        LOG.log(Level.INFO, "{0}: dirty log {1}{2}", name, next, wasHeld ? " (rings resume)" : "");
+        codec.reply(0);
     }
 
-    /** The log-changed eventfd: unused without dirty logging, closed with the message. */
+    /** SET_LOG_FD: the eventfd to tell the front-end the log changed; kept, not signalled (QEMU reads the log at each sync). */
     private void setLogFd() {
-        LOG.log(Level.DEBUG, "{0}: SET_LOG_FD ignored (dirty logging not offered)", name);
+        if (codec.fdCount() == 1) {
+            logs.setLogFd(codec.takeFd(0));
+        }
+        LOG.log(Level.DEBUG, "{0}: SET_LOG_FD", name);
+    }
+
+    /**
+     * SET_STATUS: records the driver's device status for GET_STATUS. It drives nothing: rings start
+     * and stop with the ring messages, and a reset comes as RESET_DEVICE or a disconnect (QEMU sends
+     * status 0 when it stops the device, before or after GET_VRING_BASE, and DPDK's back-end too
+     * only records it).
+     */
+    private void setStatus() throws ProtocolException {
+        long s = codec.payloadLong(0);
+        if ((s & ~STATUS_MASK) != 0) {
+            throw new ProtocolException("device status 0x" + Long.toHexString(s) + " has bits beyond the status byte");
+        }
+        status = s;
+        LOG.log(Level.DEBUG, "{0}: device status 0x{1}", name, Long.toHexString(s));
     }
 
     // ------------------------------------------------------------------ rings
@@ -545,7 +635,9 @@ public final class Session implements AutoCloseable {
         }
         rings.clear();
         memory.close();
+        logs.close();
         ackedFeatures = 0;
+        status = 0;
     }
 
     /** Ends the session: stops rings, resets the device, unmaps memory, closes every fd including the socket. */

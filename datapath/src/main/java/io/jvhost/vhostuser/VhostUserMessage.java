@@ -47,6 +47,11 @@ public final class VhostUserMessage {
     /** SET_VRING_KICK/CALL/ERR: bit 8 says no fd is attached (kick: poll the ring). */
     public static final long VRING_NOFD_MASK = 0x100;
 
+    // ---- payload: SET_LOG_BASE (VhostUserLog) ----
+    public static final int LOG_MMAP_SIZE_OFFSET = 0;
+    public static final int LOG_MMAP_OFFSET_OFFSET = 8;
+    public static final int LOG_SIZE = 16;
+
     // ---- payload: vring state ----
     public static final int STATE_INDEX_OFFSET = 0;
     public static final int STATE_NUM_OFFSET = 4;
@@ -60,7 +65,7 @@ public final class VhostUserMessage {
     public static final int ADDR_AVAIL_OFFSET = 24;
     public static final int ADDR_LOG_OFFSET = 32;
     public static final int ADDR_SIZE = 40;
-    /** vring address flag: log used-ring writes (needs F_LOG_ALL, not offered). */
+    /** vring address flag (VHOST_VRING_F_LOG): log used-ring writes at the ring's log address. */
     public static final int VRING_F_LOG = 0x1;
 
     // ---- payload: memory regions (SET_MEM_TABLE) ----
@@ -146,16 +151,18 @@ public final class VhostUserMessage {
     static {
         Map<String, Integer> m = new LinkedHashMap<>();
         m.put("proto-mq", PROTOCOL_F_MQ);
+        m.put("proto-log-shmfd", PROTOCOL_F_LOG_SHMFD);
         m.put("proto-rarp", PROTOCOL_F_RARP);
         m.put("proto-reply-ack", PROTOCOL_F_REPLY_ACK);
         m.put("proto-mtu", PROTOCOL_F_MTU);
         m.put("proto-config", PROTOCOL_F_CONFIG);
         m.put("proto-reset-device", PROTOCOL_F_RESET_DEVICE);
         m.put("proto-configure-mem-slots", PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+        m.put("proto-status", PROTOCOL_F_STATUS);
         PROTOCOL_NAMES = Collections.unmodifiableMap(m);
     }
 
-    /** Protocol features jvhost implements (LOG_SHMFD is not: no dirty logging, so it is not offered). */
+    /** Protocol features jvhost implements. */
     public static final long PROTOCOL_SUPPORTED = PROTOCOL_NAMES.values().stream().mapToLong(b -> 1L << b)
             .reduce(0L, (a, b) -> a | b);
 

@@ -1,5 +1,6 @@
 package io.jvhost.virtq;
 
+import io.jvhost.memory.DirtyLog;
 import io.jvhost.memory.GuestMemory;
 
 import java.lang.foreign.MemorySegment;
@@ -77,6 +78,17 @@ public interface DeviceQueue {
 
     /** Uses already-mapped areas (tests, the in-process driver); sizes and alignment per {@link #layout()}. */
     void setRings(MemorySegment desc, MemorySegment driver, MemorySegment device);
+
+    /**
+     * Dirty logging of the queue's own writes to guest memory (live migration): with {@code log}
+     * non-null and {@code logRing} ({@code VHOST_VRING_F_LOG}) every write the queue makes to its
+     * rings — split: used elements, {@code used.idx}, {@code used.flags}, {@code avail_event} — marks
+     * its pages in {@code log}, after the write and, for what the driver consumes, before the
+     * release that publishes it. The ring is logged by guest-physical address
+     * {@code logGuestAddr} (the first byte of the device area; packed: what its format defines).
+     * {@code log} null: nothing is logged. May change while the queue runs (worker thread).
+     */
+    void setDirtyLog(DirtyLog log, boolean logRing, long logGuestAddr);
 
     /** {@code SET_VRING_BASE}: where {@link #start} resumes, in the format's vhost-user encoding. */
     void setBase(int num);

@@ -1,6 +1,7 @@
 package io.jvhost.virtq;
 
 import io.jvhost.virtio.VirtioFeatures;
+import io.jvhost.memory.DirtyLog;
 import io.jvhost.memory.GuestMemory;
 
 import java.lang.foreign.MemorySegment;
@@ -77,6 +78,11 @@ public final class SplitVirtqueue implements DeviceQueue {
     /** used.idx at the last call decision. */
     private int signalledUsedIdx;
     private boolean signalledValid;
+
+    /** Dirty log for the used ring's writes, or null (not migrating, or the ring's log flag is off). */
+    private DirtyLog usedLog;
+    /** Guest-physical address of the used ring for {@link #usedLog}. */
+    private long usedLogGpa;
 
     private volatile VirtqError brokenReason;
     private volatile String brokenMessage;
@@ -223,6 +229,17 @@ public final class SplitVirtqueue implements DeviceQueue {
         this.avail = a;
         this.used = u;
         return true;
+    }
+
+    @Override
+    public void setDirtyLog(DirtyLog log, boolean logRing, long logGuestAddr) {
+        this.usedLog = logRing ? log : null;
+        this.usedLogGpa = logGuestAddr;
+    }
+
+    /** Marks {@code len} bytes at offset {@code off} of the used ring in the dirty log. */
+    private void logUsed(DirtyLog log, long off, long len) {
+        log.mark(usedLogGpa + off, len);
     }
 
     /** {@code SET_VRING_BASE}: the next avail index to process. */
@@ -491,9 +508,28 @@ public final class SplitVirtqueue implements DeviceQueue {
     public void publishUsed() {
         int u = usedIdx;
         if (u != publishedUsedIdx) {
+            DirtyLog log = usedLog;
+            if (log != null) {
+                // the elements' pages are marked before the index that hands them to the driver
+                logUsedElements(log, publishedUsedIdx, u);
+            }
             // release: the used elements written above become visible before the new index
             VringUsed.idxRelease(used, u);
             publishedUsedIdx = u;
+            if (log != null) {
+                logUsed(log, VringUsed.IDX_OFFSET, Short.BYTES);
+            }
+        }
+    }
+
+    /** Marks the used elements of slots {@code from} (inclusive) to {@code to} (exclusive, 16-bit, wrapping). */
+    private void logUsedElements(DirtyLog log, int from, int to) {
+        int n = (to - from) & 0xffff;
+        int first = from & mask;
+        int run = Math.min(n, size - first);
+        logUsed(log, VringUsed.elemOffset(first), (long) run * VringUsed.ELEMENT_SIZE);
+        if (run < n) {
+            logUsed(log, VringUsed.elemOffset(0), (long) (n - run) * VringUsed.ELEMENT_SIZE);
         }
     }
 
@@ -530,6 +566,10 @@ public final class SplitVirtqueue implements DeviceQueue {
     public void disableNotification() {
         if (!eventIdx) {
             VringUsed.setFlags(used, VringUsed.F_NO_NOTIFY);
+            DirtyLog log = usedLog;
+            if (log != null) {
+                logUsed(log, VringUsed.FLAGS_OFFSET, Short.BYTES);
+            }
         }
     }
 
@@ -544,6 +584,14 @@ public final class SplitVirtqueue implements DeviceQueue {
             VringUsed.setAvailEvent(used, size, lastAvailIdx);
         } else {
             VringUsed.setFlags(used, 0);
+        }
+        DirtyLog log = usedLog;
+        if (log != null) {
+            if (eventIdx) {
+                logUsed(log, VringUsed.availEventOffset(size), Short.BYTES);
+            } else {
+                logUsed(log, VringUsed.FLAGS_OFFSET, Short.BYTES);
+            }
         }
         // full fence (store->load): the avail_event/flags store must be visible before we
         // re-read avail.idx, else the driver may read the old value, skip the kick, and we sleep
@@ -588,6 +636,7 @@ public final class SplitVirtqueue implements DeviceQueue {
     @Override
     public void reset() {
         inFlight.clear();
+        usedLog = null;
         brokenReason = null;
         brokenMessage = null;
         started = false;

@@ -1,5 +1,6 @@
 package io.jvhost.virtq;
 
+import io.jvhost.memory.DirtyLog;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.nativ.EventFd;
 
@@ -34,6 +35,11 @@ public final class Vring {
     private int errFd = -1;
     private boolean enabled = true;
     private boolean started;
+    /** The device's dirty log while migrating, else null; outlives starts and stops of the ring. */
+    private DirtyLog dirtyLog;
+    /** From the last start: VHOST_VRING_F_LOG and the ring's log address. */
+    private boolean logRing;
+    private long logGuestAddr;
 
     /** @param name used in log lines, e.g. "vhost0 rx0" */
     public Vring(String name) {
@@ -95,6 +101,9 @@ public final class Vring {
             throw new IllegalArgumentException(name + ": ring areas outside guest memory");
         }
         q.setBase(s.base());
+        logRing = s.logUsed();
+        logGuestAddr = s.logGuestAddr();
+        q.setDirtyLog(dirtyLog, logRing, logGuestAddr);
         q.start();
         started = true;
         enabled = s.enabled();
@@ -132,10 +141,27 @@ public final class Vring {
         errFd = -1;
     }
 
-    /** Clears a broken state and forgets the rings (device reset). */
+    /** Clears a broken state, forgets the rings and stops logging (device reset). */
     public void reset() {
         forget();
         queue.reset();
+        dirtyLog = null;
+        logRing = false;
+    }
+
+    /**
+     * The log every device write to guest memory through this ring is marked in (null: not
+     * logging). The queue logs its own ring writes when the ring was started with
+     * VHOST_VRING_F_LOG; the engines log the buffers they fill ({@link #dirtyLog()}).
+     */
+    public void setDirtyLog(DirtyLog log) {
+        this.dirtyLog = log;
+        queue.setDirtyLog(log, logRing, logGuestAddr);
+    }
+
+    /** The dirty log, or null when not logging. Worker thread; read once per batch by the engines. */
+    public DirtyLog dirtyLog() {
+        return dirtyLog;
     }
 
     public void setEnabled(boolean on) {

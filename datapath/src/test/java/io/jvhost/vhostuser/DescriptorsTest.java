@@ -35,7 +35,7 @@ class DescriptorsTest {
                 VirtioFeatures.NET_F_GUEST_ECN, VirtioFeatures.NET_F_GUEST_UFO, VirtioFeatures.NET_F_HOST_TSO4,
                 VirtioFeatures.NET_F_HOST_TSO6, VirtioFeatures.NET_F_HOST_ECN, VirtioFeatures.NET_F_HOST_UFO,
                 VirtioFeatures.NET_F_MQ, VirtioFeatures.NET_F_MTU, VirtioFeatures.NET_F_STATUS,
-                VirtioFeatures.NET_F_GUEST_ANNOUNCE, VirtioFeatures.NET_F_MAC,
+                VirtioFeatures.NET_F_GUEST_ANNOUNCE, VirtioFeatures.NET_F_MAC, VirtioFeatures.F_LOG_ALL,
                 VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES}) {
             assertTrue(VirtioFeatures.has(s, bit), "bit " + bit);
             s &= ~(1L << bit);
@@ -45,7 +45,8 @@ class DescriptorsTest {
         long p = VhostUserMessage.PROTOCOL_SUPPORTED;
         for (int bit : new int[] {VhostUserMessage.PROTOCOL_F_MQ, VhostUserMessage.PROTOCOL_F_REPLY_ACK,
                 VhostUserMessage.PROTOCOL_F_MTU, VhostUserMessage.PROTOCOL_F_RARP, VhostUserMessage.PROTOCOL_F_CONFIG,
-                VhostUserMessage.PROTOCOL_F_CONFIGURE_MEM_SLOTS, VhostUserMessage.PROTOCOL_F_RESET_DEVICE}) {
+                VhostUserMessage.PROTOCOL_F_CONFIGURE_MEM_SLOTS, VhostUserMessage.PROTOCOL_F_RESET_DEVICE,
+                VhostUserMessage.PROTOCOL_F_LOG_SHMFD, VhostUserMessage.PROTOCOL_F_STATUS}) {
             p &= ~(1L << bit);
         }
         assertEquals(0, p);

@@ -3,6 +3,7 @@ package io.jvhost.vhostuser;
 import io.jvhost.virtq.RingSetup;
 import io.jvhost.net.VirtioNetConfig;
 import io.jvhost.virtio.VirtioFeatures;
+import io.jvhost.memory.DirtyLog;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.virtq.VringAvail;
 import io.jvhost.virtq.VringDesc;
@@ -31,6 +32,8 @@ final class RecordingBackend implements DeviceBackend {
     private VirtioNetConfig config;
     private GuestMemory memory;
     private long ackedFeatures;
+    private DirtyLog dirtyLog;
+    private boolean logAll;
     private int resets;
     volatile boolean refuseStart;
     volatile boolean refuseCall;
@@ -72,6 +75,21 @@ final class RecordingBackend implements DeviceBackend {
     public synchronized void onFeaturesSet(long f) {
         ackedFeatures = f;
         log("features " + Long.toHexString(f));
+    }
+
+    @Override
+    public synchronized void setDirtyLog(DirtyLog l, boolean logAll) {
+        dirtyLog = l;
+        this.logAll = logAll;
+        log("log " + (logAll ? (l != null ? "on" : "held") : "off"));
+    }
+
+    synchronized DirtyLog dirtyLog() {
+        return dirtyLog;
+    }
+
+    synchronized boolean logAll() {
+        return logAll;
     }
 
     @Override
@@ -186,6 +204,8 @@ final class RecordingBackend implements DeviceBackend {
         enabled.clear();
         callFds.clear();
         memory = null;
+        dirtyLog = null;
+        logAll = false;
         resets++;
         log("reset");
     }

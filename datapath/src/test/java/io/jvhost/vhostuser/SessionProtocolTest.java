@@ -24,6 +24,8 @@ import org.junit.jupiter.params.provider.ValueSource;
 class SessionProtocolTest {
 
     private static final long PROTO_BIT = 1L << VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES;
+    /** LOG_ALL is offered but acknowledged only while migrating: "everything" below means everything else. */
+    private static final long LOG_ALL_BIT = 1L << VirtioFeatures.F_LOG_ALL;
 
     @Test
     void negotiatesFeaturesAndProtocolFeatures() {
@@ -32,12 +34,14 @@ class SessionProtocolTest {
             assertEquals(VirtioFeatures.SUPPORTED | PROTO_BIT, offered);
             assertTrue(VirtioFeatures.has(offered, VirtioFeatures.F_VERSION_1));
             assertFalse(VirtioFeatures.has(offered, VirtioFeatures.NET_F_CTRL_VQ), "no control queue is offered");
-            assertFalse(VirtioFeatures.has(offered, VirtioFeatures.F_LOG_ALL), "no dirty logging is offered");
+            assertTrue(VirtioFeatures.has(offered, VirtioFeatures.F_LOG_ALL), "dirty logging is offered");
             long proto = c.getProtocolFeatures();
             assertEquals(PROTOCOL_SUPPORTED, proto);
-            assertEquals(0, proto & (1L << PROTOCOL_F_LOG_SHMFD), "LOG_SHMFD is not implemented, so not offered");
+            assertNotEquals(0, proto & (1L << PROTOCOL_F_LOG_SHMFD), "with LOG_SHMFD (the log comes as an fd)");
+            assertNotEquals(0, proto & (1L << PROTOCOL_F_STATUS));
             c.setProtocolFeatures(proto);
             c.setOwner();
+            offered &= ~LOG_ALL_BIT;
             c.setFeatures(offered);
             assertEquals(offered, f.backend.ackedFeatures());
             assertEquals(1, c.getQueueNum());
@@ -49,7 +53,7 @@ class SessionProtocolTest {
     void switchedOffFeaturesAreNotOfferedAndCannotBeAcked() {
         FeatureSet fs = FeatureSet.all().without("csum,mq,guest-tso4", "proto-mtu");
         try (ProtocolFixture f = new ProtocolFixture(1, fs); VhostUserClient c = f.connect()) {
-            long offered = c.getFeatures();
+            long offered = c.getFeatures() & ~LOG_ALL_BIT;
             assertFalse(VirtioFeatures.has(offered, VirtioFeatures.NET_F_CSUM));
             assertFalse(VirtioFeatures.has(offered, VirtioFeatures.NET_F_MQ));
             assertFalse(VirtioFeatures.has(offered, VirtioFeatures.NET_F_GUEST_TSO4));
@@ -233,7 +237,8 @@ class SessionProtocolTest {
             assertThrows(Rejected.class, () -> c.setVringAddr(0, 0, 0x1000, a[2], a[1], 0));
             assertThrows(Rejected.class, () -> c.setVringAddr(0, 0, a[0], a[2], f.mem.userAddress(
                     f.mem.gpaBase() + ProtocolFixture.RAM - 64), 0), "avail ring crossing the end of memory");
-            assertThrows(Rejected.class, () -> c.setVringAddr(0, VRING_F_LOG, a[0], a[2], a[1], 0));
+            assertThrows(Rejected.class, () -> c.setVringAddr(0, VRING_F_LOG, a[0], a[2], a[1], -16L),
+                    "used-ring log address that wraps");
             // bad version
             assertThrows(VhostUserClient.ConnectionLost.class, () -> {
                 c.send(GET_FEATURES, 0x2, null, null); // version bits 3
@@ -428,7 +433,7 @@ class SessionProtocolTest {
             assertEquals(1, f.backend.resets());
             assertTrue(f.server.sessionActive());
             // set up again on the same connection
-            c.setFeatures(c.getFeatures());
+            c.setFeatures(c.getFeatures() & ~LOG_ALL_BIT);
             c.setMemTable(List.of(f.mem.region()));
             f.setupRing(c, 0, 0);
             assertTrue(f.backend.isRunning(0));
