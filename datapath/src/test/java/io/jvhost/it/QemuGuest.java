@@ -138,6 +138,7 @@ public final class QemuGuest implements AutoCloseable {
         private String extraCmdline = "";
         private String mem = "512M";
         private String name = "guest";
+        private final List<String> qemuArgs = new ArrayList<>();
 
         private Builder(Path socket) {
             this.socket = socket;
@@ -190,6 +191,12 @@ public final class QemuGuest implements AutoCloseable {
             return this;
         }
 
+        /** More QEMU arguments (after tools/guest-vm's own), e.g. {@code -qmp ...} or {@code -incoming ...}. */
+        public Builder qemuArgs(String... args) {
+            qemuArgs.addAll(List.of(args));
+            return this;
+        }
+
         /** Names the serial log file (target/it-logs/NAME-&lt;random&gt;.serial.log). */
         public Builder name(String n) {
             this.name = n;
@@ -210,6 +217,10 @@ public final class QemuGuest implements AutoCloseable {
             }
             if (hostMtu > 0) {
                 cmd.addAll(List.of("--host-mtu", Integer.toString(hostMtu)));
+            }
+            if (!qemuArgs.isEmpty()) {
+                cmd.add("--");
+                cmd.addAll(qemuArgs);
             }
             Path log = Cmd.logDir().resolve(name + "-" + Cmd.randomHex(3) + ".serial.log");
             return new QemuGuest(LineProcess.start("qemu[" + name + "]", cmd, log));
@@ -310,6 +321,11 @@ public final class QemuGuest implements AutoCloseable {
 
     public boolean isAlive() {
         return proc.isAlive();
+    }
+
+    /** QEMU's process id (tools/guest-vm execs QEMU). */
+    public long pid() {
+        return proc.process().pid();
     }
 
     /** Ends QEMU (SIGTERM, then SIGKILL) — the guest is gone as if its power was cut. */

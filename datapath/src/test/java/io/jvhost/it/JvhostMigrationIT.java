@@ -1,0 +1,451 @@
+package io.jvhost.it;
+
+import static io.jvhost.it.QemuGuest.BOOT_TIMEOUT;
+import static io.jvhost.it.QemuGuest.GUEST_IP;
+import static io.jvhost.it.QemuGuest.HOST_IP;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.jvhost.stats.Counter;
+import io.jvhost.vhostuser.FeatureSet;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
+
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
+
+/**
+ * Live migration of a Linux guest between two jvhost devices (QEMU 7.2, TCG): the guest runs on
+ * device A, a second QEMU waits with {@code -incoming unix:PATH} on device B, and QMP
+ * {@code migrate} moves the running guest over — then back (B → A) and once more (A → B), each
+ * time to a fresh waiting QEMU. Both taps hang on one Linux bridge in a private namespace
+ * (10.77.0.1), so the guest keeps its address and its TCP connections wherever it runs.
+ *
+ * <p>Two TCP streams run across all three migrations on the same connections: the host streams
+ * into the guest's sink (RX: jvhost writes the frames straight into guest buffers — an RX buffer
+ * page missing from the dirty log reaches the destination stale and the guest's MD5 differs, or
+ * the stream breaks) and the guest's source streams to the host (TX: the used ring must be logged,
+ * or the destination's driver never sees its completions and TX stalls). The host side paces both
+ * (small socket buffers in the namespace) so they are still flowing during every migration, and
+ * checks after each one that both moved on the destination. At the end both MD5s must match, and
+ * the guest must answer pings.
+ *
+ * <p>The streams alone do not prove the logging: a frame that reaches the destination stale is an
+ * old TCP segment, dropped and retransmitted (measured: with RX buffer logging switched off in the
+ * code the MD5s still matched). So every destination starts paused ({@code -S}) and, once the
+ * migration completed, its guest RAM is compared page by page with the stopped source's
+ * ({@link GuestRam}): any page the device wrote without marking it differs (with RX logging off:
+ * 8 and 16 pages in two of three migrations). Only then does the destination continue.
+ *
+ * <p>Scenarios (one guest boot each, three migrations each): A in this JVM and B in a process of
+ * its own, one queue pair; two queue pairs with both devices in this JVM; no mergeable RX buffers
+ * (Linux's "big packets": one chain of page buffers per frame).
+ */
+@Tag("privileged")
+@Timeout(1200)
+class JvhostMigrationIT {
+    static final Duration STEP = Duration.ofMinutes(3);
+    /** Guest → host stream size (the guest's source); the host → guest stream runs until told to stop. */
+    static final int MIB = 24;
+    static final int SINK_PORT = 5001;
+    static final int SOURCE_PORT = SINK_PORT + 1;
+    static final int MIGRATIONS = 3;
+
+    @RegisterExtension
+    final Scratch scratch = new Scratch("jvm", "a.sock");
+
+    @BeforeAll
+    static void peersAvailable() {
+        Peers.assumeAvailable(true, QemuGuest::unavailableReason);
+    }
+
+    @Test
+    void streamingGuestMigratesBetweenTwoProcessesAndBack() throws Exception {
+        migrateStreaming("mig-2proc", 1, "", true);
+    }
+
+    @Test
+    void twoQueuePairsBetweenTwoDevicesInOneProcess() throws Exception {
+        migrateStreaming("mig-mq", 2, "", false);
+    }
+
+    @Test
+    void withoutMergeableRxBuffers() throws Exception {
+        migrateStreaming("mig-nomrg", 1, "mrg-rxbuf", false);
+    }
+
+    /** A back-end device a guest can run on. */
+    private interface Device extends AutoCloseable {
+        Path socket();
+
+        /** Waits until the front-end using the device has gone ({@code ended} sessions so far). */
+        void awaitSessionEnded(int ended, Duration timeout) throws InterruptedException;
+
+        /** Counters or the process's output, for failure messages. */
+        String describe();
+
+        @Override
+        void close();
+    }
+
+    private static Device inProcess(Path socket, String tap, int pairs, FeatureSet fs) {
+        Jvhost jv = Jvhost.server(socket, tap, pairs, fs);
+        return new Device() {
+            @Override
+            public Path socket() {
+                return socket;
+            }
+
+            @Override
+            public void awaitSessionEnded(int ended, Duration timeout) throws InterruptedException {
+                assertTrue(Jvhost.await(() -> !jv.sessionActive(), timeout), "session on " + tap + " still active");
+            }
+
+            @Override
+            public String describe() {
+                return tap + " (this JVM):\n" + jv.table() + "frames: tx " + jv.total(Counter.TX_FRAMES) + " rx "
+                        + jv.total(Counter.RX_FRAMES);
+            }
+
+            @Override
+            public void close() {
+                jv.close();
+            }
+        };
+    }
+
+    private static Device child(Path socket, String tap, int pairs, String disabled) throws Exception {
+        JvhostChild c = JvhostChild.start(socket, tap, pairs, disabled, STEP);
+        return new Device() {
+            @Override
+            public Path socket() {
+                return socket;
+            }
+
+            @Override
+            public void awaitSessionEnded(int ended, Duration timeout) throws InterruptedException {
+                c.awaitSessionsEnded(ended, timeout);
+            }
+
+            @Override
+            public String describe() {
+                return tap + " (child process):\n" + c.tail(15);
+            }
+
+            @Override
+            public void close() {
+                c.close();
+            }
+        };
+    }
+
+    /** A QEMU and its QMP socket. */
+    private record Vm(QemuGuest guest, Path qmpSocket) {
+        Qmp qmp() throws InterruptedException {
+            return Qmp.connect(qmpSocket, STEP);
+        }
+    }
+
+    private Vm start(String name, Device d, int pairs, int n, Path incoming) throws IOException {
+        Path qmp = scratch.dir().resolve("qmp-" + n + ".sock");
+        List<String> args = new ArrayList<>(List.of("-qmp", "unix:" + qmp + ",server=on,wait=off"));
+        if (incoming != null) {
+            // -S: the destination stays paused after the migration, so its RAM can be compared with the source's
+            args.addAll(List.of("-S", "-incoming", "unix:" + incoming));
+        }
+        QemuGuest g = QemuGuest.builder(d.socket()).name(name + "-" + n).queues(pairs)
+                .run("serve").param("mib", MIB).param("port", SINK_PORT).qemuArgs(args.toArray(new String[0])).start();
+        return new Vm(g, qmp);
+    }
+
+    void migrateStreaming(String name, int pairs, String disabled, boolean twoProcesses) throws Exception {
+        FeatureSet fs = disabled.isEmpty() ? FeatureSet.all() : FeatureSet.all().without(disabled.split(","));
+        String tapA = scratch.tap();
+        String tapB = tapA + "b";
+        List<Vm> vms = new ArrayList<>();
+        try (NetNs ns = NetNs.create();
+             Device a = inProcess(scratch.socket(), tapA, pairs, fs);
+             Device b = twoProcesses ? child(scratch.dir().resolve("b.sock"), tapB, pairs, disabled)
+                     : inProcess(scratch.dir().resolve("b.sock"), tapB, pairs, fs)) {
+            bridge(ns, tapA, tapB);
+            try {
+                Vm vm = start(name, a, pairs, 0, null);
+                vms.add(vm);
+                vm.guest().awaitMarker("SERVING", BOOT_TIMEOUT);
+                assertEquals(pairs, vm.guest().awaitMarker("QUEUES", STEP).intField("rx"), "guest queue pairs");
+                pingGuest(ns, "before migrating", a);
+
+                try (HostToGuest h2g = HostToGuest.start(ns, 42);
+                     GuestToHost g2h = GuestToHost.start(ns)) {
+                    QemuGuest.Marker sourceMd5 = vm.guest().awaitMarker("TX-MD5", STEP);
+                    awaitProgress(h2g, g2h, "before migrating", a);
+
+                    Device[] devices = {a, b};
+                    int[] ended = {0, 0};
+                    for (int m = 1; m <= MIGRATIONS; m++) {
+                        int from = (m - 1) % 2;
+                        int to = m % 2;
+                        if (ended[to] > 0) {
+                            devices[to].awaitSessionEnded(ended[to], STEP); // the QEMU that left it is gone
+                        }
+                        Path mig = scratch.dir().resolve("migrate-" + m + ".sock");
+                        Vm dest = start(name, devices[to], pairs, m, mig);
+                        vms.add(dest);
+                        try (Qmp src = vm.qmp(); Qmp dst = dest.qmp()) {
+                            assertEquals("inmigrate", dst.runState(), "destination waits for the migration");
+                            long t0 = System.nanoTime();
+                            src.migrate("unix:" + mig);
+                            String stats = src.awaitMigration(STEP);
+                            System.out.printf("migration %d (%s -> %s) took %d ms: %s%n", m, from == 0 ? "A" : "B",
+                                    to == 0 ? "A" : "B", (System.nanoTime() - t0) / 1_000_000, stats);
+                            assertEquals("postmigrate", src.runState());
+                            assertEquals("paused", dst.runState());
+                            List<Long> stale = GuestRam.differingPages(vm.guest().pid(), dest.guest().pid());
+                            assertTrue(stale.isEmpty(), "after migration " + m + " " + stale.size()
+                                    + " pages of guest RAM differ between source and destination (written by the"
+                                    + " device, not logged): " + hex(stale) + "\n" + devices[from].describe());
+                            dst.execute("cont", null);
+                            assertTrue(Jvhost.await(() -> "running".equals(dst.runState()), STEP),
+                                    "destination runs the guest after migration " + m + ": " + dst.runState());
+                            src.quit();
+                        }
+                        vm.guest().close();
+                        ended[from]++;
+                        vm = dest;
+                        awaitProgress(h2g, g2h, "after migration " + m, devices[to]);
+                    }
+
+                    g2h.unthrottle();
+                    NetNs.Received sent = h2g.finish(STEP);
+                    QemuGuest.Marker rx = vm.guest().awaitMarker("RX-MD5", STEP);
+                    assertEquals(sent.bytes(), rx.intField("bytes"), "host → guest bytes across " + MIGRATIONS
+                            + " migrations");
+                    assertEquals(sent.md5(), rx.first(), "host → guest stream intact across " + MIGRATIONS
+                            + " migrations (RX buffers logged)");
+                    NetNs.Received back = g2h.await(STEP);
+                    assertEquals((long) MIB << 20, back.bytes(), "guest → host bytes");
+                    assertEquals(sourceMd5.first(), back.md5(), "guest → host stream intact across " + MIGRATIONS
+                            + " migrations");
+                    System.out.printf("%s: host -> guest %d bytes, guest -> host %d bytes, both intact%n", name,
+                            sent.bytes(), back.bytes());
+                }
+                pingGuest(ns, "after " + MIGRATIONS + " migrations", b);
+                System.out.println(a.describe() + "\n" + b.describe());
+            } finally {
+                for (Vm v : vms) {
+                    v.guest().close();
+                }
+            }
+        }
+    }
+
+    private static String hex(List<Long> pages) {
+        StringBuilder b = new StringBuilder();
+        for (int i = 0; i < Math.min(pages.size(), 12); i++) {
+            b.append(i == 0 ? "" : " ").append("0x").append(Long.toHexString(pages.get(i)));
+        }
+        return b.append(pages.size() > 12 ? " ..." : "").toString();
+    }
+
+    /**
+     * Both taps on a bridge that holds the host address; small TCP buffers in the namespace so
+     * the streams' senders can run only as far ahead as the receivers read (the paced reader
+     * then keeps the guest's source busy through every migration).
+     */
+    private static void bridge(NetNs ns, String tapA, String tapB) {
+        Cmd.ok("ip", "-n", ns.name(), "link", "add", "br0", "type", "bridge");
+        ns.execOk("sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/br0/disable_ipv6 || true");
+        for (String t : new String[] {tapA, tapB}) {
+            ns.moveIn(t);
+            Cmd.ok("ip", "-n", ns.name(), "link", "set", t, "master", "br0");
+            ns.up(t);
+        }
+        ns.address("br0", HOST_IP + "/24");
+        ns.execOk("sh", "-c", "echo '4096 32768 65536' > /proc/sys/net/ipv4/tcp_rmem;"
+                + " echo '4096 32768 65536' > /proc/sys/net/ipv4/tcp_wmem");
+    }
+
+    private static void pingGuest(NetNs ns, String when, Device d) {
+        Cmd.Result r = ns.ping(GUEST_IP, 3, Duration.ofMillis(300), Duration.ofSeconds(60));
+        assertTrue(r.ok() && r.output().contains("3 packets received"), "guest answers pings " + when + "\n"
+                + r.output() + "\n" + d.describe());
+    }
+
+    /** Both streams moved on: at least 256 KiB more sent to the guest and 32 KiB more read from it. */
+    private static void awaitProgress(HostToGuest h2g, GuestToHost g2h, String when, Device d)
+            throws InterruptedException {
+        long s0 = h2g.sent();
+        long r0 = g2h.received();
+        boolean ok = Jvhost.await(() -> h2g.sent() >= s0 + (256 << 10) && g2h.received() >= r0 + (32 << 10), STEP);
+        assertTrue(ok, "streams stalled " + when + ": host -> guest " + (h2g.sent() - s0) + " bytes, guest -> host "
+                + (g2h.received() - r0) + " bytes\n" + d.describe());
+    }
+
+    private static MessageDigest md5() {
+        try {
+            return MessageDigest.getInstance("MD5");
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /**
+     * The host → guest stream: busybox nc in the namespace to the guest's sink, fed from here in
+     * 16 KiB chunks every 25 ms (pseudo-random bytes, hashed as they go) until {@link #finish}.
+     */
+    static final class HostToGuest implements AutoCloseable {
+        private static final int CHUNK = 16 << 10;
+        /** What the guest's sink (a file in its tmpfs) may hold at most. */
+        private static final long MAX = 160L << 20;
+
+        private final Process nc;
+        private final MessageDigest md = md5();
+        private final AtomicLong sent = new AtomicLong();
+        private final Thread writer;
+        private volatile boolean finishing;
+        private volatile Throwable failure;
+        private final StringBuilder output = new StringBuilder();
+
+        private HostToGuest(NetNs ns, long seed) throws IOException {
+            nc = new ProcessBuilder("ip", "netns", "exec", ns.name(), "busybox", "nc", GUEST_IP,
+                    Integer.toString(SINK_PORT)).redirectErrorStream(true).start();
+            Thread.ofVirtual().start(() -> {
+                try (InputStream in = nc.getInputStream()) {
+                    byte[] b = in.readAllBytes();
+                    synchronized (output) {
+                        output.append(new String(b));
+                    }
+                } catch (IOException ignored) {
+                    // process gone
+                }
+            });
+            Random rnd = new Random(seed);
+            writer = Thread.ofPlatform().name("h2g-writer").daemon().start(() -> {
+                byte[] chunk = new byte[CHUNK];
+                try (OutputStream out = nc.getOutputStream()) {
+                    while (!finishing && sent.get() < MAX) {
+                        rnd.nextBytes(chunk);
+                        out.write(chunk);
+                        out.flush();
+                        md.update(chunk);
+                        sent.addAndGet(CHUNK);
+                        Thread.sleep(25);
+                    }
+                    // closing stdin: nc half-closes, the guest's sink sees EOF and prints RX-MD5
+                } catch (IOException | InterruptedException | RuntimeException e) {
+                    failure = e;
+                }
+            });
+        }
+
+        static HostToGuest start(NetNs ns, long seed) throws IOException {
+            return new HostToGuest(ns, seed);
+        }
+
+        long sent() {
+            return sent.get();
+        }
+
+        /** Stops sending, closes the stream and returns what was sent (the guest prints its MD5 of it). */
+        NetNs.Received finish(Duration timeout) throws InterruptedException {
+            finishing = true;
+            writer.join(timeout.toMillis());
+            if (failure != null) {
+                String out;
+                synchronized (output) {
+                    out = output.toString();
+                }
+                throw new AssertionError("host → guest stream failed after " + sent() + " bytes: " + failure + " " + out);
+            }
+            nc.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS);
+            return new NetNs.Received(HexFormat.of().formatHex(md.digest()), sent.get());
+        }
+
+        @Override
+        public void close() {
+            finishing = true;
+            Cmd.killTree(nc.toHandle());
+        }
+    }
+
+    /**
+     * The guest → host stream: busybox nc in the namespace from the guest's source, read here —
+     * 8 KiB every 50 ms while {@link #unthrottle} was not called, so the guest's {@value #MIB} MiB
+     * last through the migrations — and hashed.
+     */
+    static final class GuestToHost implements AutoCloseable {
+        private final Process nc;
+        private final AtomicLong received = new AtomicLong();
+        private final CompletableFuture<NetNs.Received> result = new CompletableFuture<>();
+        private volatile boolean throttled = true;
+
+        private GuestToHost(NetNs ns) throws IOException {
+            // stdin stays open: at EOF on stdin busybox nc half-closes (see NetNs.listen)
+            nc = new ProcessBuilder("ip", "netns", "exec", ns.name(), "busybox", "nc", GUEST_IP,
+                    Integer.toString(SOURCE_PORT)).redirectError(ProcessBuilder.Redirect.DISCARD).start();
+            Thread.ofPlatform().name("g2h-reader").daemon().start(() -> {
+                MessageDigest md = md5();
+                byte[] buf = new byte[8 << 10];
+                try (InputStream in = nc.getInputStream()) {
+                    int r;
+                    while ((r = in.read(buf)) > 0) {
+                        md.update(buf, 0, r);
+                        received.addAndGet(r);
+                        if (throttled) {
+                            Thread.sleep(50);
+                        }
+                    }
+                    result.complete(new NetNs.Received(HexFormat.of().formatHex(md.digest()), received.get()));
+                } catch (IOException | InterruptedException e) {
+                    result.completeExceptionally(e);
+                }
+            });
+        }
+
+        static GuestToHost start(NetNs ns) throws IOException {
+            return new GuestToHost(ns);
+        }
+
+        long received() {
+            return received.get();
+        }
+
+        void unthrottle() {
+            throttled = false;
+        }
+
+        NetNs.Received await(Duration timeout) throws InterruptedException {
+            try {
+                return result.get(timeout.toMillis(), TimeUnit.MILLISECONDS);
+            } catch (TimeoutException e) {
+                throw new AssertionError("guest → host stream not finished within " + timeout + " (" + received()
+                        + " bytes so far)");
+            } catch (ExecutionException e) {
+                throw new AssertionError("guest → host stream failed", e.getCause());
+            }
+        }
+
+        @Override
+        public void close() {
+            Cmd.killTree(nc.toHandle());
+        }
+    }
+}
