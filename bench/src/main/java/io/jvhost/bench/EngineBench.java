@@ -7,6 +7,7 @@ import io.jvhost.driver.DriverVirtqueue;
 import io.jvhost.driver.NetBufferLayout;
 import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.QueueLatency;
+import io.jvhost.memory.DirtyLog;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.net.RxEngine;
 import io.jvhost.net.TapPort;
@@ -76,6 +77,15 @@ public class EngineBench {
     /** Ethernet frame length (without the virtio-net header). */
     @Param({"64", "1500"})
     int frameLen;
+
+    /**
+     * Dirty-page logging (live migration): {@code off} is the normal case (one null check per
+     * frame / batch); {@code on} marks every RX buffer page and used-ring page in a log as a
+     * migrating device does (atomic OR per page word).
+     */
+    @Param({"off", "on"})
+    String dirtyLog;
+    DirtyLog log;
 
     String ns;
     String tapName;
@@ -159,6 +169,10 @@ public class EngineBench {
 
         arena = Arena.ofShared();
         mem = DriverMemory.allocate(8 << 20, DriverMemory.DEFAULT_GPA_BASE);
+        if ("on".equals(dirtyLog)) {
+            long pages = (mem.gpaBase() + mem.size()) / DirtyLog.PAGE_SIZE;
+            log = DirtyLog.over(arena.allocate((pages / 64 + 1) * 8, 8));
+        }
         GuestMemory table = mem.guestMemory(1);
         QueueCounters counters = new QueueCounters();
         QueueLatency latency = new QueueLatency();
@@ -204,7 +218,8 @@ public class EngineBench {
     private Vring deviceQueue(String name, DriverVirtqueue g, GuestMemory table) {
         Vring r = new Vring(name);
         r.start(new RingSetup(RING, mem.userAddress(g.descGpa()), mem.userAddress(g.availGpa()),
-                mem.userAddress(g.usedGpa()), 0, FEATURES, false, 0, -1, -1, -1, true), table);
+                mem.userAddress(g.usedGpa()), 0, FEATURES, log != null, g.usedGpa(), -1, -1, -1, true), table);
+        r.setDirtyLog(log);
         return r;
     }
 
