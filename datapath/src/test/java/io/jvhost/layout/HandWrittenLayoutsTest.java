@@ -3,7 +3,9 @@ package io.jvhost.layout;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.jvhost.driver.NetBufferLayout;
 import io.jvhost.nativ.gen.Linux;
+import io.jvhost.nativ.gen.iovec;
 import io.jvhost.nativ.gen.vhost_memory;
 import io.jvhost.nativ.gen.vhost_memory_region;
 import io.jvhost.nativ.gen.vhost_vring_addr;
@@ -16,13 +18,16 @@ import io.jvhost.nativ.gen.vring_avail;
 import io.jvhost.nativ.gen.vring_desc;
 import io.jvhost.nativ.gen.vring_used;
 import io.jvhost.nativ.gen.vring_used_elem;
+import io.jvhost.net.NativeMemory;
 import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.vhostuser.VhostUserMessage;
 import io.jvhost.vhostuser.VirtioNetConfig;
 import io.jvhost.virtq.VringAvail;
 import io.jvhost.virtq.VringDesc;
 import io.jvhost.virtq.VringUsed;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import org.junit.jupiter.api.Test;
 
@@ -220,6 +225,28 @@ class HandWrittenLayoutsTest {
         // One fd per region: the region limit and the fds one message may carry are the same 8.
         assertEquals(Linux.JVHOST_CMSG_MAX_FDS(), VhostUserMessage.MAX_FDS, "JVHOST_CMSG_MAX_FDS");
         assertEquals(Linux.JVHOST_CMSG_MAX_FDS(), VhostUserMessage.MEM_MAX_REGIONS, "JVHOST_CMSG_MAX_FDS");
+    }
+
+    /** The engines' iovec arrays (NativeMemory) as the kernel's readv/writev read them. */
+    @Test
+    void nativeMemoryIovec() {
+        assertEquals(iovec.sizeof(), NativeMemory.IOVEC_SIZE, "sizeof(struct iovec)");
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment iovs = iovec.allocateArray(3, a);
+            NativeMemory.iovSet(iovs, 1, 0x1234_5678_9abcL, 1514);
+            MemorySegment second = iovec.asSlice(iovs, 1);
+            assertEquals(0x1234_5678_9abcL, iovec.iov_base(second).address(), "iov_base written by NativeMemory");
+            assertEquals(1514, iovec.iov_len(second), "iov_len written by NativeMemory");
+            iovec.iov_len(iovec.asSlice(iovs, 2), 60);
+            assertEquals(60, NativeMemory.iovLen(iovs, 2), "iov_len read by NativeMemory");
+        }
+    }
+
+    /** The Java driver's buffer layouts start with the same two header sizes. */
+    @Test
+    void driverNetBufferLayoutHeaders() {
+        assertEquals(virtio_net_hdr_mrg_rxbuf.sizeof(), NetBufferLayout.HDR_LEN, "sizeof(struct virtio_net_hdr_mrg_rxbuf)");
+        assertEquals(virtio_net_hdr.sizeof(), NetBufferLayout.HDR_LEN_LEGACY, "sizeof(struct virtio_net_hdr)");
     }
 
     /** Offset and access width of one member: the generated layout's against the hand-written class's. */
