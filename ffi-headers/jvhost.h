@@ -1,7 +1,8 @@
 /*
  * jvhost.h: the one header jextract reads (tools/regen-bindings.sh) and the layout-conformance
  * test compiles (native-bindings/src/test/c/layout.c). Only the system headers the syscall layer
- * needs; ffi-headers/symbols.txt picks the symbols out of them.
+ * needs, and those whose structs and constants the hand-written layouts in datapath are tested
+ * against (virtio rings, virtio-net, vhost); ffi-headers/symbols.txt picks the symbols out of them.
  */
 #ifndef JVHOST_FFI_H
 #define JVHOST_FFI_H
