@@ -1,17 +1,17 @@
 package io.jvhost.bench;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.demo.Netns;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
 import io.jvhost.driver.NetBufferLayout;
-import io.jvhost.engine.QueueCounters;
-import io.jvhost.engine.QueueLatency;
+import io.jvhost.stats.QueueCounters;
+import io.jvhost.stats.QueueLatency;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.net.RxEngine;
 import io.jvhost.net.TapPort;
 import io.jvhost.net.TxEngine;
 import io.jvhost.net.TxValidator;
-import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.virtq.SplitVirtqueue;
 import org.openjdk.jmh.annotations.AuxCounters;
@@ -69,8 +69,8 @@ public class EngineBench {
     static final int RING = 256;
     static final int MTU = 1500;
     static final int ETH_IP_UDP = 14 + 20 + 8;
-    static final long FEATURES = VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1)
-            | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF) | VirtioNetFeatures.bit(VirtioNetFeatures.EVENT_IDX);
+    static final long FEATURES = VirtioFeatures.bit(VirtioFeatures.F_VERSION_1)
+            | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF) | VirtioFeatures.bit(VirtioFeatures.RING_F_EVENT_IDX);
 
     /** Ethernet frame length (without the virtio-net header). */
     @Param({"64", "1500"})

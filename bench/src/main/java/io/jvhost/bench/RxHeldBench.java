@@ -1,13 +1,13 @@
 package io.jvhost.bench;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
 import io.jvhost.driver.NetBufferLayout;
-import io.jvhost.engine.QueueCounters;
-import io.jvhost.engine.QueueLatency;
+import io.jvhost.stats.QueueCounters;
+import io.jvhost.stats.QueueLatency;
 import io.jvhost.nativ.Fds;
 import io.jvhost.net.RxEngine;
-import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.virtq.SplitVirtqueue;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -47,9 +47,9 @@ import java.util.concurrent.TimeUnit;
 @Fork(value = 1, jvmArgsAppend = {"--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow"})
 public class RxHeldBench {
     static final int RING = 256;
-    static final long FEATURES = VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1)
-            | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF) | VirtioNetFeatures.bit(VirtioNetFeatures.EVENT_IDX)
-            | VirtioNetFeatures.bit(VirtioNetFeatures.GUEST_TSO4);
+    static final long FEATURES = VirtioFeatures.bit(VirtioFeatures.F_VERSION_1)
+            | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF) | VirtioFeatures.bit(VirtioFeatures.RING_F_EVENT_IDX)
+            | VirtioFeatures.bit(VirtioFeatures.NET_F_GUEST_TSO4);
     static final int FRAME = VirtioNetHdr.SIZE + VirtioNetHdr.MAX_GSO_FRAME;
     /** Buffers posted when the frame is read: ~12 KiB, more than a 1500-byte frame, less than 64 KiB. */
     static final int FIRST = 8;

@@ -1,5 +1,6 @@
 package io.jvhost.driver;
 
+import io.jvhost.virtio.VirtioFeatures;
 import static io.jvhost.vhostuser.VhostUserMessage.*;
 
 import io.jvhost.memory.MemoryRegion;
@@ -8,7 +9,6 @@ import io.jvhost.nativ.Poll;
 import io.jvhost.nativ.UnixSocket;
 import io.jvhost.vhostuser.VhostUserCodec;
 import io.jvhost.vhostuser.VhostUserMessage;
-import io.jvhost.vhostuser.VirtioFeatures;
 import io.jvhost.vhostuser.VirtioNetConfig;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;

@@ -1,5 +1,9 @@
 package io.jvhost.engine;
 
+import io.jvhost.stats.QueueLatency;
+import io.jvhost.stats.QueueCounters;
+import io.jvhost.stats.Counter;
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.memory.MemoryFault;
 import io.jvhost.nativ.Epoll;
@@ -12,7 +16,6 @@ import io.jvhost.net.RxEngine;
 import io.jvhost.net.TapIo;
 import io.jvhost.net.TxEngine;
 import io.jvhost.net.TxValidator;
-import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.vhostuser.RingConfig;
 import io.jvhost.virtq.SplitVirtqueue;
@@ -389,8 +392,8 @@ public final class QueuePairWorker implements AutoCloseable {
     public int setFeatures(long features, int mtu) {
         int hdrSize = VirtioNetHdr.size(features);
         tx.configure(tapFd, hdrSize, new TxValidator(features, mtu));
-        rx.configure(tapFd, hdrSize, VirtioNetFeatures.has(features, VirtioNetFeatures.MRG_RXBUF),
-                VirtioNetFeatures.guestGso(features), mtu);
+        rx.configure(tapFd, hdrSize, VirtioFeatures.has(features, VirtioFeatures.NET_F_MRG_RXBUF),
+                VirtioFeatures.guestGso(features), mtu);
         return 0;
     }
 

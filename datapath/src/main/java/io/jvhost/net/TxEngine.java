@@ -1,8 +1,9 @@
 package io.jvhost.net;
 
-import io.jvhost.engine.Counter;
-import io.jvhost.engine.QueueCounters;
-import io.jvhost.engine.QueueLatency;
+import io.jvhost.stats.DropReason;
+import io.jvhost.stats.Counter;
+import io.jvhost.stats.QueueCounters;
+import io.jvhost.stats.QueueLatency;
 import io.jvhost.memory.MemoryFault;
 import io.jvhost.nativ.Errno;
 import io.jvhost.nativ.EventFd;

@@ -1,5 +1,6 @@
 package io.jvhost.virtq;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.memory.GuestMemory;
 
 import java.lang.foreign.MemorySegment;
@@ -117,8 +118,8 @@ public final class SplitVirtqueue {
 
     /** Sets the negotiated features; only the ring bits matter here. */
     public void setFeatures(long features) {
-        this.eventIdx = VirtqFeatures.has(features, VirtqFeatures.RING_F_EVENT_IDX);
-        this.indirect = VirtqFeatures.has(features, VirtqFeatures.RING_F_INDIRECT_DESC);
+        this.eventIdx = VirtioFeatures.has(features, VirtioFeatures.RING_F_EVENT_IDX);
+        this.indirect = VirtioFeatures.has(features, VirtioFeatures.RING_F_INDIRECT_DESC);
     }
 
     public boolean eventIdx() {

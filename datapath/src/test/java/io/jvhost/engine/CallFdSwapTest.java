@@ -1,11 +1,11 @@
 package io.jvhost.engine;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
 import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.UnixSocket;
-import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.vhostuser.RingConfig;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -31,7 +31,7 @@ class CallFdSwapTest {
         int oldCall = EventFd.create(0, true);
         int newCall = EventFd.create(0, true);
         int laterCall = EventFd.create(0, true);
-        long features = VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1);
+        long features = VirtioFeatures.bit(VirtioFeatures.F_VERSION_1);
         try (DriverMemory mem = DriverMemory.allocate(1 << 20, DriverMemory.DEFAULT_GPA_BASE)) {
             Fds.setNonBlocking(sp[0], true);
             // Not started: call() runs each task on this thread, so nothing else signals meanwhile.

@@ -1,5 +1,7 @@
 package io.jvhost.engine;
 
+import io.jvhost.stats.Counter;
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
 import io.jvhost.driver.VhostUserClient;
@@ -10,13 +12,11 @@ import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.Mman;
 import io.jvhost.nativ.Poll;
 import io.jvhost.net.SeqPacketPair;
-import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.vhostuser.DeviceBackend;
 import io.jvhost.vhostuser.FeatureSet;
 import io.jvhost.vhostuser.RingConfig;
 import io.jvhost.vhostuser.VhostUserMessage;
 import io.jvhost.vhostuser.VhostUserServer;
-import io.jvhost.vhostuser.VirtioFeatures;
 import io.jvhost.vhostuser.VirtioNetConfig;
 import io.jvhost.virtq.VirtqError;
 import org.junit.jupiter.api.Test;
@@ -59,8 +59,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class MemoryShrinkTest {
     static final int RING = 256;
     static final int HDR = 12;
-    static final long FEATURES = VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1)
-            | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF);
+    static final long FEATURES = VirtioFeatures.bit(VirtioFeatures.F_VERSION_1)
+            | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF);
     static final int WAIT_MS = 10_000;
 
     /** A device whose tap is a socket: one {@link QueuePairWorker}, forwarded to as NetDevice does. */

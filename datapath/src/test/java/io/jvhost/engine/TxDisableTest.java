@@ -1,12 +1,13 @@
 package io.jvhost.engine;
 
+import io.jvhost.stats.Counter;
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
 import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.UnixSocket;
-import io.jvhost.net.DropReason;
-import io.jvhost.net.VirtioNetFeatures;
+import io.jvhost.stats.DropReason;
 import io.jvhost.vhostuser.RingConfig;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -34,7 +35,7 @@ class TxDisableTest {
     void framesPostedBeforeTheDisableAreSentLaterOnesDiscarded() throws Exception {
         int[] sp = UnixSocket.socketPair(); // stands in for the tap: frames arrive as header + frame bytes
         int kick = EventFd.create(0, true);
-        long features = VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1);
+        long features = VirtioFeatures.bit(VirtioFeatures.F_VERSION_1);
         try (DriverMemory mem = DriverMemory.allocate(1 << 20, DriverMemory.DEFAULT_GPA_BASE);
              Arena arena = Arena.ofConfined()) {
             Fds.setNonBlocking(sp[0], true);

@@ -1,9 +1,9 @@
 package io.jvhost.it;
 
-import io.jvhost.engine.Counter;
+import io.jvhost.stats.Counter;
 import io.jvhost.engine.QueuePairWorker;
-import io.jvhost.engine.QueueStats;
-import io.jvhost.net.DropReason;
+import io.jvhost.stats.QueueStats;
+import io.jvhost.stats.DropReason;
 import io.jvhost.vhostuser.FeatureSet;
 import io.jvhost.virtq.SplitVirtqueue;
 import io.jvhost.virtq.VirtqError;

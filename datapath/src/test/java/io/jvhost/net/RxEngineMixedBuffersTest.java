@@ -1,14 +1,15 @@
 package io.jvhost.net;
 
+import io.jvhost.stats.DropReason;
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
-import io.jvhost.engine.Counter;
-import io.jvhost.engine.QueueCounters;
-import io.jvhost.engine.QueueLatency;
+import io.jvhost.stats.Counter;
+import io.jvhost.stats.QueueCounters;
+import io.jvhost.stats.QueueLatency;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.IoUring;
 import io.jvhost.virtq.SplitVirtqueue;
-import io.jvhost.virtq.VirtqFeatures;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -113,7 +114,7 @@ class RxEngineMixedBuffersTest {
         /** Smallest chain: a full ring of the most fragmented chains still holds a 64 KiB frame. */
         final int minChain;
         final int maxChain;
-        final long features = 1L << VirtqFeatures.RING_F_INDIRECT_DESC;
+        final long features = 1L << VirtioFeatures.RING_F_INDIRECT_DESC;
         /** Batched single-buffer reads through an io_uring (RxEngine.useRing). */
         boolean uring;
         IoUring ring;

@@ -1,9 +1,10 @@
 package io.jvhost.net;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
-import io.jvhost.engine.QueueCounters;
-import io.jvhost.engine.QueueLatency;
+import io.jvhost.stats.QueueCounters;
+import io.jvhost.stats.QueueLatency;
 import io.jvhost.nativ.Fds;
 import io.jvhost.virtq.Chain;
 import io.jvhost.virtq.SplitVirtqueue;
@@ -33,7 +34,7 @@ class RxEngineReleaseWindowTest {
 
     @Test
     void aWindowThatIsNotTheLastChainsTakenIsReturnedNotRewound() {
-        long features = VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1) | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF);
+        long features = VirtioFeatures.bit(VirtioFeatures.F_VERSION_1) | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF);
         int[] sock = SeqPacketPair.open();
         try (DriverMemory mem = DriverMemory.allocate(1 << 20, DriverMemory.DEFAULT_GPA_BASE);
              Arena arena = Arena.ofConfined()) {

@@ -1,8 +1,10 @@
 package io.jvhost.net;
 
-import io.jvhost.engine.Counter;
-import io.jvhost.engine.QueueStats;
-import io.jvhost.engine.StatsRenderer;
+import io.jvhost.stats.DropReason;
+import io.jvhost.virtio.VirtioFeatures;
+import io.jvhost.stats.Counter;
+import io.jvhost.stats.QueueStats;
+import io.jvhost.stats.StatsRenderer;
 import io.jvhost.engine.WorkerConfig;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
@@ -12,7 +14,7 @@ import org.junit.jupiter.api.Timeout;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
-import static io.jvhost.net.VirtioNetFeatures.*;
+import static io.jvhost.virtio.VirtioFeatures.*;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -31,7 +33,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  */
 @Tag("privileged")
 class TxBackpressureIT {
-    static final long FEATURES = bit(VERSION_1) | bit(EVENT_IDX) | bit(MRG_RXBUF);
+    static final long FEATURES = bit(F_VERSION_1) | bit(RING_F_EVENT_IDX) | bit(NET_F_MRG_RXBUF);
     /** Local experimental EtherType: neither bridge netfilter nor the IP stack looks at it. */
     static final int ETHERTYPE_EXPERIMENTAL = 0x88b5;
     static final int SNDBUF = 32 * 1024;

@@ -1,5 +1,6 @@
 package io.jvhost.virtq;
 
+import io.jvhost.virtio.VirtioFeatures;
 import org.junit.jupiter.api.Test;
 
 import java.util.concurrent.atomic.AtomicInteger;
@@ -15,7 +16,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** Each way a driver can misbehave marks only its queue broken, with a reason, and touches nothing outside its memory. */
 class HostileGuestTest {
-    static final long INDIRECT = 1L << VirtqFeatures.RING_F_INDIRECT_DESC;
+    static final long INDIRECT = 1L << VirtioFeatures.RING_F_INDIRECT_DESC;
 
     static void assertBroken(RawRing r, VirtqError reason) {
         long before = SplitVirtqueue.brokenQueues();

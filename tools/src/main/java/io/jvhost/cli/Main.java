@@ -1,9 +1,9 @@
 package io.jvhost.cli;
 
-import io.jvhost.engine.StatsRenderer;
+import io.jvhost.stats.StatsRenderer;
 import io.jvhost.engine.WorkerConfig;
 import io.jvhost.nativ.NativeException;
-import io.jvhost.net.NetDevice;
+import io.jvhost.device.NetDevice;
 import io.jvhost.vhostuser.FeatureSet;
 import io.jvhost.vhostuser.VhostUserClientMode;
 import io.jvhost.vhostuser.VhostUserServer;

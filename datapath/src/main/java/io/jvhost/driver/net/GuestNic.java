@@ -1,5 +1,6 @@
 package io.jvhost.driver.net;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
 import io.jvhost.driver.NetBufferLayout;
@@ -8,7 +9,6 @@ import io.jvhost.memory.GuestMemory;
 import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.Poll;
-import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.vhostuser.DeviceBackend;
 import io.jvhost.vhostuser.RingConfig;
@@ -62,8 +62,8 @@ public final class GuestNic implements AutoCloseable {
         this.hdrLen = VirtioNetHdr.size(features);
         this.ringSize = ringSize;
         this.maxTxFrame = maxTxFrame;
-        boolean mrg = VirtioNetFeatures.has(features, VirtioNetFeatures.MRG_RXBUF);
-        this.rxMode = mrg ? RxMode.MERGEABLE : VirtioNetFeatures.guestGso(features) ? RxMode.BIG : RxMode.SMALL;
+        boolean mrg = VirtioFeatures.has(features, VirtioFeatures.NET_F_MRG_RXBUF);
+        this.rxMode = mrg ? RxMode.MERGEABLE : VirtioFeatures.guestGso(features) ? RxMode.BIG : RxMode.SMALL;
         this.pairs = new Pair[queuePairs];
         for (int i = 0; i < queuePairs; i++) {
             pairs[i] = new Pair(i);
@@ -72,8 +72,8 @@ public final class GuestNic implements AutoCloseable {
 
     /** Bytes of guest RAM a NIC with these parameters needs (rings, buffers), with slack. */
     public static long ramNeeded(int queuePairs, int ringSize, int maxTxFrame, long features) {
-        long rx = VirtioNetFeatures.has(features, VirtioNetFeatures.MRG_RXBUF) ? NetBufferLayout.rxMergeableBufferSize()
-                : VirtioNetFeatures.guestGso(features) ? NetBufferLayout.rxBigBufferSize()
+        long rx = VirtioFeatures.has(features, VirtioFeatures.NET_F_MRG_RXBUF) ? NetBufferLayout.rxMergeableBufferSize()
+                : VirtioFeatures.guestGso(features) ? NetBufferLayout.rxBigBufferSize()
                 : NetBufferLayout.rxSmallBufferSize(VirtioNetHdr.SIZE);
         long tx = NetBufferLayout.txBufferSize(maxTxFrame);
         long perPair = (long) ringSize * (rx + tx + 4096) + 8 * 4096L * 4;

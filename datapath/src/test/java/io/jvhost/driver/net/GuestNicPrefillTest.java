@@ -1,5 +1,6 @@
 package io.jvhost.driver.net;
 
+import io.jvhost.virtio.VirtioFeatures;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -9,7 +10,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.memory.GuestMemory;
-import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.vhostuser.DeviceBackend;
 import io.jvhost.vhostuser.RingConfig;
@@ -104,7 +104,7 @@ class GuestNicPrefillTest {
     @ParameterizedTest(name = "separateHeader={0}")
     @ValueSource(booleans = {false, true})
     void prefilledFrameGoesOutWithOnlyTheHeaderWritten(boolean separateHeader) {
-        open(VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1) | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF));
+        open(VirtioFeatures.bit(VirtioFeatures.F_VERSION_1) | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF));
         nic.setTxSeparateHeader(0, separateHeader);
         byte[] f = frame(1514, 7);
         byte[] padded = new byte[f.length + 10];
@@ -154,7 +154,7 @@ class GuestNicPrefillTest {
 
     @Test
     void misuseIsRefused() {
-        open(VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1));
+        open(VirtioFeatures.bit(VirtioFeatures.F_VERSION_1));
         assertThrows(IllegalStateException.class, () -> nic.sendPrefilled(0, 10, 0, 0, 0, 0, 0, 0, 10));
         assertThrows(IllegalArgumentException.class, () -> nic.prefillTx(0, new byte[MAX_FRAME + 1], 0, MAX_FRAME + 1));
         assertThrows(IndexOutOfBoundsException.class, () -> nic.prefillTx(0, new byte[10], 5, 10));
@@ -177,7 +177,7 @@ class GuestNicPrefillTest {
 
     @Test
     void drainRxCountsFramesNotBuffersAndRepostsThem() {
-        open(VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1) | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF));
+        open(VirtioFeatures.bit(VirtioFeatures.F_VERSION_1) | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF));
         RingConfig rc = rings.get(0);
         SplitVirtqueue rxq = new SplitVirtqueue("rx-under-test");
         rxq.setSize(rc.size());
@@ -216,7 +216,7 @@ class GuestNicPrefillTest {
 
     @Test
     void awaitTxInFlightAsksForOneCallWhenEnoughAreBack() {
-        open(VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1) | VirtioNetFeatures.bit(VirtioNetFeatures.EVENT_IDX));
+        open(VirtioFeatures.bit(VirtioFeatures.F_VERSION_1) | VirtioFeatures.bit(VirtioFeatures.RING_F_EVENT_IDX));
         nic.prefillTx(0, frame(100, 5), 0, 100);
         for (int i = 0; i < 5; i++) {
             assertTrue(nic.sendPrefilled(0, 100, 0, 0, 0, 0, 0, 0, 10));

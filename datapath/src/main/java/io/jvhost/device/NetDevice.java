@@ -1,13 +1,17 @@
-package io.jvhost.net;
+package io.jvhost.device;
 
+import io.jvhost.net.Frames;
+import io.jvhost.net.PacketCapture;
+import io.jvhost.net.TapPort;
+import io.jvhost.net.VirtioNetHdr;
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.engine.QueuePairWorker;
-import io.jvhost.engine.QueueStats;
+import io.jvhost.stats.QueueStats;
 import io.jvhost.engine.WorkerConfig;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.nativ.Fds;
 import io.jvhost.vhostuser.DeviceBackend;
 import io.jvhost.vhostuser.RingConfig;
-import io.jvhost.vhostuser.VirtioFeatures;
 import io.jvhost.vhostuser.VirtioNetConfig;
 
 import java.io.IOException;
