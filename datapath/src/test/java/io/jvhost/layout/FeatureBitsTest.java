@@ -6,9 +6,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import io.jvhost.nativ.gen.Linux;
 import io.jvhost.net.Offloads;
-import io.jvhost.net.VirtioNetFeatures;
-import io.jvhost.vhostuser.VirtioFeatures;
-import io.jvhost.virtq.VirtqFeatures;
+import io.jvhost.virtio.VirtioFeatures;
 import java.lang.reflect.Field;
 import java.lang.reflect.Method;
 import java.lang.reflect.Modifier;
@@ -19,7 +17,8 @@ import java.util.function.UnaryOperator;
 import org.junit.jupiter.api.Test;
 
 /**
- * Every feature-bit number the datapath defines, against the kernel header constant of the same
+ * Every feature-bit number the datapath defines ({@link VirtioFeatures}) and the tap offload flags
+ * ({@link Offloads}), against the kernel header constant of the same
  * meaning ({@code linux/virtio_config.h}, {@code virtio_ring.h}, {@code virtio_net.h},
  * {@code vhost_types.h}, {@code if_tun.h} as jextract generated them). Each class is checked
  * field by field through reflection, so a bit added later is checked too: it must map to a kernel
@@ -28,26 +27,12 @@ import org.junit.jupiter.api.Test;
 class FeatureBitsTest {
 
     @Test
-    void vhostUserVirtioFeatures() {
+    void virtioFeatures() {
         assertBitsMatchKernel(VirtioFeatures.class, name -> switch (name) {
             case "F_LOG_ALL" -> "VHOST_F_LOG_ALL";
             default -> "VIRTIO_" + name; // NET_F_*, F_*, RING_F_*
         }, Map.of("VHOST_USER_F_PROTOCOL_FEATURES",
                 "vhost-user's own bit (QEMU docs/interop/vhost-user.rst), in no kernel header"));
-    }
-
-    @Test
-    void netVirtioNetFeatures() {
-        assertBitsMatchKernel(VirtioNetFeatures.class, name -> switch (name) {
-            case "INDIRECT_DESC", "EVENT_IDX" -> "VIRTIO_RING_F_" + name;
-            case "VERSION_1" -> "VIRTIO_F_" + name;
-            default -> "VIRTIO_NET_F_" + name;
-        }, Map.of());
-    }
-
-    @Test
-    void virtqFeatures() {
-        assertBitsMatchKernel(VirtqFeatures.class, name -> "VIRTIO_" + name, Map.of());
     }
 
     @Test
