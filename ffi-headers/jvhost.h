@@ -54,8 +54,9 @@ extern int accept4(int __fd, struct sockaddr *__restrict __addr,
 /*
  * Constants newer than the oldest uapi headers jvhost builds against (Debian 12's linux-libc-dev
  * 6.1 lacks them): defined here only when the system header does not, with the values of the
- * virtio 1.2 specification and of later Linux include/uapi headers. With newer headers the system's own
- * definitions win, and the layout-conformance test then checks these values against them.
+ * virtio 1.2 specification and of later Linux include/uapi headers. With newer headers the
+ * system's own definitions win, and the layout-conformance test then checks the committed
+ * generated values against them.
  */
 #ifndef VIRTIO_F_NOTIFICATION_DATA
 #define VIRTIO_F_NOTIFICATION_DATA 38 /* virtio 1.2 §6, linux/virtio_config.h */
