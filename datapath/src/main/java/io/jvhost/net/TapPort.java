@@ -271,7 +271,7 @@ public final class TapPort implements AutoCloseable {
                 if (offloadsChanged) {
                     Offloads.apply(0, this::setOffloads);
                 }
-            } catch (NativeException e) {
+            } catch (RuntimeException e) {
                 LOG.log(System.Logger.Level.WARNING, "tap {0}: could not restore settings: {1}", ifName, e.getMessage());
             }
         }
