@@ -14,7 +14,7 @@ import java.util.Map;
  * bench/RESULTS.md. Started by {@code bench/run-e2e}, which builds the C tools and cleans up.
  *
  * <pre>
- * E2eMain --bin=DIR --out=DIR [--results=bench/RESULTS.md] [--scenarios=tx64,tx1514,tx64k,rx64,rx1514,rr64]
+ * E2eMain --bin=DIR --out=DIR [--results=bench/RESULTS.md] [--scenarios=tx64,tx1514,tx64k,tx64k-uso,tx1472-udp,rx64,rx1514,rr64]
  *         [--contenders=c-limit,dpdk,jvhost,jvhost-bp] [--repeats=3] [--seconds=5] [--warmup=3]
  *         [--jvhost=tools/jvhost] [--jvhost-interim=true|false] [--busy-poll-us=N]
  *         [--frontend=auto|testpmd|java-driver]
@@ -44,7 +44,7 @@ public final class E2eMain {
         Path out = Path.of(req(a, "out"));
         Files.createDirectories(out);
         List<Scenario> scenarios = new ArrayList<>();
-        for (String s : a.getOrDefault("scenarios", "tx64,tx1514,tx64k,rx64,rx1514,rr64").split(",")) {
+        for (String s : a.getOrDefault("scenarios", "tx64,tx1514,tx64k,tx64k-uso,tx1472-udp,rx64,rx1514,rr64").split(",")) {
             scenarios.add(Scenario.byId(s.strip()));
         }
         int repeats = Integer.parseInt(a.getOrDefault("repeats", quick ? "2" : "3"));
