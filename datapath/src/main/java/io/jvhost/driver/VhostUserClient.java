@@ -69,6 +69,7 @@ public final class VhostUserClient implements AutoCloseable {
     private final VhostUserCodec codec;
     private int timeoutMs = 5000;
     private boolean replyAck;
+    private long protocolFeatures;
     private boolean closed;
 
     private VhostUserClient(int fd) {
@@ -250,6 +251,12 @@ public final class VhostUserClient implements AutoCloseable {
     public void setProtocolFeatures(long features) {
         simple(SET_PROTOCOL_FEATURES, u64(features), null);
         replyAck = (features & (1L << PROTOCOL_F_REPLY_ACK)) != 0;
+        protocolFeatures = features;
+    }
+
+    /** The protocol features this client set (0 before SET_PROTOCOL_FEATURES). */
+    public long protocolFeatures() {
+        return protocolFeatures;
     }
 
     public void setOwner() {

@@ -131,6 +131,13 @@ final class DirtyLogs implements AutoCloseable {
     }
 
     private void unmap(DirtyLog log) {
+        long outside = log.outsideMarks();
+        if (outside > 0) {
+            // The session keeps the log covering guest memory and every logging ring: a mark that
+            // still fell outside means a page was written and not logged.
+            LOG.log(Level.WARNING, "{0}: {1} dirty-log marks fell outside the log or guest memory: those writes"
+                    + " were not logged", name, outside);
+        }
         try {
             log.close();
         } catch (RuntimeException e) {

@@ -7,6 +7,7 @@ import io.jvhost.memory.GuestMemory;
 import io.jvhost.memory.MemoryFault;
 import io.jvhost.nativ.Fds;
 import io.jvhost.net.VirtioNetConfig;
+import io.jvhost.virtio.DeviceStatus;
 import io.jvhost.virtio.VirtioFeatures;
 
 import java.lang.System.Logger.Level;
@@ -44,8 +45,6 @@ public final class Session implements AutoCloseable {
 
     private static final System.Logger LOG = System.getLogger(Session.class.getName());
 
-    /** The device status bits a SET_STATUS may carry (virtio 1.2 §2.1: one byte). */
-    private static final long STATUS_MASK = 0xff;
     private static final int[] EMPTY = {0};
     private static final int[] U64 = {U64_SIZE};
     private static final int[] STATE = {STATE_SIZE};
@@ -469,13 +468,13 @@ public final class Session implements AutoCloseable {
 
     /**
      * SET_STATUS: records the driver's device status for GET_STATUS. It drives nothing: rings start
-     * and stop with the ring messages, and a reset comes as RESET_DEVICE or a disconnect (QEMU sends
-     * status 0 when it stops the device, before or after GET_VRING_BASE, and DPDK's back-end too
-     * only records it).
+     * and stop with the ring messages, and a reset comes as RESET_DEVICE or a disconnect. QEMU 7.2
+     * writes 0 when it stops the device and keeps the memory table and features for the next start,
+     * so status 0 must not reset anything.
      */
     private void setStatus() throws ProtocolException {
         long s = codec.payloadLong(0);
-        if ((s & ~STATUS_MASK) != 0) {
+        if ((s & ~(long) DeviceStatus.MASK) != 0) {
             throw new ProtocolException("device status 0x" + Long.toHexString(s) + " has bits beyond the status byte");
         }
         status = s;

@@ -29,6 +29,63 @@ public final class GuestRam {
     private GuestRam() {
     }
 
+    /**
+     * One page that differs: its offset, how many of its bytes differ, and the most that differ
+     * within any 64 consecutive bytes.
+     */
+    public record PageDiff(long page, int bytes, int densest64) {
+        /**
+         * Whether the difference looks like something a device wrote: a frame (virtio-net header and
+         * packet) is a dense run of bytes. A stale RX buffer differs in whole frames — at least 58 of
+         * the 64 bytes around a 60-byte ACK, thousands for data; the guest's own scattered updates
+         * (counters, timestamps) differ in a few bytes here and there.
+         */
+        public boolean frameLike() {
+            return densest64 >= 32;
+        }
+
+        @Override
+        public String toString() {
+            return "0x" + Long.toHexString(page) + "(" + bytes + " B, " + densest64 + "/64)";
+        }
+    }
+
+    /** {@link #differingPages} with how much of each page differs. */
+    public static List<PageDiff> differences(long a, long b) {
+        List<Long> pages = differingPages(a, b);
+        List<PageDiff> out = new ArrayList<>();
+        if (pages.isEmpty()) {
+            return out;
+        }
+        try (Arena arena = Arena.ofConfined();
+             FileChannel ca = FileChannel.open(memfd(a), StandardOpenOption.READ);
+             FileChannel cb = FileChannel.open(memfd(b), StandardOpenOption.READ)) {
+            MemorySegment ma = ca.map(FileChannel.MapMode.READ_ONLY, 0, ca.size(), arena);
+            MemorySegment mb = cb.map(FileChannel.MapMode.READ_ONLY, 0, cb.size(), arena);
+            boolean[] diff = new boolean[(int) PAGE];
+            for (long p : pages) {
+                int n = 0;
+                for (int o = 0; o < PAGE; o++) {
+                    diff[o] = ma.get(java.lang.foreign.ValueLayout.JAVA_BYTE, p + o) != mb.get(java.lang.foreign.ValueLayout.JAVA_BYTE, p + o);
+                    n += diff[o] ? 1 : 0;
+                }
+                int window = 0;
+                int densest = 0;
+                for (int o = 0; o < PAGE; o++) {
+                    window += diff[o] ? 1 : 0;
+                    if (o >= 64) {
+                        window -= diff[o - 64] ? 1 : 0;
+                    }
+                    densest = Math.max(densest, window);
+                }
+                out.add(new PageDiff(p, n, densest));
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        return out;
+    }
+
     /** The path through which QEMU {@code pid}'s guest RAM memfd can be opened. */
     static Path memfd(long pid) {
         try (Stream<Path> fds = Files.list(Path.of("/proc/" + pid + "/fd"))) {
@@ -45,6 +102,48 @@ public final class GuestRam {
             throw new UncheckedIOException("listing the fds of QEMU " + pid, e);
         }
         throw new AssertionError("QEMU " + pid + " has no " + BACKEND + " fd");
+    }
+
+    /**
+     * For failure messages: per page, how many bytes differ between QEMU {@code a}'s and {@code b}'s
+     * RAM, where the first and last difference are, and the first bytes there on both sides.
+     */
+    public static String describe(long a, long b, List<Long> pages, int max) {
+        StringBuilder out = new StringBuilder();
+        try (Arena arena = Arena.ofConfined();
+             FileChannel ca = FileChannel.open(memfd(a), StandardOpenOption.READ);
+             FileChannel cb = FileChannel.open(memfd(b), StandardOpenOption.READ)) {
+            MemorySegment ma = ca.map(FileChannel.MapMode.READ_ONLY, 0, ca.size(), arena);
+            MemorySegment mb = cb.map(FileChannel.MapMode.READ_ONLY, 0, cb.size(), arena);
+            for (int i = 0; i < Math.min(max, pages.size()); i++) {
+                long p = pages.get(i);
+                int n = 0;
+                long first = -1;
+                long last = -1;
+                for (long o = 0; o < PAGE; o++) {
+                    if (ma.get(java.lang.foreign.ValueLayout.JAVA_BYTE, p + o) != mb.get(java.lang.foreign.ValueLayout.JAVA_BYTE, p + o)) {
+                        n++;
+                        last = o;
+                        if (first < 0) {
+                            first = o;
+                        }
+                    }
+                }
+                out.append(String.format("  page 0x%x: %d bytes differ in [0x%x, 0x%x]; source %s… destination %s…%n", p, n,
+                        first, last, hex(ma, p + first, 16), hex(mb, p + first, 16)));
+            }
+        } catch (IOException e) {
+            out.append("  (").append(e).append(")\n");
+        }
+        return out.toString();
+    }
+
+    private static String hex(MemorySegment m, long at, int n) {
+        StringBuilder b = new StringBuilder();
+        for (int i = 0; i < n && at + i < m.byteSize(); i++) {
+            b.append(String.format("%02x", m.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + i)));
+        }
+        return b.toString();
     }
 
     /**

@@ -52,8 +52,14 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * old TCP segment, dropped and retransmitted (measured: with RX buffer logging switched off in the
  * code the MD5s still matched). So every destination starts paused ({@code -S}) and, once the
  * migration completed, its guest RAM is compared page by page with the stopped source's
- * ({@link GuestRam}): any page the device wrote without marking it differs (with RX logging off:
- * 8 and 16 pages in two of three migrations). Only then does the destination continue.
+ * ({@link GuestRam}): a page the device wrote without marking it holds a different frame (with RX
+ * logging off: 7 to 33 pages per migration, each a dense run of tens to thousands of bytes — a
+ * virtio-net header and packet). Only then does the destination continue. A few pages may also
+ * differ in scattered single bytes or small fields (a counter one higher, a timestamp later on the
+ * source: guest kernel data, never anything the device writes); they showed up in about one
+ * migration in ten here with logging correct, and more often with two vCPUs — guest writes that
+ * QEMU 7.2's TCG dirty tracking did not catch, as far as could be told. Those are printed, not
+ * failed ({@link GuestRam.PageDiff#frameLike}).
  *
  * <p>Scenarios (one guest boot each, three migrations each): A in this JVM and B in a process of
  * its own, one queue pair; two queue pairs with both devices in this JVM; no mergeable RX buffers
@@ -218,10 +224,23 @@ class JvhostMigrationIT {
                                     to == 0 ? "A" : "B", (System.nanoTime() - t0) / 1_000_000, stats);
                             assertEquals("postmigrate", src.runState());
                             assertEquals("paused", dst.runState());
-                            List<Long> stale = GuestRam.differingPages(vm.guest().pid(), dest.guest().pid());
-                            assertTrue(stale.isEmpty(), "after migration " + m + " " + stale.size()
-                                    + " pages of guest RAM differ between source and destination (written by the"
-                                    + " device, not logged): " + hex(stale) + "\n" + devices[from].describe());
+                            List<GuestRam.PageDiff> diffs = GuestRam.differences(vm.guest().pid(), dest.guest().pid());
+                            List<Long> stale = diffs.stream().filter(GuestRam.PageDiff::frameLike).map(GuestRam.PageDiff::page)
+                                    .toList();
+                            if (!diffs.isEmpty()) {
+                                // Sparse differences (a counter, a timestamp) are the guest's own writes: see the
+                                // class comment. Reported, not failed.
+                                System.out.printf("migration %d: %d pages differ, %d frame-like: %s%n", m, diffs.size(),
+                                        stale.size(), diffs);
+                            }
+                            Vm source = vm;
+                            int number = m;
+                            Device sourceDevice = devices[from];
+                            assertTrue(stale.isEmpty(), () -> "after migration " + number + " " + stale.size()
+                                    + " pages of guest RAM hold different frames at source and destination (written by"
+                                    + " the device, not logged): " + hex(stale) + "\n"
+                                    + GuestRam.describe(source.guest().pid(), dest.guest().pid(), stale, 16)
+                                    + sourceDevice.describe());
                             dst.execute("cont", null);
                             assertTrue(Jvhost.await(() -> "running".equals(dst.runState()), STEP),
                                     "destination runs the guest after migration " + m + ": " + dst.runState());

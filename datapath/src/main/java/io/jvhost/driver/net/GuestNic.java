@@ -1,5 +1,7 @@
 package io.jvhost.driver.net;
 
+import io.jvhost.vhostuser.VhostUserMessage;
+import io.jvhost.virtio.DeviceStatus;
 import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
@@ -125,6 +127,13 @@ public final class GuestNic implements AutoCloseable {
         if (missing != 0) {
             throw new IllegalStateException("back-end does not offer features 0x" + Long.toHexString(missing));
         }
+        // With STATUS negotiated the driver reports its progress as virtio-user does; DPDK's vhost
+        // back-end treats the device as ready only once DRIVER_OK arrives.
+        boolean status = (client.protocolFeatures() & (1L << VhostUserMessage.PROTOCOL_F_STATUS)) != 0;
+        int driver = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK;
+        if (status) {
+            client.setStatus(driver);
+        }
         client.setMemTable(java.util.List.of(mem.region()));
         for (Pair p : pairs) {
             // setupRing sends the ring's current avail index as BASE: set up before posting buffers.
@@ -133,6 +142,9 @@ public final class GuestNic implements AutoCloseable {
             p.fillRx();
             client.setVringEnable(2 * p.index, true);
             client.setVringEnable(2 * p.index + 1, true);
+        }
+        if (status) {
+            client.setStatus(driver | DeviceStatus.DRIVER_OK);
         }
         return ack;
     }
