@@ -42,20 +42,48 @@ public final class JvhostProcess implements AutoCloseable {
     }
 
     /**
-     * Starts {@code java -jar jvhost.jar ARGS} (inside {@code ns} when not null). Returns at once;
-     * use {@link #awaitLog} for "listening on" (server) or "connected to" (client).
+     * Starts {@code java -jar jvhost.jar ARGS} (inside {@code ns} when not null) with the JVM options
+     * the launcher gives those arguments. Returns at once; use {@link #awaitLog} for "listening on"
+     * (server) or "connected to" (client).
      */
     public static JvhostProcess start(String name, NetNs ns, String... args) throws IOException {
+        return startWithJavaOpts(name, ns, "", args);
+    }
+
+    /** As {@link #start(String, NetNs, String...)}, with {@code javaOpts} as the launcher's {@code JVHOST_JAVA_OPTS}. */
+    public static JvhostProcess startWithJavaOpts(String name, NetNs ns, String javaOpts, String... args) throws IOException {
         List<String> cmd = new ArrayList<>();
         if (ns != null) {
             cmd.addAll(List.of("ip", "netns", "exec", ns.name()));
         }
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        // As tools/jvhost runs it.
-        cmd.addAll(List.of("--enable-native-access=ALL-UNNAMED", "-XX:+UseZGC", "-jar", JAR.toString()));
+        cmd.addAll(launcherJavaOptions(javaOpts, args));
+        cmd.addAll(List.of("-jar", JAR.toString()));
         cmd.addAll(List.of(args));
         Path log = Cmd.logDir().resolve(name + "-" + Cmd.randomHex(3) + ".log");
         return new JvhostProcess(LineProcess.start(name, cmd, log));
+    }
+
+    /**
+     * The JVM options {@code tools/jvhost} runs the jar with for {@code args} (its memory policy),
+     * from {@code tools/jvhost --java-options}, with {@code javaOpts} as {@code JVHOST_JAVA_OPTS}.
+     */
+    public static List<String> launcherJavaOptions(String javaOpts, String... args) throws IOException {
+        List<String> cmd = new ArrayList<>(List.of(Cmd.tool("jvhost").toString(), "--java-options"));
+        cmd.addAll(List.of(args));
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT);
+        pb.environment().put("JVHOST_JAVA_OPTS", javaOpts);
+        Process p = pb.start();
+        String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+        try {
+            if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0) {
+                throw new IOException("tools/jvhost --java-options failed: " + out);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted", e);
+        }
+        return out.lines().filter(l -> !l.isBlank()).toList();
     }
 
     /** Waits for a log line containing {@code text} at or after line {@code from}; returns its index. */

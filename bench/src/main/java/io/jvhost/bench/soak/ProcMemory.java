@@ -21,8 +21,8 @@ import java.util.stream.Stream;
  */
 public final class ProcMemory {
     /** One reading; sizes in KiB, -1 where a value could not be read. */
-    public record Sample(long rssKb, long pssKb, long heapUsedKb, long heapCommittedKb, long nmtCommittedKb,
-                         int fds, int maps, int threads) {
+    public record Sample(long rssKb, long pssKb, long guestRssKb, long heapUsedKb, long heapCommittedKb,
+                         long nmtCommittedKb, int fds, int maps, int threads) {
     }
 
     private static final Pattern USED = Pattern.compile("\\bused (\\d+)([KMG])");
@@ -52,7 +52,8 @@ public final class ProcMemory {
     public Sample sample() {
         Sample k = sampleProcOnly();
         long[] heap = heap();
-        return new Sample(k.rssKb(), k.pssKb(), heap[0], heap[1], nmtCommittedKb(), k.fds(), k.maps(), k.threads());
+        return new Sample(k.rssKb(), k.pssKb(), k.guestRssKb(), heap[0], heap[1], nmtCommittedKb(), k.fds(), k.maps(),
+                k.threads());
     }
 
     /** The kernel's readings only (no {@code jcmd}: cheap, and no work for the target); JVM fields -1. */
@@ -81,6 +82,7 @@ public final class ProcMemory {
         } catch (IOException | RuntimeException e) {
             // -1
         }
+        long guest = guestRssKb(proc);
         int fds = count(proc.resolve("fd"));
         int maps = -1;
         try (Stream<String> s = Files.lines(proc.resolve("maps"))) {
@@ -88,7 +90,37 @@ public final class ProcMemory {
         } catch (IOException | RuntimeException e) {
             // -1
         }
-        return new Sample(rss, pss, -1, -1, -1, fds, maps, threads);
+        return new Sample(rss, pss, guest, -1, -1, -1, fds, maps, threads);
+    }
+
+    /**
+     * Resident pages of the front-ends' guest RAM that jvhost has mapped: the memfd mappings other
+     * than ZGC's own heap ({@code /memfd:java_heap}). QEMU, DPDK ({@code /memfd:nohuge}) and the Java
+     * driver all hand over memfds. These pages are shared with the front-end and counted in RSS as
+     * soon as jvhost touched them (rings, frame data), until the session's table is unmapped.
+     */
+    static long guestRssKb(Path proc) {
+        long kb = 0;
+        boolean guest = false;
+        try (Stream<String> s = Files.lines(proc.resolve("smaps"))) {
+            for (String l : (Iterable<String>) s::iterator) {
+                if (isMappingHeader(l)) {
+                    guest = l.contains("/memfd:") && !l.contains("/memfd:java_heap");
+                } else if (guest && l.startsWith("Rss:")) {
+                    kb += kb(l);
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            return -1;
+        }
+        return kb;
+    }
+
+    /** A smaps mapping line ("start-end perms offset dev inode [path]") rather than a "Key: value" line. */
+    private static boolean isMappingHeader(String l) {
+        int dash = l.indexOf('-');
+        int sp = l.indexOf(' ');
+        return dash > 0 && sp > dash && l.substring(0, dash).chars().allMatch(c -> Character.digit(c, 16) >= 0);
     }
 
     /** {@code jcmd GC.heap_info}: {used, committed} in KiB, summed over generations; {-1, -1} if unreadable. */

@@ -14,15 +14,16 @@ final class Report {
     }
 
     static String header() {
-        return String.format(Locale.ROOT, "%8s %7s %-11s %9s %9s %9s %9s %9s %5s %5s %7s %12s",
-                "t_min", "session", "front-end", "rss_MB", "pss_MB", "heap_MB", "heapc_MB", "nmt_MB", "fds", "maps",
-                "threads", "tap_frames");
+        return String.format(Locale.ROOT, "%8s %7s %-11s %9s %9s %9s %9s %9s %9s %5s %5s %7s %12s",
+                "t_min", "session", "front-end", "rss_MB", "guest_MB", "pss_MB", "heap_MB", "heapc_MB", "nmt_MB", "fds",
+                "maps", "threads", "tap_frames");
     }
 
     static String line(Soak.Row r) {
         ProcMemory.Sample m = r.m();
-        return String.format(Locale.ROOT, "%8.2f %7d %-11s %9s %9s %9s %9s %9s %5d %5d %7d %12d", r.seconds() / 60,
-                r.session(), r.frontEnd(), mb(m.rssKb()), mb(m.pssKb()), mb(m.heapUsedKb()), mb(m.heapCommittedKb()),
+        return String.format(Locale.ROOT, "%8.2f %7d %-11s %9s %9s %9s %9s %9s %9s %5d %5d %7d %12d", r.seconds() / 60,
+                r.session(), r.frontEnd(), mb(m.rssKb()), mb(m.guestRssKb()), mb(m.pssKb()), mb(m.heapUsedKb()),
+                mb(m.heapCommittedKb()),
                 mb(m.nmtCommittedKb()), m.fds(), m.maps(), m.threads(), r.tapRx());
     }
 
@@ -33,12 +34,12 @@ final class Report {
     static void soak(Path out, List<Soak.Row> rows, List<Soak.Session> sessions, double warmupS, double reconnectS,
                      double sampleS, String frontEnds, int pktLen, String javaOpts, String command, String started,
                      String loadStart, String loadEnd, int jvhostExit) throws IOException, InterruptedException {
-        StringBuilder csv = new StringBuilder("seconds,session,frontend,rss_kb,pss_kb,heap_used_kb,heap_committed_kb,"
+        StringBuilder csv = new StringBuilder("seconds,session,frontend,rss_kb,guest_rss_kb,pss_kb,heap_used_kb,heap_committed_kb,"
                 + "nmt_committed_kb,fds,maps,threads,tap_frames\n");
         for (Soak.Row r : rows) {
             ProcMemory.Sample m = r.m();
-            csv.append(String.format(Locale.ROOT, "%.1f,%d,%s,%d,%d,%d,%d,%d,%d,%d,%d,%d%n", r.seconds(), r.session(),
-                    r.frontEnd(), m.rssKb(), m.pssKb(), m.heapUsedKb(), m.heapCommittedKb(), m.nmtCommittedKb(), m.fds(),
+            csv.append(String.format(Locale.ROOT, "%.1f,%d,%s,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d%n", r.seconds(), r.session(),
+                    r.frontEnd(), m.rssKb(), m.guestRssKb(), m.pssKb(), m.heapUsedKb(), m.heapCommittedKb(), m.nmtCommittedKb(), m.fds(),
                     m.maps(), m.threads(), r.tapRx()));
         }
         Files.writeString(out.resolve("samples.csv"), csv);
@@ -88,6 +89,9 @@ final class Report {
         md.append("| reading | first | at warm-up | min after | max after | last | last vs warm-up | per hour |\n");
         md.append("|---|---:|---:|---:|---:|---:|---:|---:|\n");
         row(md, "RSS (MB)", rows, w, after, last, hours, r -> r.m().rssKb());
+        row(md, "RSS without guest RAM (MB)", rows, w, after, last, hours,
+                r -> r.m().rssKb() < 0 || r.m().guestRssKb() < 0 ? -1 : r.m().rssKb() - r.m().guestRssKb());
+        row(md, "guest RAM resident (MB)", rows, w, after, last, hours, r -> r.m().guestRssKb());
         row(md, "PSS (MB)", rows, w, after, last, hours, r -> r.m().pssKb());
         row(md, "heap used (MB)", rows, w, after, last, hours, r -> r.m().heapUsedKb());
         row(md, "heap committed (MB)", rows, w, after, last, hours, r -> r.m().heapCommittedKb());
@@ -148,11 +152,12 @@ final class Report {
 
     /** soak.png: the sizes in MB over minutes, fds on the right axis. False when gnuplot is missing or fails. */
     private static boolean plot(Path out, List<Soak.Row> rows, double warmupS) throws IOException, InterruptedException {
-        StringBuilder dat = new StringBuilder("# minutes rss_mb pss_mb heap_used_mb heap_committed_mb nmt_mb fds\n");
+        StringBuilder dat = new StringBuilder("# minutes rss_mb pss_mb heap_used_mb heap_committed_mb nmt_mb fds rss_without_guest_mb\n");
         for (Soak.Row r : rows) {
             ProcMemory.Sample m = r.m();
-            dat.append(String.format(Locale.ROOT, "%.3f %s %s %s %s %s %d%n", r.seconds() / 60, nan(m.rssKb()),
-                    nan(m.pssKb()), nan(m.heapUsedKb()), nan(m.heapCommittedKb()), nan(m.nmtCommittedKb()), m.fds()));
+            dat.append(String.format(Locale.ROOT, "%.3f %s %s %s %s %s %d %s%n", r.seconds() / 60, nan(m.rssKb()),
+                    nan(m.pssKb()), nan(m.heapUsedKb()), nan(m.heapCommittedKb()), nan(m.nmtCommittedKb()), m.fds(),
+                    m.guestRssKb() < 0 ? "NaN" : nan(m.rssKb() - m.guestRssKb())));
         }
         Files.writeString(out.resolve("soak.dat"), dat);
         String gp = String.format(Locale.ROOT, """
@@ -170,6 +175,7 @@ final class Report {
                 set grid
                 set arrow from %.3f, graph 0 to %.3f, graph 1 nohead dashtype 2
                 plot "%s" using 1:2 with lines lw 2 title "RSS", \
+                     "" using 1:8 with lines lw 2 title "RSS without guest RAM", \
                      "" using 1:3 with lines lw 2 title "PSS", \
                      "" using 1:4 with lines title "heap used", \
                      "" using 1:5 with lines title "heap committed", \
