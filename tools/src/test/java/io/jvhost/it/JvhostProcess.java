@@ -56,8 +56,12 @@ public final class JvhostProcess implements AutoCloseable {
         if (ns != null) {
             cmd.addAll(List.of("ip", "netns", "exec", ns.name()));
         }
+        // env and ip netns exec both exec: the pid is the JVM's.
+        cmd.add("env");
+        List<String> launcher = launcherJavaOptions(javaOpts, args);
+        launcher.stream().filter(o -> !o.startsWith("-")).forEach(cmd::add);
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        cmd.addAll(launcherJavaOptions(javaOpts, args));
+        launcher.stream().filter(o -> o.startsWith("-")).forEach(cmd::add);
         cmd.addAll(List.of("-jar", JAR.toString()));
         cmd.addAll(List.of(args));
         Path log = Cmd.logDir().resolve(name + "-" + Cmd.randomHex(3) + ".log");
@@ -65,8 +69,9 @@ public final class JvhostProcess implements AutoCloseable {
     }
 
     /**
-     * The JVM options {@code tools/jvhost} runs the jar with for {@code args} (its memory policy),
-     * from {@code tools/jvhost --java-options}, with {@code javaOpts} as {@code JVHOST_JAVA_OPTS}.
+     * What {@code tools/jvhost} runs the jar with for {@code args} (its memory policy), from
+     * {@code tools/jvhost --java-options}, with {@code javaOpts} as {@code JVHOST_JAVA_OPTS}: the
+     * environment it sets ({@code NAME=VALUE}), then the JVM options (starting with {@code -}).
      */
     public static List<String> launcherJavaOptions(String javaOpts, String... args) throws IOException {
         List<String> cmd = new ArrayList<>(List.of(Cmd.tool("jvhost").toString(), "--java-options"));
