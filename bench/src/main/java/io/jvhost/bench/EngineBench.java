@@ -1,19 +1,20 @@
 package io.jvhost.bench;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.demo.Netns;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
 import io.jvhost.driver.NetBufferLayout;
-import io.jvhost.engine.QueueCounters;
-import io.jvhost.engine.QueueLatency;
+import io.jvhost.stats.QueueCounters;
+import io.jvhost.stats.QueueLatency;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.net.RxEngine;
 import io.jvhost.net.TapPort;
 import io.jvhost.net.TxEngine;
 import io.jvhost.net.TxValidator;
-import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.net.VirtioNetHdr;
-import io.jvhost.virtq.SplitVirtqueue;
+import io.jvhost.virtq.RingSetup;
+import io.jvhost.virtq.Vring;
 import org.openjdk.jmh.annotations.AuxCounters;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -69,8 +70,8 @@ public class EngineBench {
     static final int RING = 256;
     static final int MTU = 1500;
     static final int ETH_IP_UDP = 14 + 20 + 8;
-    static final long FEATURES = VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1)
-            | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF) | VirtioNetFeatures.bit(VirtioNetFeatures.EVENT_IDX);
+    static final long FEATURES = VirtioFeatures.bit(VirtioFeatures.F_VERSION_1)
+            | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF) | VirtioFeatures.bit(VirtioFeatures.RING_F_EVENT_IDX);
 
     /** Ethernet frame length (without the virtio-net header). */
     @Param({"64", "1500"})
@@ -85,13 +86,13 @@ public class EngineBench {
     ByteBuffer payload;
 
     DriverVirtqueue gTx;
-    SplitVirtqueue dTx;
+    Vring dTx;
     TxEngine tx;
     long[] txAddrs = new long[1];
     int[] txLens = new int[1];
 
     DriverVirtqueue gRx;
-    SplitVirtqueue dRx;
+    Vring dRx;
     RxEngine rx;
     long[] rxBufOfHead = new long[RING];
     long[] rxAddrs = new long[1];
@@ -200,18 +201,11 @@ public class EngineBench {
         gRx.disableCallbacks();
     }
 
-    private SplitVirtqueue deviceQueue(String name, DriverVirtqueue g, GuestMemory table) {
-        SplitVirtqueue q = new SplitVirtqueue(name);
-        q.setSize(RING);
-        q.setFeatures(FEATURES);
-        q.setMemory(table);
-        if (!q.setAddresses(mem.userAddress(g.descGpa()), mem.userAddress(g.availGpa()),
-                mem.userAddress(g.usedGpa()))) {
-            throw new IllegalStateException("ring outside guest memory");
-        }
-        q.setBase(0);
-        q.start();
-        return q;
+    private Vring deviceQueue(String name, DriverVirtqueue g, GuestMemory table) {
+        Vring r = new Vring(name);
+        r.start(new RingSetup(RING, mem.userAddress(g.descGpa()), mem.userAddress(g.availGpa()),
+                mem.userAddress(g.usedGpa()), 0, FEATURES, false, 0, -1, -1, -1, true), table);
+        return r;
     }
 
     /** Guest → tap: post one frame, one TX engine batch, reclaim. */

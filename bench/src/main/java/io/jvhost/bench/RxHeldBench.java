@@ -1,15 +1,16 @@
 package io.jvhost.bench;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
 import io.jvhost.driver.NetBufferLayout;
-import io.jvhost.engine.QueueCounters;
-import io.jvhost.engine.QueueLatency;
+import io.jvhost.stats.QueueCounters;
+import io.jvhost.stats.QueueLatency;
 import io.jvhost.nativ.Fds;
 import io.jvhost.net.RxEngine;
-import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.net.VirtioNetHdr;
-import io.jvhost.virtq.SplitVirtqueue;
+import io.jvhost.virtq.RingSetup;
+import io.jvhost.virtq.Vring;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -47,9 +48,9 @@ import java.util.concurrent.TimeUnit;
 @Fork(value = 1, jvmArgsAppend = {"--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow"})
 public class RxHeldBench {
     static final int RING = 256;
-    static final long FEATURES = VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1)
-            | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF) | VirtioNetFeatures.bit(VirtioNetFeatures.EVENT_IDX)
-            | VirtioNetFeatures.bit(VirtioNetFeatures.GUEST_TSO4);
+    static final long FEATURES = VirtioFeatures.bit(VirtioFeatures.F_VERSION_1)
+            | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF) | VirtioFeatures.bit(VirtioFeatures.RING_F_EVENT_IDX)
+            | VirtioFeatures.bit(VirtioFeatures.NET_F_GUEST_TSO4);
     static final int FRAME = VirtioNetHdr.SIZE + VirtioNetHdr.MAX_GSO_FRAME;
     /** Buffers posted when the frame is read: ~12 KiB, more than a 1500-byte frame, less than 64 KiB. */
     static final int FIRST = 8;
@@ -61,7 +62,7 @@ public class RxHeldBench {
     MemorySegment frame;
     DriverMemory mem;
     DriverVirtqueue g;
-    SplitVirtqueue d;
+    Vring d;
     RxEngine rx;
     final long[] freePages = new long[RING];
     int freeCount;
@@ -83,15 +84,9 @@ public class RxHeldBench {
         frame.asSlice(0, VirtioNetHdr.SIZE).fill((byte) 0);
         mem = DriverMemory.allocate(4 << 20, DriverMemory.DEFAULT_GPA_BASE);
         g = new DriverVirtqueue(mem, RING, FEATURES, 0, 0);
-        d = new SplitVirtqueue("bench rx-held");
-        d.setSize(RING);
-        d.setFeatures(FEATURES);
-        d.setMemory(mem.guestMemory(1));
-        if (!d.setAddresses(mem.userAddress(g.descGpa()), mem.userAddress(g.availGpa()), mem.userAddress(g.usedGpa()))) {
-            throw new IllegalStateException("ring outside guest memory");
-        }
-        d.setBase(0);
-        d.start();
+        d = new Vring("bench rx-held");
+        d.start(new RingSetup(RING, mem.userAddress(g.descGpa()), mem.userAddress(g.availGpa()),
+                mem.userAddress(g.usedGpa()), 0, FEATURES, false, 0, -1, -1, -1, true), mem.guestMemory(1));
         rx = new RxEngine(0, d, arena, new QueueCounters(), new QueueLatency(), RING);
         rx.configure(sock[0], VirtioNetHdr.SIZE, true, true, 1500);
         for (int i = 0; i < RING; i++) {

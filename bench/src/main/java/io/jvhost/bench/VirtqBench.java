@@ -1,10 +1,10 @@
 package io.jvhost.bench;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.virtq.Chain;
 import io.jvhost.virtq.SplitVirtqueue;
-import io.jvhost.virtq.VirtqFeatures;
 import io.jvhost.virtq.VringAvail;
 import io.jvhost.virtq.VringDesc;
 import io.jvhost.virtq.VringUsed;
@@ -78,7 +78,7 @@ public class VirtqBench {
                 VringDesc.put(desc, c * 16L, tables + c * 16L * descs, 16 * descs, VringDesc.F_INDIRECT, 0);
             }
         }
-        long features = (1L << VirtqFeatures.RING_F_EVENT_IDX) | (1L << VirtqFeatures.RING_F_INDIRECT_DESC);
+        long features = (1L << VirtioFeatures.RING_F_EVENT_IDX) | (1L << VirtioFeatures.RING_F_INDIRECT_DESC);
         GuestMemory gm = mem.guestMemory(1);
         q = new SplitVirtqueue("bench");
         q.setSize(SIZE);

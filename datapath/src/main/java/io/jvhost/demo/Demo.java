@@ -1,13 +1,13 @@
 package io.jvhost.demo;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.net.GuestNic;
 import io.jvhost.driver.net.GuestStack;
 import io.jvhost.driver.net.Packets;
-import io.jvhost.engine.StatsRenderer;
+import io.jvhost.stats.StatsRenderer;
 import io.jvhost.engine.WorkerConfig;
-import io.jvhost.net.NetDevice;
-import io.jvhost.net.VirtioNetFeatures;
+import io.jvhost.device.NetDevice;
 import org.HdrHistogram.Histogram;
 
 import java.io.IOException;
@@ -35,9 +35,9 @@ public final class Demo {
     private Demo() {
     }
 
-    private static final long GUEST_FEATURES = VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1)
-            | VirtioNetFeatures.bit(VirtioNetFeatures.EVENT_IDX) | VirtioNetFeatures.bit(VirtioNetFeatures.CSUM)
-            | VirtioNetFeatures.bit(VirtioNetFeatures.GUEST_CSUM) | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF);
+    private static final long GUEST_FEATURES = VirtioFeatures.bit(VirtioFeatures.F_VERSION_1)
+            | VirtioFeatures.bit(VirtioFeatures.RING_F_EVENT_IDX) | VirtioFeatures.bit(VirtioFeatures.NET_F_CSUM)
+            | VirtioFeatures.bit(VirtioFeatures.NET_F_GUEST_CSUM) | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF);
     private static final int RING = 256;
     private static final int PAYLOAD = 1472;
     private static final int UDP_PORT = 9000;

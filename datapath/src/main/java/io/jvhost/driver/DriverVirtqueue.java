@@ -1,6 +1,6 @@
 package io.jvhost.driver;
 
-import io.jvhost.virtq.VirtqFeatures;
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.virtq.VringAvail;
 import io.jvhost.virtq.VringDesc;
 import io.jvhost.virtq.VringUsed;
@@ -58,8 +58,8 @@ public final class DriverVirtqueue {
         this.mem = mem;
         this.size = VringDesc.checkQueueSize(size);
         this.mask = size - 1;
-        this.eventIdx = VirtqFeatures.has(features, VirtqFeatures.RING_F_EVENT_IDX);
-        this.indirectFeature = VirtqFeatures.has(features, VirtqFeatures.RING_F_INDIRECT_DESC);
+        this.eventIdx = VirtioFeatures.has(features, VirtioFeatures.RING_F_EVENT_IDX);
+        this.indirectFeature = VirtioFeatures.has(features, VirtioFeatures.RING_F_INDIRECT_DESC);
         this.maxIndirect = indirectFeature ? maxIndirect : 0;
         this.descGpa = mem.alloc(VringDesc.tableSize(size), 4096);
         this.availGpa = mem.alloc(VringAvail.sizeOf(size), 4096);

@@ -1,5 +1,6 @@
 package io.jvhost.driver;
 
+import io.jvhost.virtio.VirtioFeatures;
 import static io.jvhost.vhostuser.VhostUserMessage.*;
 
 import io.jvhost.memory.MemoryRegion;
@@ -8,8 +9,7 @@ import io.jvhost.nativ.Poll;
 import io.jvhost.nativ.UnixSocket;
 import io.jvhost.vhostuser.VhostUserCodec;
 import io.jvhost.vhostuser.VhostUserMessage;
-import io.jvhost.vhostuser.VirtioFeatures;
-import io.jvhost.vhostuser.VirtioNetConfig;
+import io.jvhost.net.VirtioNetConfig;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.List;

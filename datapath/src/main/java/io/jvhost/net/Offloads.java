@@ -1,5 +1,6 @@
 package io.jvhost.net;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.nativ.Tun;
 
 /**
@@ -29,27 +30,27 @@ public final class Offloads {
      * TUN_F_CSUM (EINVAL), so without GUEST_CSUM we ask for nothing.
      */
     public static int tunFlags(long guestFeatures) {
-        if (!VirtioNetFeatures.has(guestFeatures, VirtioNetFeatures.GUEST_CSUM)) {
+        if (!VirtioFeatures.has(guestFeatures, VirtioFeatures.NET_F_GUEST_CSUM)) {
             return 0;
         }
         int f = TUN_F_CSUM;
-        if (VirtioNetFeatures.has(guestFeatures, VirtioNetFeatures.GUEST_TSO4)) {
+        if (VirtioFeatures.has(guestFeatures, VirtioFeatures.NET_F_GUEST_TSO4)) {
             f |= TUN_F_TSO4;
         }
-        if (VirtioNetFeatures.has(guestFeatures, VirtioNetFeatures.GUEST_TSO6)) {
+        if (VirtioFeatures.has(guestFeatures, VirtioFeatures.NET_F_GUEST_TSO6)) {
             f |= TUN_F_TSO6;
         }
         // ECN only qualifies TCP segmentation: meaningless (and refused by some kernels) alone.
-        if (VirtioNetFeatures.has(guestFeatures, VirtioNetFeatures.GUEST_ECN) && (f & (TUN_F_TSO4 | TUN_F_TSO6)) != 0) {
+        if (VirtioFeatures.has(guestFeatures, VirtioFeatures.NET_F_GUEST_ECN) && (f & (TUN_F_TSO4 | TUN_F_TSO6)) != 0) {
             f |= TUN_F_TSO_ECN;
         }
-        if (VirtioNetFeatures.has(guestFeatures, VirtioNetFeatures.GUEST_UFO)) {
+        if (VirtioFeatures.has(guestFeatures, VirtioFeatures.NET_F_GUEST_UFO)) {
             f |= TUN_F_UFO;
         }
-        if (VirtioNetFeatures.has(guestFeatures, VirtioNetFeatures.GUEST_USO4)) {
+        if (VirtioFeatures.has(guestFeatures, VirtioFeatures.NET_F_GUEST_USO4)) {
             f |= TUN_F_USO4;
         }
-        if (VirtioNetFeatures.has(guestFeatures, VirtioNetFeatures.GUEST_USO6)) {
+        if (VirtioFeatures.has(guestFeatures, VirtioFeatures.NET_F_GUEST_USO6)) {
             f |= TUN_F_USO6;
         }
         return f;

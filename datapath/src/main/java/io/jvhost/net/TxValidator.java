@@ -1,5 +1,7 @@
 package io.jvhost.net;
 
+import io.jvhost.stats.DropReason;
+import io.jvhost.virtio.VirtioFeatures;
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -23,8 +25,8 @@ public final class TxValidator {
     public TxValidator(long features, int mtu) {
         this.features = features;
         this.maxPlainFrame = mtu + VirtioNetHdr.ETH_HLEN + VirtioNetHdr.VLAN_HLEN;
-        this.csum = VirtioNetFeatures.has(features, VirtioNetFeatures.CSUM);
-        this.ecn = VirtioNetFeatures.has(features, VirtioNetFeatures.HOST_ECN);
+        this.csum = VirtioFeatures.has(features, VirtioFeatures.NET_F_CSUM);
+        this.ecn = VirtioFeatures.has(features, VirtioFeatures.NET_F_HOST_ECN);
     }
 
     public int maxPlainFrame() {
@@ -85,10 +87,10 @@ public final class TxValidator {
 
     private boolean gsoNegotiated(int proto) {
         return switch (proto) {
-            case VirtioNetHdr.GSO_TCPV4 -> VirtioNetFeatures.has(features, VirtioNetFeatures.HOST_TSO4);
-            case VirtioNetHdr.GSO_TCPV6 -> VirtioNetFeatures.has(features, VirtioNetFeatures.HOST_TSO6);
-            case VirtioNetHdr.GSO_UDP -> VirtioNetFeatures.has(features, VirtioNetFeatures.HOST_UFO);
-            case VirtioNetHdr.GSO_UDP_L4 -> VirtioNetFeatures.has(features, VirtioNetFeatures.HOST_USO);
+            case VirtioNetHdr.GSO_TCPV4 -> VirtioFeatures.has(features, VirtioFeatures.NET_F_HOST_TSO4);
+            case VirtioNetHdr.GSO_TCPV6 -> VirtioFeatures.has(features, VirtioFeatures.NET_F_HOST_TSO6);
+            case VirtioNetHdr.GSO_UDP -> VirtioFeatures.has(features, VirtioFeatures.NET_F_HOST_UFO);
+            case VirtioNetHdr.GSO_UDP_L4 -> VirtioFeatures.has(features, VirtioFeatures.NET_F_HOST_USO);
             default -> false;
         };
     }

@@ -1,5 +1,6 @@
 package io.jvhost.net;
 
+import io.jvhost.virtio.VirtioFeatures;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -69,8 +70,8 @@ public final class VirtioNetHdr {
 
     /** Header size the device and the tap use for the given negotiated virtio features. */
     public static int size(long features) {
-        return VirtioNetFeatures.has(features, VirtioNetFeatures.VERSION_1)
-                || VirtioNetFeatures.has(features, VirtioNetFeatures.MRG_RXBUF) ? SIZE : LEGACY_SIZE;
+        return VirtioFeatures.has(features, VirtioFeatures.F_VERSION_1)
+                || VirtioFeatures.has(features, VirtioFeatures.NET_F_MRG_RXBUF) ? SIZE : LEGACY_SIZE;
     }
 
     public static int flags(MemorySegment s, long base) {

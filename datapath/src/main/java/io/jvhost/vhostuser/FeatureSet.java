@@ -1,5 +1,6 @@
 package io.jvhost.vhostuser;
 
+import io.jvhost.virtio.VirtioFeatures;
 import java.util.Locale;
 
 /**

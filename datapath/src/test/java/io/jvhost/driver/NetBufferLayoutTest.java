@@ -1,8 +1,8 @@
 package io.jvhost.driver;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.virtq.Chain;
 import io.jvhost.virtq.SplitVirtqueue;
-import io.jvhost.virtq.VirtqFeatures;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -17,7 +17,7 @@ class NetBufferLayoutTest {
     @ParameterizedTest
     @ValueSource(booleans = {false, true})
     void linuxLayoutsWalkAsExpected(boolean indirect) {
-        long features = indirect ? 1L << VirtqFeatures.RING_F_INDIRECT_DESC : 0;
+        long features = indirect ? 1L << VirtioFeatures.RING_F_INDIRECT_DESC : 0;
         try (DriverMemory dm = DriverMemory.allocate(4 << 20, DriverMemory.DEFAULT_GPA_BASE);
              Arena arena = Arena.ofConfined()) {
             DriverVirtqueue dq = new DriverVirtqueue(dm, 256, features, 32, 0);

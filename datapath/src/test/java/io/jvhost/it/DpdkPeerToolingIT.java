@@ -1,6 +1,6 @@
 package io.jvhost.it;
 
-import io.jvhost.net.VirtioNetFeatures;
+import io.jvhost.virtio.VirtioFeatures;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -48,8 +48,8 @@ class DpdkPeerToolingIT {
                  QemuGuest g = QemuGuest.builder(socket).name("dpdk-vhost").run("ping", "tcp-send", "serve")
                          .param("mib", 4).param("port", 5001).start()) {
                 long features = g.awaitFeatures(BOOT_TIMEOUT);
-                assertTrue((features & VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1)) != 0, "VERSION_1 negotiated");
-                assertTrue((features & VirtioNetFeatures.bit(VirtioNetFeatures.MAC)) != 0, "MAC negotiated");
+                assertTrue((features & VirtioFeatures.bit(VirtioFeatures.F_VERSION_1)) != 0, "VERSION_1 negotiated");
+                assertTrue((features & VirtioFeatures.bit(VirtioFeatures.NET_F_MAC)) != 0, "MAC negotiated");
                 assertEquals("virtio_net", g.awaitMarker("DRIVER", STEP).first());
 
                 // guest → host ping

@@ -1,5 +1,6 @@
 package io.jvhost.it;
 
+import io.jvhost.virtio.VirtioFeatures;
 import static io.jvhost.it.QemuGuest.GUEST_IP;
 import static io.jvhost.it.QemuGuest.HOST_IP;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -10,7 +11,6 @@ import io.jvhost.driver.VhostUserClient;
 import io.jvhost.driver.net.GuestNic;
 import io.jvhost.driver.net.GuestStack;
 import io.jvhost.driver.net.Packets;
-import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.vhostuser.VhostUserMessage;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -48,8 +48,8 @@ class JavaDriverDpdkVhostIT {
 
     @Test
     void kernelPingsTheJavaDriverThroughDpdkVhostAndDpdkWakesItsRxCall() throws Exception {
-        long features = VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1) | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF)
-                | VirtioNetFeatures.bit(VirtioNetFeatures.EVENT_IDX);
+        long features = VirtioFeatures.bit(VirtioFeatures.F_VERSION_1) | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF)
+                | VirtioFeatures.bit(VirtioFeatures.RING_F_EVENT_IDX);
         int ring = 256;
         try (NetNs ns = NetNs.create();
              DpdkTestpmd backend = DpdkTestpmd.vhostBackend(socket, tap, false, 1)) {

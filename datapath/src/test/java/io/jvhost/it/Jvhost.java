@@ -1,9 +1,9 @@
 package io.jvhost.it;
 
-import io.jvhost.engine.Counter;
-import io.jvhost.engine.QueueStats;
-import io.jvhost.engine.StatsRenderer;
-import io.jvhost.net.NetDevice;
+import io.jvhost.stats.Counter;
+import io.jvhost.stats.QueueStats;
+import io.jvhost.stats.StatsRenderer;
+import io.jvhost.device.NetDevice;
 import io.jvhost.vhostuser.FeatureSet;
 import io.jvhost.vhostuser.VhostUserClientMode;
 import io.jvhost.vhostuser.VhostUserServer;

@@ -1,9 +1,9 @@
 package io.jvhost.it;
 
-import io.jvhost.engine.Counter;
-import io.jvhost.engine.QueueStats;
+import io.jvhost.virtio.VirtioFeatures;
+import io.jvhost.stats.Counter;
+import io.jvhost.stats.QueueStats;
 import io.jvhost.vhostuser.FeatureSet;
-import io.jvhost.vhostuser.VirtioFeatures;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -21,7 +21,7 @@ import java.util.Random;
 import static io.jvhost.it.QemuGuest.BOOT_TIMEOUT;
 import static io.jvhost.it.QemuGuest.GUEST_IP;
 import static io.jvhost.it.QemuGuest.HOST_IP;
-import static io.jvhost.net.VirtioNetFeatures.*;
+import static io.jvhost.virtio.VirtioFeatures.*;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -40,8 +40,8 @@ class JvhostQemuIT {
     private static final int MIB = 4;
 
     /** The datapath features jvhost offers and a Linux guest on QEMU must end up using. */
-    static final int[] DATAPATH_FEATURES = {VERSION_1, MRG_RXBUF, EVENT_IDX, INDIRECT_DESC, CSUM, GUEST_CSUM,
-            HOST_TSO4, HOST_TSO6, HOST_ECN, HOST_UFO, GUEST_TSO4, GUEST_TSO6, GUEST_ECN, GUEST_UFO, MTU,
+    static final int[] DATAPATH_FEATURES = {F_VERSION_1, NET_F_MRG_RXBUF, RING_F_EVENT_IDX, RING_F_INDIRECT_DESC, NET_F_CSUM, NET_F_GUEST_CSUM,
+            NET_F_HOST_TSO4, NET_F_HOST_TSO6, NET_F_HOST_ECN, NET_F_HOST_UFO, NET_F_GUEST_TSO4, NET_F_GUEST_TSO6, NET_F_GUEST_ECN, NET_F_GUEST_UFO, NET_F_MTU,
             VirtioFeatures.NET_F_GUEST_ANNOUNCE};
 
     @RegisterExtension
@@ -141,7 +141,7 @@ class JvhostQemuIT {
                     int b = VirtioFeatures.NAMES.get(name);
                     assertTrue(!has(guest, b) && !has(jv.device().negotiatedFeatures(), b), name + " is off");
                 }
-                assertTrue(has(guest, VERSION_1) && has(guest, INDIRECT_DESC) && has(guest, HOST_TSO4));
+                assertTrue(has(guest, F_VERSION_1) && has(guest, RING_F_INDIRECT_DESC) && has(guest, NET_F_HOST_TSO4));
                 bothWays(ns, sink, g, jv);
                 System.out.println("jvhost counters without " + disabled + ":\n" + jv.table());
             }
@@ -175,12 +175,12 @@ class JvhostQemuIT {
                 missing.add("jvhost:" + b);
             }
         }
-        for (int b : new int[]{MAC, STATUS}) {
+        for (int b : new int[]{NET_F_MAC, NET_F_STATUS}) {
             if (!has(guest, b)) {
                 missing.add("guest:" + b);
             }
         }
-        if (mq && (!has(guest, MQ) || !has(negotiated, MQ))) {
+        if (mq && (!has(guest, NET_F_MQ) || !has(negotiated, NET_F_MQ))) {
             missing.add("MQ");
         }
         String why = "guest " + VirtioFeatures.describe(guest) + "\njvhost offered " + VirtioFeatures.describe(offered)

@@ -1,6 +1,6 @@
 package io.jvhost.it;
 
-import io.jvhost.engine.Counter;
+import io.jvhost.stats.Counter;
 import io.jvhost.vhostuser.FeatureSet;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;

@@ -1,8 +1,8 @@
 package io.jvhost.it;
 
-import io.jvhost.engine.Counter;
-import io.jvhost.net.DropReason;
-import io.jvhost.net.VirtioNetFeatures;
+import io.jvhost.virtio.VirtioFeatures;
+import io.jvhost.stats.Counter;
+import io.jvhost.stats.DropReason;
 import io.jvhost.vhostuser.FeatureSet;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
@@ -54,8 +54,8 @@ class JvhostRxLoadIT {
                 assertTrue(Jvhost.await(jv::sessionActive, Duration.ofSeconds(30)), "virtio-user connected");
                 Thread.sleep(500); // testpmd polls from now on
                 long features = jv.device().negotiatedFeatures();
-                assertTrue(VirtioNetFeatures.has(features, VirtioNetFeatures.MRG_RXBUF)
-                        && VirtioNetFeatures.guestGso(features), "MRG_RXBUF + guest GSO negotiated: 0x" + Long.toHexString(features));
+                assertTrue(VirtioFeatures.has(features, VirtioFeatures.NET_F_MRG_RXBUF)
+                        && VirtioFeatures.guestGso(features), "MRG_RXBUF + guest GSO negotiated: 0x" + Long.toHexString(features));
 
                 long f0 = jv.total(Counter.RX_FRAMES);
                 long b0 = jv.total(Counter.RX_BATCHES);

@@ -1,9 +1,12 @@
 package io.jvhost.net;
 
+import io.jvhost.device.NetDevice;
+import io.jvhost.stats.DropReason;
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.demo.Netns;
 import io.jvhost.driver.net.GuestNic;
 import io.jvhost.driver.net.Packets;
-import io.jvhost.engine.StatsRenderer;
+import io.jvhost.stats.StatsRenderer;
 import io.jvhost.engine.WorkerConfig;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
@@ -22,7 +25,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 
-import static io.jvhost.net.VirtioNetFeatures.*;
+import static io.jvhost.virtio.VirtioFeatures.*;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -33,7 +36,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  */
 @Tag("privileged")
 class CaptureIT {
-    static final long MRG = bit(VERSION_1) | bit(EVENT_IDX) | bit(CSUM) | bit(GUEST_CSUM) | bit(MRG_RXBUF);
+    static final long MRG = bit(F_VERSION_1) | bit(RING_F_EVENT_IDX) | bit(NET_F_CSUM) | bit(NET_F_GUEST_CSUM) | bit(NET_F_MRG_RXBUF);
     static final int[] SIZES = {1, 18, 100, 1000, 1472, 3000, 8972};
     static final int GUEST_PORT = 9999;
     static final int HOST_PORT = 9998;

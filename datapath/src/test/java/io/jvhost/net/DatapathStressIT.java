@@ -1,12 +1,13 @@
 package io.jvhost.net;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.demo.Netns;
 import io.jvhost.driver.net.GuestNic;
 import io.jvhost.driver.net.GuestStack;
 import io.jvhost.driver.net.Packets;
-import io.jvhost.engine.Counter;
-import io.jvhost.engine.QueueStats;
-import io.jvhost.engine.StatsRenderer;
+import io.jvhost.stats.Counter;
+import io.jvhost.stats.QueueStats;
+import io.jvhost.stats.StatsRenderer;
 import io.jvhost.engine.WorkerConfig;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
@@ -24,14 +25,14 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.atomic.AtomicBoolean;
 
-import static io.jvhost.net.VirtioNetFeatures.*;
+import static io.jvhost.virtio.VirtioFeatures.*;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /** Backpressure, lost wake-ups, multi-queue: the worker's sleep/wake logic against a real tap. */
 @Tag("privileged")
 class DatapathStressIT {
-    static final long MRG = bit(VERSION_1) | bit(EVENT_IDX) | bit(CSUM) | bit(GUEST_CSUM) | bit(MRG_RXBUF);
+    static final long MRG = bit(F_VERSION_1) | bit(RING_F_EVENT_IDX) | bit(NET_F_CSUM) | bit(NET_F_GUEST_CSUM) | bit(NET_F_MRG_RXBUF);
     /** Exchanges in the lost-wake-up stress (-Djvhost.it.exchanges=N to change). */
     static final int EXCHANGES = Integer.getInteger("jvhost.it.exchanges", 1_000_000);
 
@@ -137,7 +138,7 @@ class DatapathStressIT {
         try (TapFixture f = new TapFixture(1, MRG, 1500, 256, 2048, WorkerConfig.defaults())) {
             byte[] hostMac = f.stack.resolve(0, f.hostIp, 3000);
             // The SLEEP modes must really sleep at once: no adaptive spin that would hide the race.
-            f.device.worker(0).call(w -> w.setAdaptiveSpinNanos(0));
+            f.device.queuePair(0).setAdaptiveSpinNanos(0);
             byte[] payload = new byte[32];
             long[] exchangesIn = new long[Mode.values().length];
             long[] nanosIn = new long[Mode.values().length];
@@ -157,7 +158,7 @@ class DatapathStressIT {
                     Mode m = Mode.of(done / BURST);
                     if (m != mode) {
                         mode = m;
-                        f.device.worker(0).call(w -> w.setBusyPollNanos(m.workerBusyPollNanos));
+                        f.device.queuePair(0).setBusyPollNanos(m.workerBusyPollNanos);
                     }
                     burstEnd = Math.min(EXCHANGES, done + BURST);
                     burstStart = System.nanoTime();
@@ -232,13 +233,13 @@ class DatapathStressIT {
         return "stall: no reply to exchange " + done + " (" + (sent - done) + " in flight, " + mode + ") within "
                 + EXCHANGE_TIMEOUT_MS + " ms\n"
                 + "guest view of the rings:\n" + f.nic.describe(0) + "\n"
-                + f.device.worker(0).diagnostics() + "\n" + StatsRenderer.table(f.device.stats());
+                + f.device.queuePair(0).diagnostics() + "\n" + StatsRenderer.table(f.device.stats());
     }
 
     @Test
     @Timeout(120)
     void twoQueuePairsCarryTrafficAtOnce() throws Exception {
-        long mq = MRG | bit(MQ);
+        long mq = MRG | bit(NET_F_MQ);
         try (TapFixture f = new TapFixture(2, mq, 1500, 128, 2048, WorkerConfig.defaults())) {
             assertTrue(f.device.tap().multiQueue());
             AtomicBoolean stop = new AtomicBoolean();

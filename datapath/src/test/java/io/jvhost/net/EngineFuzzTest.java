@@ -1,11 +1,13 @@
 package io.jvhost.net;
 
+import io.jvhost.stats.DropReason;
+import io.jvhost.virtio.VirtioFeatures;
 import com.code_intelligence.jazzer.api.FuzzedDataProvider;
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import io.jvhost.driver.DriverMemory;
-import io.jvhost.engine.Counter;
-import io.jvhost.engine.QueueCounters;
-import io.jvhost.engine.QueueLatency;
+import io.jvhost.stats.Counter;
+import io.jvhost.stats.QueueCounters;
+import io.jvhost.stats.QueueLatency;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
@@ -15,6 +17,7 @@ import io.jvhost.virtq.VirtqError;
 import io.jvhost.virtq.VringAvail;
 import io.jvhost.virtq.VringDesc;
 import io.jvhost.virtq.VringUsed;
+import io.jvhost.virtq.Vring;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 
@@ -179,7 +182,8 @@ class EngineFuzzTest {
         final boolean isTx;
         final Arena arena = Arena.ofConfined();
         final QueueCounters counters = new QueueCounters();
-        final SplitVirtqueue q = new SplitVirtqueue("fuzz");
+        final Vring ring = new Vring("fuzz");
+        final SplitVirtqueue q = (SplitVirtqueue) ring.queue();
 
         long features;
         int mtu;
@@ -253,7 +257,7 @@ class EngineFuzzTest {
                 if (STATS) {
                     count("inputs " + (isTx ? "tx" : "rx"));
                     count(q.isBroken() ? "broken " + q.brokenReason() : "not broken");
-                    count("io_uring " + uring + ", mergeable " + VirtioNetFeatures.has(features, VirtioNetFeatures.MRG_RXBUF)
+                    count("io_uring " + uring + ", mergeable " + VirtioFeatures.has(features, VirtioFeatures.NET_F_MRG_RXBUF)
                             + ", hdr " + hdr);
                     for (DropReason r : DropReason.values()) {
                         if (counters.drops(r) > 0) {
@@ -281,11 +285,11 @@ class EngineFuzzTest {
 
         void configure() {
             int fb = d.consumeInt(0, 0x7fff);
-            int[] bits = {VirtioNetFeatures.VERSION_1, VirtioNetFeatures.MRG_RXBUF, VirtioNetFeatures.EVENT_IDX,
-                VirtioNetFeatures.INDIRECT_DESC, VirtioNetFeatures.CSUM, VirtioNetFeatures.GUEST_CSUM,
-                VirtioNetFeatures.HOST_TSO4, VirtioNetFeatures.HOST_TSO6, VirtioNetFeatures.HOST_UFO,
-                VirtioNetFeatures.HOST_USO, VirtioNetFeatures.HOST_ECN, VirtioNetFeatures.GUEST_TSO4,
-                VirtioNetFeatures.GUEST_TSO6, VirtioNetFeatures.GUEST_UFO, VirtioNetFeatures.GUEST_USO4};
+            int[] bits = {VirtioFeatures.F_VERSION_1, VirtioFeatures.NET_F_MRG_RXBUF, VirtioFeatures.RING_F_EVENT_IDX,
+                VirtioFeatures.RING_F_INDIRECT_DESC, VirtioFeatures.NET_F_CSUM, VirtioFeatures.NET_F_GUEST_CSUM,
+                VirtioFeatures.NET_F_HOST_TSO4, VirtioFeatures.NET_F_HOST_TSO6, VirtioFeatures.NET_F_HOST_UFO,
+                VirtioFeatures.NET_F_HOST_USO, VirtioFeatures.NET_F_HOST_ECN, VirtioFeatures.NET_F_GUEST_TSO4,
+                VirtioFeatures.NET_F_GUEST_TSO6, VirtioFeatures.NET_F_GUEST_UFO, VirtioFeatures.NET_F_GUEST_USO4};
             for (int i = 0; i < bits.length; i++) {
                 if ((fb & (1 << i)) != 0) {
                     features |= 1L << bits[i];
@@ -302,14 +306,14 @@ class EngineFuzzTest {
             callFd = d.consumeBoolean();
             // As QueuePairWorker's constructor and setFeatures do it.
             if (isTx) {
-                tx = new TxEngine(0, q, arena, counters, LATENCY);
+                tx = new TxEngine(0, ring, arena, counters, LATENCY);
                 tx.useRing(uring ? TX_RING : null, arena);
                 tx.configure(SOCK[0], hdr, new TxValidator(features, mtu));
             } else {
-                rx = new RxEngine(0, q, arena, counters, LATENCY, MAX_QUEUE);
+                rx = new RxEngine(0, ring, arena, counters, LATENCY, MAX_QUEUE);
                 rx.useRing(uring ? RX_RING : null);
-                rx.configure(SOCK[0], hdr, VirtioNetFeatures.has(features, VirtioNetFeatures.MRG_RXBUF),
-                        VirtioNetFeatures.guestGso(features), mtu);
+                rx.configure(SOCK[0], hdr, VirtioFeatures.has(features, VirtioFeatures.NET_F_MRG_RXBUF),
+                        VirtioFeatures.guestGso(features), mtu);
             }
         }
 
@@ -397,7 +401,7 @@ class EngineFuzzTest {
          */
         void buildChains(MemorySegment r, MemorySegment desc, List<Integer> heads) {
             int chains = d.consumeInt(1, size);
-            boolean indirectOk = VirtioNetFeatures.has(features, VirtioNetFeatures.INDIRECT_DESC);
+            boolean indirectOk = VirtioFeatures.has(features, VirtioFeatures.RING_F_INDIRECT_DESC);
             int minNeed = mtu + VirtioNetHdr.ETH_HLEN + VirtioNetHdr.VLAN_HLEN + hdr;
             int gsoNeed = VirtioNetHdr.MAX_GSO_FRAME + hdr;
             int[] totals = isTx
@@ -466,9 +470,9 @@ class EngineFuzzTest {
                 case 1 -> {
                     int gso = VirtioNetHdr.GSO_NONE;
                     if (total - hdr > mtu + VirtioNetHdr.ETH_HLEN + VirtioNetHdr.VLAN_HLEN) {
-                        gso = VirtioNetFeatures.has(features, VirtioNetFeatures.HOST_TSO4) ? VirtioNetHdr.GSO_TCPV4
-                                : VirtioNetFeatures.has(features, VirtioNetFeatures.HOST_TSO6) ? VirtioNetHdr.GSO_TCPV6
-                                : VirtioNetFeatures.has(features, VirtioNetFeatures.HOST_USO) ? VirtioNetHdr.GSO_UDP_L4
+                        gso = VirtioFeatures.has(features, VirtioFeatures.NET_F_HOST_TSO4) ? VirtioNetHdr.GSO_TCPV4
+                                : VirtioFeatures.has(features, VirtioFeatures.NET_F_HOST_TSO6) ? VirtioNetHdr.GSO_TCPV6
+                                : VirtioFeatures.has(features, VirtioFeatures.NET_F_HOST_USO) ? VirtioNetHdr.GSO_UDP_L4
                                 : VirtioNetHdr.GSO_UDP;
                     }
                     VirtioNetHdr.flags(hs, 0, VirtioNetHdr.FLAG_NEEDS_CSUM);
@@ -578,14 +582,8 @@ class EngineFuzzTest {
                 throw new AssertionError("start did not resume at used.idx " + usedStart + ": " + q.base());
             }
             started = true;
-            int fd = callFd ? CALL_FD : -1;
-            if (isTx) {
-                tx.setCallFd(fd);
-                tx.setEnabled(enabled);
-            } else {
-                rx.setCallFd(fd);
-                rx.setEnabled(enabled);
-            }
+            ring.setCallFd(callFd ? CALL_FD : -1);
+            ring.setEnabled(enabled);
         }
 
         /** {@code stopRing} (GET_VRING_BASE). */
@@ -600,11 +598,7 @@ class EngineFuzzTest {
             }
             int base = q.stop();
             started = false;
-            if (isTx) {
-                tx.setCallFd(-1);
-            } else {
-                rx.setCallFd(-1);
-            }
+            ring.setCallFd(-1);
             return base;
         }
 
@@ -731,7 +725,7 @@ class EngineFuzzTest {
             }
         }
 
-        /** QueuePairWorker.setRingEnabled (with the TX flush before a disable). */
+        /** QueuePair.onSetRingEnabled (with the TX flush before a disable). */
         void setEnabled(boolean on, int weight) {
             if (isTx) {
                 if (!on && enabled && active()) {
@@ -746,13 +740,13 @@ class EngineFuzzTest {
                     }
                 }
                 enabled = on;
-                tx.setEnabled(on);
+                ring.setEnabled(on);
             } else {
                 enabled = on;
                 if (!on) {
                     rx.releaseWindow();
                 }
-                rx.setEnabled(on);
+                ring.setEnabled(on);
             }
         }
 
@@ -1016,7 +1010,7 @@ class EngineFuzzTest {
 
         long maxTxFrame() {
             long plain = mtu + VirtioNetHdr.ETH_HLEN + VirtioNetHdr.VLAN_HLEN;
-            return VirtioNetFeatures.hostGso(features) ? Math.max(plain, VirtioNetHdr.MAX_GSO_FRAME) : plain;
+            return VirtioFeatures.hostGso(features) ? Math.max(plain, VirtioNetHdr.MAX_GSO_FRAME) : plain;
         }
 
         void checkRecordShapes() {
@@ -1087,7 +1081,7 @@ class EngineFuzzTest {
         }
 
         void checkRxFrames(int used, int[] lens, int[] exposure, Walk[] walks) {
-            boolean mergeable = VirtioNetFeatures.has(features, VirtioNetFeatures.MRG_RXBUF);
+            boolean mergeable = VirtioFeatures.has(features, VirtioFeatures.NET_F_MRG_RXBUF);
             // Bytes inside more than one taken chain (the guest overlapped its buffers, or posted a
             // head twice) may hold a later frame: frames there are not compared.
             ranges.clear();
@@ -1302,7 +1296,7 @@ class EngineFuzzTest {
             if (head >= size) {
                 return c;
             }
-            boolean indirect = VirtioNetFeatures.has(features, VirtioNetFeatures.INDIRECT_DESC);
+            boolean indirect = VirtioFeatures.has(features, VirtioFeatures.RING_F_INDIRECT_DESC);
             long tableOff = GUARD + DESC_OFF;
             int limit = size;
             boolean inIndirect = false;

@@ -1,12 +1,14 @@
 package io.jvhost.net;
 
+import io.jvhost.device.NetDevice;
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.demo.Netns;
 import io.jvhost.driver.net.GuestNic;
 import io.jvhost.driver.net.GuestStack;
 import io.jvhost.driver.net.Packets;
-import io.jvhost.engine.Counter;
-import io.jvhost.engine.QueueStats;
-import io.jvhost.engine.StatsRenderer;
+import io.jvhost.stats.Counter;
+import io.jvhost.stats.QueueStats;
+import io.jvhost.stats.StatsRenderer;
 import io.jvhost.engine.WorkerConfig;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
@@ -20,7 +22,7 @@ import java.util.Arrays;
 import java.util.Random;
 import java.util.concurrent.atomic.AtomicBoolean;
 
-import static io.jvhost.net.VirtioNetFeatures.*;
+import static io.jvhost.virtio.VirtioFeatures.*;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -28,8 +30,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 @Tag("privileged")
 @Timeout(120)
 class NetDeviceIT {
-    static final long BASE = bit(VERSION_1) | bit(EVENT_IDX) | bit(CSUM) | bit(GUEST_CSUM);
-    static final long MRG = BASE | bit(MRG_RXBUF);
+    static final long BASE = bit(F_VERSION_1) | bit(RING_F_EVENT_IDX) | bit(NET_F_CSUM) | bit(NET_F_GUEST_CSUM);
+    static final long MRG = BASE | bit(NET_F_MRG_RXBUF);
 
     @BeforeEach
     void needsTap() {
@@ -117,7 +119,7 @@ class NetDeviceIT {
     @Test
     void udpEchoWithSmallBuffersAndLegacyHeader() throws Exception {
         // no VERSION_1, no MRG_RXBUF: 10-byte header, small 1518-byte buffers, header in its own descriptor
-        long legacy = bit(EVENT_IDX);
+        long legacy = bit(RING_F_EVENT_IDX);
         try (TapFixture f = new TapFixture(1, legacy, 1500, 128, 2048, WorkerConfig.defaults())) {
             assertEquals(10, f.nic.hdrLen());
             f.nic.setTxSeparateHeader(0, true);
@@ -127,7 +129,7 @@ class NetDeviceIT {
 
     @Test
     void udpEchoWithBigBuffers() throws Exception {
-        long big = BASE | bit(GUEST_TSO4) | bit(GUEST_TSO6);
+        long big = BASE | bit(NET_F_GUEST_TSO4) | bit(NET_F_GUEST_TSO6);
         try (TapFixture f = new TapFixture(1, big, 9000, 64, 9100, WorkerConfig.defaults().withBusyPollNanos(50_000))) {
             assertEquals(GuestNic.RxMode.BIG, f.nic.rxMode());
             udpEcho(f, new int[]{64, 1472, 8972});

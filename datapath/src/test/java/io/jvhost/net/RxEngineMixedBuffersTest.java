@@ -1,14 +1,16 @@
 package io.jvhost.net;
 
+import io.jvhost.stats.DropReason;
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
-import io.jvhost.engine.Counter;
-import io.jvhost.engine.QueueCounters;
-import io.jvhost.engine.QueueLatency;
+import io.jvhost.stats.Counter;
+import io.jvhost.stats.QueueCounters;
+import io.jvhost.stats.QueueLatency;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.IoUring;
 import io.jvhost.virtq.SplitVirtqueue;
-import io.jvhost.virtq.VirtqFeatures;
+import io.jvhost.virtq.Vring;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -113,7 +115,7 @@ class RxEngineMixedBuffersTest {
         /** Smallest chain: a full ring of the most fragmented chains still holds a 64 KiB frame. */
         final int minChain;
         final int maxChain;
-        final long features = 1L << VirtqFeatures.RING_F_INDIRECT_DESC;
+        final long features = 1L << VirtioFeatures.RING_F_INDIRECT_DESC;
         /** Batched single-buffer reads through an io_uring (RxEngine.useRing). */
         boolean uring;
         IoUring ring;
@@ -187,7 +189,8 @@ class RxEngineMixedBuffersTest {
             Fds.setNonBlocking(sock[1], true);
             dq = new DriverVirtqueue(dm, ringSize, features, MAX_INDIRECT, 0);
             slotBase = dm.alloc((long) slotSize * ringSize, 4096);
-            q = new SplitVirtqueue("rx-mixed");
+            Vring vring = new Vring("rx-mixed");
+            q = (SplitVirtqueue) vring.queue();
             q.setSize(ringSize);
             q.setFeatures(features);
             q.setMemory(dm.guestMemory(1));
@@ -195,7 +198,7 @@ class RxEngineMixedBuffersTest {
                     dm.userAddress(dq.usedGpa())));
             q.setBase(0);
             q.start();
-            engine = new RxEngine(0, q, arena, counters, new QueueLatency(), ringSize);
+            engine = new RxEngine(0, vring, arena, counters, new QueueLatency(), ringSize);
             engine.configure(sock[0], mode.hdr, mode.mergeable, mode.gso, MTU);
             if (uring) {
                 Assumptions.assumeTrue(IoUring.unavailableReason() == null, () -> "io_uring: " + IoUring.unavailableReason());

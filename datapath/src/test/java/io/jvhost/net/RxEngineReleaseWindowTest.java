@@ -1,12 +1,14 @@
 package io.jvhost.net;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
-import io.jvhost.engine.QueueCounters;
-import io.jvhost.engine.QueueLatency;
+import io.jvhost.stats.QueueCounters;
+import io.jvhost.stats.QueueLatency;
 import io.jvhost.nativ.Fds;
 import io.jvhost.virtq.Chain;
 import io.jvhost.virtq.SplitVirtqueue;
+import io.jvhost.virtq.Vring;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -33,13 +35,14 @@ class RxEngineReleaseWindowTest {
 
     @Test
     void aWindowThatIsNotTheLastChainsTakenIsReturnedNotRewound() {
-        long features = VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1) | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF);
+        long features = VirtioFeatures.bit(VirtioFeatures.F_VERSION_1) | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF);
         int[] sock = SeqPacketPair.open();
         try (DriverMemory mem = DriverMemory.allocate(1 << 20, DriverMemory.DEFAULT_GPA_BASE);
              Arena arena = Arena.ofConfined()) {
             Fds.setNonBlocking(sock[0], true);
             DriverVirtqueue dq = new DriverVirtqueue(mem, RING, features, 0, 0);
-            SplitVirtqueue q = new SplitVirtqueue("rx-release");
+            Vring ring = new Vring("rx-release");
+            SplitVirtqueue q = (SplitVirtqueue) ring.queue();
             q.setSize(RING);
             q.setFeatures(features);
             q.setMemory(mem.guestMemory(1));
@@ -47,7 +50,7 @@ class RxEngineReleaseWindowTest {
                     mem.userAddress(dq.usedGpa())));
             q.setBase(0);
             q.start();
-            RxEngine rx = new RxEngine(0, q, arena, new QueueCounters(), new QueueLatency(), RING);
+            RxEngine rx = new RxEngine(0, ring, arena, new QueueCounters(), new QueueLatency(), RING);
             rx.configure(sock[0], HDR, true, false, 1500);
 
             // head 0: a writable buffer smaller than a full frame (the window waits for more);

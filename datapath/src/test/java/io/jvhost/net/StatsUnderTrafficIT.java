@@ -1,11 +1,14 @@
 package io.jvhost.net;
 
+import io.jvhost.device.NetDevice;
+import io.jvhost.stats.DropReason;
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.demo.Netns;
 import io.jvhost.driver.net.GuestStack;
 import io.jvhost.driver.net.Packets;
-import io.jvhost.engine.Counter;
-import io.jvhost.engine.QueueStats;
-import io.jvhost.engine.StatsRenderer;
+import io.jvhost.stats.Counter;
+import io.jvhost.stats.QueueStats;
+import io.jvhost.stats.StatsRenderer;
 import io.jvhost.engine.WorkerConfig;
 import org.HdrHistogram.Histogram;
 import org.HdrHistogram.HistogramIterationValue;
@@ -26,7 +29,7 @@ import java.util.concurrent.atomic.AtomicReference;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
-import static io.jvhost.net.VirtioNetFeatures.*;
+import static io.jvhost.virtio.VirtioFeatures.*;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -39,7 +42,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  */
 @Tag("privileged")
 class StatsUnderTrafficIT {
-    static final long MRG = bit(VERSION_1) | bit(EVENT_IDX) | bit(CSUM) | bit(GUEST_CSUM) | bit(MRG_RXBUF);
+    static final long MRG = bit(F_VERSION_1) | bit(RING_F_EVENT_IDX) | bit(NET_F_CSUM) | bit(NET_F_GUEST_CSUM) | bit(NET_F_MRG_RXBUF);
     static final int ROUNDS = 3000;
     static final Pattern JSON_COUNTER = Pattern.compile("\"([a-z_]+)\":(\\d+)");
 

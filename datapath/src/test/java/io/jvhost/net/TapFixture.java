@@ -1,5 +1,6 @@
 package io.jvhost.net;
 
+import io.jvhost.device.NetDevice;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.VhostUserClient;
 import io.jvhost.vhostuser.FeatureSet;

@@ -1,5 +1,6 @@
 package io.jvhost.net;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.nativ.Tun;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -8,7 +9,7 @@ import org.junit.jupiter.api.Timeout;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
-import static io.jvhost.net.VirtioNetFeatures.*;
+import static io.jvhost.virtio.VirtioFeatures.*;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -23,7 +24,7 @@ class TapPortIT {
             assertEquals(name, t.ifName());
             assertFalse(t.preExisting());
             assertFalse(t.multiQueue());
-            t.applyFeatures(bit(VERSION_1) | bit(GUEST_CSUM) | bit(GUEST_TSO4) | bit(GUEST_TSO6));
+            t.applyFeatures(bit(F_VERSION_1) | bit(NET_F_GUEST_CSUM) | bit(NET_F_GUEST_TSO4) | bit(NET_F_GUEST_TSO6));
             assertEquals(12, Tun.vnetHdrSize(t.fd(0)));
             assertEquals(Offloads.TUN_F_CSUM | Offloads.TUN_F_TSO4 | Offloads.TUN_F_TSO6, t.offloads());
             t.applyFeatures(0);
@@ -47,7 +48,7 @@ class TapPortIT {
                 assertTrue(t.preExisting());
                 assertTrue(t.multiQueue());
                 assertEquals(2, t.queues());
-                t.applyFeatures(bit(MRG_RXBUF) | bit(GUEST_CSUM));
+                t.applyFeatures(bit(NET_F_MRG_RXBUF) | bit(NET_F_GUEST_CSUM));
                 assertEquals(12, Tun.vnetHdrSize(t.fd(1)));
                 t.setQueueEnabled(1, false);
                 t.setQueueEnabled(1, true);

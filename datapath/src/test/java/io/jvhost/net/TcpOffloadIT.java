@@ -1,9 +1,10 @@
 package io.jvhost.net;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.demo.Netns;
 import io.jvhost.driver.net.GuestNic;
 import io.jvhost.driver.net.Packets;
-import io.jvhost.engine.StatsRenderer;
+import io.jvhost.stats.StatsRenderer;
 import io.jvhost.engine.WorkerConfig;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
@@ -20,7 +21,7 @@ import java.nio.channels.SocketChannel;
 import java.util.Arrays;
 import java.util.concurrent.atomic.AtomicReference;
 
-import static io.jvhost.net.VirtioNetFeatures.*;
+import static io.jvhost.virtio.VirtioFeatures.*;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -33,8 +34,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 @Tag("privileged")
 @Timeout(120)
 class TcpOffloadIT {
-    static final long HOST_TSO = NetDeviceIT.BASE | bit(HOST_TSO4) | bit(HOST_TSO6) | bit(MRG_RXBUF);
-    static final long GUEST_TSO = NetDeviceIT.MRG | bit(GUEST_TSO4) | bit(GUEST_TSO6);
+    static final long HOST_TSO = NetDeviceIT.BASE | bit(NET_F_HOST_TSO4) | bit(NET_F_HOST_TSO6) | bit(NET_F_MRG_RXBUF);
+    static final long GUEST_TSO = NetDeviceIT.MRG | bit(NET_F_GUEST_TSO4) | bit(NET_F_GUEST_TSO6);
     static final int MSS = 1460;
     static final int TOTAL = 4 << 20;
 

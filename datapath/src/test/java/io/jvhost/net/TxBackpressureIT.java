@@ -1,8 +1,10 @@
 package io.jvhost.net;
 
-import io.jvhost.engine.Counter;
-import io.jvhost.engine.QueueStats;
-import io.jvhost.engine.StatsRenderer;
+import io.jvhost.stats.DropReason;
+import io.jvhost.virtio.VirtioFeatures;
+import io.jvhost.stats.Counter;
+import io.jvhost.stats.QueueStats;
+import io.jvhost.stats.StatsRenderer;
 import io.jvhost.engine.WorkerConfig;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
@@ -12,7 +14,7 @@ import org.junit.jupiter.api.Timeout;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
-import static io.jvhost.net.VirtioNetFeatures.*;
+import static io.jvhost.virtio.VirtioFeatures.*;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -31,7 +33,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  */
 @Tag("privileged")
 class TxBackpressureIT {
-    static final long FEATURES = bit(VERSION_1) | bit(EVENT_IDX) | bit(MRG_RXBUF);
+    static final long FEATURES = bit(F_VERSION_1) | bit(RING_F_EVENT_IDX) | bit(NET_F_MRG_RXBUF);
     /** Local experimental EtherType: neither bridge netfilter nor the IP stack looks at it. */
     static final int ETHERTYPE_EXPERIMENTAL = 0x88b5;
     static final int SNDBUF = 32 * 1024;
@@ -76,7 +78,7 @@ class TxBackpressureIT {
             // No adaptive spin: it would count its (bounded, 50 us) spins as idle cycles whenever the
             // worker caught up with the guest once, and this test counts idle cycles to tell a sleep
             // on EPOLLOUT from a spin.
-            f.device.worker(0).call(w -> w.setAdaptiveSpinNanos(0));
+            f.device.queuePair(0).setAdaptiveSpinNanos(0);
             long d1Before = counter(f, "d1", "rx_packets");
             QueueStats before = f.device.stats().get(0);
             for (int i = 0; i < FRAMES; i++) {

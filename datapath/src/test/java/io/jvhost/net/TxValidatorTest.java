@@ -1,17 +1,19 @@
 package io.jvhost.net;
 
+import io.jvhost.stats.DropReason;
+import io.jvhost.virtio.VirtioFeatures;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
-import static io.jvhost.net.VirtioNetFeatures.*;
+import static io.jvhost.virtio.VirtioFeatures.*;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 class TxValidatorTest {
-    private static final long ALL = bit(CSUM) | bit(HOST_TSO4) | bit(HOST_TSO6) | bit(HOST_ECN) | bit(HOST_UFO)
-            | bit(HOST_USO) | bit(VERSION_1);
+    private static final long ALL = bit(NET_F_CSUM) | bit(NET_F_HOST_TSO4) | bit(NET_F_HOST_TSO6) | bit(NET_F_HOST_ECN) | bit(NET_F_HOST_UFO)
+            | bit(NET_F_HOST_USO) | bit(F_VERSION_1);
 
     /** features: ALL or NONE; expected: OK or a DropReason name. */
     @ParameterizedTest(name = "{0} flags={1} gso={2}/{3} csum={4}+{5} len={6} -> {7}")
@@ -41,7 +43,7 @@ class TxValidatorTest {
     })
     void validates(String features, int flags, int gsoType, int gsoSize, int csumStart, int csumOffset, long len,
                    String expected) {
-        long f = features.equals("ALL") ? ALL : bit(VERSION_1);
+        long f = features.equals("ALL") ? ALL : bit(F_VERSION_1);
         TxValidator v = new TxValidator(f, 1500);
         try (Arena a = Arena.ofConfined()) {
             MemorySegment h = a.allocate(VirtioNetHdr.SIZE);
@@ -70,7 +72,7 @@ class TxValidatorTest {
     @ParameterizedTest
     @CsvSource({"1, TX_BAD_GSO", "0, OK"})
     void ecnNeedsHostEcn(int ecnBit, String expected) {
-        long f = bit(CSUM) | bit(HOST_TSO4);
+        long f = bit(NET_F_CSUM) | bit(NET_F_HOST_TSO4);
         TxValidator v = new TxValidator(f, 1500);
         try (Arena a = Arena.ofConfined()) {
             MemorySegment h = a.allocate(VirtioNetHdr.SIZE);

@@ -1,9 +1,11 @@
 package io.jvhost.net;
 
+import io.jvhost.device.NetDevice;
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.demo.Netns;
 import io.jvhost.driver.net.Packets;
-import io.jvhost.engine.Counter;
-import io.jvhost.engine.StatsRenderer;
+import io.jvhost.stats.Counter;
+import io.jvhost.stats.StatsRenderer;
 import io.jvhost.engine.WorkerConfig;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
@@ -13,7 +15,7 @@ import org.junit.jupiter.api.Timeout;
 import java.net.InetAddress;
 import java.util.concurrent.atomic.AtomicBoolean;
 
-import static io.jvhost.net.VirtioNetFeatures.*;
+import static io.jvhost.virtio.VirtioFeatures.*;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -48,7 +50,7 @@ class VhostUserNetIT {
 
     @Test
     void twoQueuePairsOverVhostUser() throws Exception {
-        try (TapFixture f = new TapFixture(2, NetDeviceIT.MRG | bit(MQ), 1500, 128, 2048, WorkerConfig.defaults(), true)) {
+        try (TapFixture f = new TapFixture(2, NetDeviceIT.MRG | bit(NET_F_MQ), 1500, 128, 2048, WorkerConfig.defaults(), true)) {
             assertEquals(2, f.device.maxQueuePairs());
             AtomicBoolean stop = new AtomicBoolean();
             Thread p0 = NetDeviceIT.pumper(f.stack, 0, stop);

@@ -1,5 +1,6 @@
 package io.jvhost.net;
 
+import io.jvhost.virtio.VirtioFeatures;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.Arena;
@@ -44,9 +45,9 @@ class VirtioNetHdrTest {
     @Test
     void headerSizeFollowsFeatures() {
         assertEquals(10, VirtioNetHdr.size(0));
-        assertEquals(12, VirtioNetHdr.size(VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1)));
-        assertEquals(12, VirtioNetHdr.size(VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF)));
-        assertEquals(10, VirtioNetHdr.size(VirtioNetFeatures.bit(VirtioNetFeatures.GUEST_TSO4)));
+        assertEquals(12, VirtioNetHdr.size(VirtioFeatures.bit(VirtioFeatures.F_VERSION_1)));
+        assertEquals(12, VirtioNetHdr.size(VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF)));
+        assertEquals(10, VirtioNetHdr.size(VirtioFeatures.bit(VirtioFeatures.NET_F_GUEST_TSO4)));
         assertEquals(65562, VirtioNetHdr.MAX_GSO_BUFFER);
     }
 }

@@ -1,5 +1,7 @@
 package io.jvhost.vhostuser;
 
+import io.jvhost.net.VirtioNetConfig;
+import io.jvhost.virtio.VirtioFeatures;
 import static org.junit.jupiter.api.Assertions.*;
 
 import java.lang.foreign.MemorySegment;

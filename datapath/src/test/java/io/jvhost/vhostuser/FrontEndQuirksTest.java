@@ -1,5 +1,6 @@
 package io.jvhost.vhostuser;
 
+import io.jvhost.virtio.VirtioFeatures;
 import static io.jvhost.vhostuser.VhostUserMessage.*;
 import static org.junit.jupiter.api.Assertions.*;
 

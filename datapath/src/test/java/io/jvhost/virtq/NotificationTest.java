@@ -1,5 +1,6 @@
 package io.jvhost.virtq;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
 import org.junit.jupiter.api.Test;
@@ -13,7 +14,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class NotificationTest {
-    static final long EVENT_IDX = 1L << VirtqFeatures.RING_F_EVENT_IDX;
+    static final long EVENT_IDX = 1L << VirtioFeatures.RING_F_EVENT_IDX;
 
     @Test
     void needEventWrapsAround() {

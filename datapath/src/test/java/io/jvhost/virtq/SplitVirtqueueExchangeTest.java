@@ -1,5 +1,6 @@
 package io.jvhost.virtq;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
 import io.jvhost.memory.GuestMemory;
@@ -62,8 +63,8 @@ class SplitVirtqueueExchangeTest {
     @Timeout(value = 120, unit = TimeUnit.SECONDS)
     void exchange(int size, int start, boolean indirect, boolean eventIdx) throws Exception {
         final long total = Math.max(24_000, 3L * size);
-        long features = (indirect ? 1L << VirtqFeatures.RING_F_INDIRECT_DESC : 0)
-                | (eventIdx ? 1L << VirtqFeatures.RING_F_EVENT_IDX : 0);
+        long features = (indirect ? 1L << VirtioFeatures.RING_F_INDIRECT_DESC : 0)
+                | (eventIdx ? 1L << VirtioFeatures.RING_F_EVENT_IDX : 0);
         long ramSize = Math.max(1L << 20, (long) size * 512);
         try (DriverMemory dm = DriverMemory.allocate(ramSize, DriverMemory.DEFAULT_GPA_BASE)) {
             DriverVirtqueue dq = new DriverVirtqueue(dm, size, features, MAX_INDIRECT, start);

@@ -1,5 +1,6 @@
 package io.jvhost.virtq;
 
+import io.jvhost.virtio.VirtioFeatures;
 import com.code_intelligence.jazzer.api.FuzzedDataProvider;
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import io.jvhost.driver.DriverMemory;
@@ -51,8 +52,8 @@ class VirtqFuzzTest {
     @FuzzTest(maxDuration = "60s")
     void chainWalker(FuzzedDataProvider d) {
         int size = 1 << d.consumeInt(0, 6);
-        long features = (d.consumeBoolean() ? 1L << VirtqFeatures.RING_F_INDIRECT_DESC : 0)
-                | (d.consumeBoolean() ? 1L << VirtqFeatures.RING_F_EVENT_IDX : 0);
+        long features = (d.consumeBoolean() ? 1L << VirtioFeatures.RING_F_INDIRECT_DESC : 0)
+                | (d.consumeBoolean() ? 1L << VirtioFeatures.RING_F_EVENT_IDX : 0);
         int start = d.consumeInt(0, 65535);
         MemorySegment rings = MEM.at(RINGS_GPA, 32 * 1024);
         rings.fill((byte) 0);

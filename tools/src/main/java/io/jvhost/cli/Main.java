@@ -1,9 +1,9 @@
 package io.jvhost.cli;
 
-import io.jvhost.engine.StatsRenderer;
+import io.jvhost.stats.StatsRenderer;
 import io.jvhost.engine.WorkerConfig;
 import io.jvhost.nativ.NativeException;
-import io.jvhost.net.NetDevice;
+import io.jvhost.device.NetDevice;
 import io.jvhost.vhostuser.FeatureSet;
 import io.jvhost.vhostuser.VhostUserClientMode;
 import io.jvhost.vhostuser.VhostUserServer;
@@ -43,6 +43,12 @@ public final class Main {
         if (o.flag(Options.HELP)) {
             System.out.print(Options.usage());
             return 0;
+        }
+        try {
+            o.applyTunables();
+        } catch (IllegalArgumentException e) {
+            System.err.println("jvhost: " + e.getMessage());
+            return 2;
         }
         if (o.flag(Options.PRINT_CAPABILITIES)) {
             // vhost-user.rst "Backend program conventions": a JSON object with the device type.
@@ -107,7 +113,7 @@ public final class Main {
             throw new IllegalArgumentException("more --tap than devices (one device per --socket-path)");
         }
         int count = inherited ? 1 : sockets.size();
-        WorkerConfig worker = WorkerConfig.defaults().withBusyPollNanos(o.busyPollMicros() * 1000L);
+        WorkerConfig worker = WorkerConfig.defaults();
         List<Device> devices = new ArrayList<>();
         try {
             for (int i = 0; i < count; i++) {

@@ -1,11 +1,11 @@
 package io.jvhost.cli;
 
-import io.jvhost.engine.StatsRenderer;
+import io.jvhost.stats.StatsRenderer;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.NativeException;
 import io.jvhost.nativ.Poll;
 import io.jvhost.nativ.UnixSocket;
-import io.jvhost.net.NetDevice;
+import io.jvhost.device.NetDevice;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;

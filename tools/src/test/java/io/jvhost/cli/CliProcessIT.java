@@ -1,12 +1,12 @@
 package io.jvhost.cli;
 
+import io.jvhost.virtio.VirtioFeatures;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.jvhost.driver.VhostUserClient;
-import io.jvhost.vhostuser.VirtioFeatures;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;

@@ -1,9 +1,9 @@
 package io.jvhost.bench.e2e;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.VhostUserClient;
 import io.jvhost.driver.net.GuestNic;
-import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.vhostuser.VhostUserMessage;
 import java.lang.foreign.Arena;
@@ -67,10 +67,10 @@ public final class DriverFront {
         if (socket == null) {
             throw new IllegalArgumentException("--socket-path= is required");
         }
-        long features = VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1)
-                | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF) | VirtioNetFeatures.bit(VirtioNetFeatures.EVENT_IDX);
+        long features = VirtioFeatures.bit(VirtioFeatures.F_VERSION_1)
+                | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF) | VirtioFeatures.bit(VirtioFeatures.RING_F_EVENT_IDX);
         if (gso) {
-            features |= VirtioNetFeatures.bit(VirtioNetFeatures.CSUM) | VirtioNetFeatures.bit(VirtioNetFeatures.HOST_TSO4);
+            features |= VirtioFeatures.bit(VirtioFeatures.NET_F_CSUM) | VirtioFeatures.bit(VirtioFeatures.NET_F_HOST_TSO4);
         }
         int maxTx = Math.max(size, 1514);
         CountDownLatch done = new CountDownLatch(1);

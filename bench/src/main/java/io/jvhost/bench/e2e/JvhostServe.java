@@ -1,7 +1,7 @@
 package io.jvhost.bench.e2e;
 
 import io.jvhost.engine.WorkerConfig;
-import io.jvhost.net.NetDevice;
+import io.jvhost.device.NetDevice;
 import io.jvhost.vhostuser.FeatureSet;
 import io.jvhost.vhostuser.VhostUserServer;
 import java.util.concurrent.CountDownLatch;

@@ -1,5 +1,6 @@
 package io.jvhost.driver.net;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.DriverVirtqueue;
 import io.jvhost.driver.NetBufferLayout;
@@ -8,10 +9,9 @@ import io.jvhost.memory.GuestMemory;
 import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.Poll;
-import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.vhostuser.DeviceBackend;
-import io.jvhost.vhostuser.RingConfig;
+import io.jvhost.virtq.RingSetup;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -62,8 +62,8 @@ public final class GuestNic implements AutoCloseable {
         this.hdrLen = VirtioNetHdr.size(features);
         this.ringSize = ringSize;
         this.maxTxFrame = maxTxFrame;
-        boolean mrg = VirtioNetFeatures.has(features, VirtioNetFeatures.MRG_RXBUF);
-        this.rxMode = mrg ? RxMode.MERGEABLE : VirtioNetFeatures.guestGso(features) ? RxMode.BIG : RxMode.SMALL;
+        boolean mrg = VirtioFeatures.has(features, VirtioFeatures.NET_F_MRG_RXBUF);
+        this.rxMode = mrg ? RxMode.MERGEABLE : VirtioFeatures.guestGso(features) ? RxMode.BIG : RxMode.SMALL;
         this.pairs = new Pair[queuePairs];
         for (int i = 0; i < queuePairs; i++) {
             pairs[i] = new Pair(i);
@@ -72,8 +72,8 @@ public final class GuestNic implements AutoCloseable {
 
     /** Bytes of guest RAM a NIC with these parameters needs (rings, buffers), with slack. */
     public static long ramNeeded(int queuePairs, int ringSize, int maxTxFrame, long features) {
-        long rx = VirtioNetFeatures.has(features, VirtioNetFeatures.MRG_RXBUF) ? NetBufferLayout.rxMergeableBufferSize()
-                : VirtioNetFeatures.guestGso(features) ? NetBufferLayout.rxBigBufferSize()
+        long rx = VirtioFeatures.has(features, VirtioFeatures.NET_F_MRG_RXBUF) ? NetBufferLayout.rxMergeableBufferSize()
+                : VirtioFeatures.guestGso(features) ? NetBufferLayout.rxBigBufferSize()
                 : NetBufferLayout.rxSmallBufferSize(VirtioNetHdr.SIZE);
         long tx = NetBufferLayout.txBufferSize(maxTxFrame);
         long perPair = (long) ringSize * (rx + tx + 4096) + 8 * 4096L * 4;
@@ -106,8 +106,8 @@ public final class GuestNic implements AutoCloseable {
         device.onMemoryTable(table);
         for (Pair p : pairs) {
             p.fillRx();
-            device.startRing(p.ringConfig(2 * p.index, p.rx, p.rxKick, p.rxCall, table));
-            device.startRing(p.ringConfig(2 * p.index + 1, p.tx, p.txKick, p.txCall, table));
+            device.startRing(2 * p.index, p.ringSetup(p.rx, p.rxKick, p.rxCall));
+            device.startRing(2 * p.index + 1, p.ringSetup(p.tx, p.txKick, p.txCall));
         }
     }
 
@@ -511,9 +511,9 @@ public final class GuestNic implements AutoCloseable {
             txFreeCount = ringSize;
         }
 
-        RingConfig ringConfig(int qi, DriverVirtqueue q, int kick, int call, GuestMemory table) {
-            return new RingConfig(qi, q.size(), mem.userAddress(q.descGpa()), mem.userAddress(q.availGpa()),
-                    mem.userAddress(q.usedGpa()), 0, 0, 0, kick, call, -1, true, features, table);
+        RingSetup ringSetup(DriverVirtqueue q, int kick, int call) {
+            return new RingSetup(q.size(), mem.userAddress(q.descGpa()), mem.userAddress(q.availGpa()),
+                    mem.userAddress(q.usedGpa()), 0, features, false, 0, kick, call, -1, true);
         }
 
         void fillRx() {

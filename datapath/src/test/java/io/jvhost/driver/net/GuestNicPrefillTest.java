@@ -1,5 +1,6 @@
 package io.jvhost.driver.net;
 
+import io.jvhost.virtio.VirtioFeatures;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -9,11 +10,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.memory.GuestMemory;
-import io.jvhost.net.VirtioNetFeatures;
 import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.vhostuser.DeviceBackend;
-import io.jvhost.vhostuser.RingConfig;
-import io.jvhost.vhostuser.VirtioNetConfig;
+import io.jvhost.vhostuser.StartedRing;
+import io.jvhost.virtq.RingSetup;
+import io.jvhost.net.VirtioNetConfig;
 import io.jvhost.virtq.Chain;
 import io.jvhost.virtq.SplitVirtqueue;
 import java.io.ByteArrayOutputStream;
@@ -43,7 +44,7 @@ class GuestNicPrefillTest {
     private DriverMemory mem;
     private GuestNic nic;
     private SplitVirtqueue txq;
-    private Map<Integer, RingConfig> rings;
+    private Map<Integer, StartedRing> rings;
     private final Chain chain = new Chain(Arena.ofAuto(), 8);
 
     private void open(long features) {
@@ -53,7 +54,7 @@ class GuestNicPrefillTest {
         GuestMemory table = mem.guestMemory(1);
         nic.attach(dev, table);
         rings = dev.rings;
-        RingConfig rc = dev.rings.get(1);
+        StartedRing rc = dev.rings.get(1);
         txq = new SplitVirtqueue("tx-under-test");
         txq.setSize(rc.size());
         txq.setFeatures(rc.features());
@@ -104,7 +105,7 @@ class GuestNicPrefillTest {
     @ParameterizedTest(name = "separateHeader={0}")
     @ValueSource(booleans = {false, true})
     void prefilledFrameGoesOutWithOnlyTheHeaderWritten(boolean separateHeader) {
-        open(VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1) | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF));
+        open(VirtioFeatures.bit(VirtioFeatures.F_VERSION_1) | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF));
         nic.setTxSeparateHeader(0, separateHeader);
         byte[] f = frame(1514, 7);
         byte[] padded = new byte[f.length + 10];
@@ -154,7 +155,7 @@ class GuestNicPrefillTest {
 
     @Test
     void misuseIsRefused() {
-        open(VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1));
+        open(VirtioFeatures.bit(VirtioFeatures.F_VERSION_1));
         assertThrows(IllegalStateException.class, () -> nic.sendPrefilled(0, 10, 0, 0, 0, 0, 0, 0, 10));
         assertThrows(IllegalArgumentException.class, () -> nic.prefillTx(0, new byte[MAX_FRAME + 1], 0, MAX_FRAME + 1));
         assertThrows(IndexOutOfBoundsException.class, () -> nic.prefillTx(0, new byte[10], 5, 10));
@@ -177,8 +178,8 @@ class GuestNicPrefillTest {
 
     @Test
     void drainRxCountsFramesNotBuffersAndRepostsThem() {
-        open(VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1) | VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF));
-        RingConfig rc = rings.get(0);
+        open(VirtioFeatures.bit(VirtioFeatures.F_VERSION_1) | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF));
+        StartedRing rc = rings.get(0);
         SplitVirtqueue rxq = new SplitVirtqueue("rx-under-test");
         rxq.setSize(rc.size());
         rxq.setFeatures(rc.features());
@@ -216,7 +217,7 @@ class GuestNicPrefillTest {
 
     @Test
     void awaitTxInFlightAsksForOneCallWhenEnoughAreBack() {
-        open(VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1) | VirtioNetFeatures.bit(VirtioNetFeatures.EVENT_IDX));
+        open(VirtioFeatures.bit(VirtioFeatures.F_VERSION_1) | VirtioFeatures.bit(VirtioFeatures.RING_F_EVENT_IDX));
         nic.prefillTx(0, frame(100, 5), 0, 100);
         for (int i = 0; i < 5; i++) {
             assertTrue(nic.sendPrefilled(0, 100, 0, 0, 0, 0, 0, 0, 10));
@@ -251,7 +252,7 @@ class GuestNicPrefillTest {
 
     /** Records the rings GuestNic.attach starts; nothing else. */
     private static final class RingsOnly implements DeviceBackend {
-        final Map<Integer, RingConfig> rings = new HashMap<>();
+        final Map<Integer, StartedRing> rings = new HashMap<>();
 
         @Override
         public long features() {
@@ -267,12 +268,16 @@ class GuestNicPrefillTest {
         public void onFeaturesSet(long features) {
         }
 
+        GuestMemory table;
+
         @Override
         public void onMemoryTable(GuestMemory memory) {
+            table = memory;
         }
 
         @Override
-        public void startRing(RingConfig ring) {
+        public void startRing(int queueIndex, RingSetup setup) {
+        StartedRing ring = new StartedRing(queueIndex, setup, table);
             rings.put(ring.queueIndex(), ring);
         }
 

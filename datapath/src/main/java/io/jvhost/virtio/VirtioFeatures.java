@@ -1,11 +1,14 @@
-package io.jvhost.vhostuser;
+package io.jvhost.virtio;
 
 import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
- * Virtio feature bit numbers (virtio 1.x §5.1.3, §6) and the vhost-user one. Use
- * {@code 1L << BIT} to build masks; {@link #NAMES} maps each name used on the command line to its bit.
+ * Every virtio feature bit number jvhost uses, defined once: virtio-net device bits (virtio 1.2
+ * §5.1.3), ring and transport bits (§6), vhost's LOG_ALL and the vhost-user PROTOCOL_FEATURES bit.
+ * Bits are numbers, not masks: test them with {@link #has(long, int)}, build masks with
+ * {@link #bit(int)}. {@link #NAMES} maps each name used on the command line to its bit.
+ * The values are checked against the kernel's uapi headers by the layout-conformance tests.
  */
 public final class VirtioFeatures {
     private VirtioFeatures() {
@@ -30,10 +33,13 @@ public final class VirtioFeatures {
     public static final int NET_F_CTRL_VQ = 17;
     public static final int NET_F_GUEST_ANNOUNCE = 21;
     public static final int NET_F_MQ = 22;
+    public static final int NET_F_GUEST_USO4 = 54;
+    public static final int NET_F_GUEST_USO6 = 55;
+    public static final int NET_F_HOST_USO = 56;
 
     // transport / ring features
     public static final int F_NOTIFY_ON_EMPTY = 24;
-    /** Dirty-page logging (needs VHOST_USER_PROTOCOL_F_LOG_SHMFD): not offered. */
+    /** vhost's VHOST_F_LOG_ALL: dirty-page logging (with VHOST_USER_PROTOCOL_F_LOG_SHMFD). */
     public static final int F_LOG_ALL = 26;
     public static final int F_ANY_LAYOUT = 27;
     public static final int RING_F_INDIRECT_DESC = 28;
@@ -43,6 +49,7 @@ public final class VirtioFeatures {
     public static final int F_VERSION_1 = 32;
     public static final int F_ACCESS_PLATFORM = 33;
     public static final int F_RING_PACKED = 34;
+    public static final int F_IN_ORDER = 35;
 
     /** Name → bit, in the order --print-capabilities lists them. */
     public static final Map<String, Integer> NAMES;
@@ -78,6 +85,23 @@ public final class VirtioFeatures {
 
     public static boolean has(long features, int bit) {
         return (features & (1L << bit)) != 0;
+    }
+
+    /** The mask of one bit. */
+    public static long bit(int bit) {
+        return 1L << bit;
+    }
+
+    /** True when the guest may send GSO frames of any kind (TX frames up to 64 KiB). */
+    public static boolean hostGso(long features) {
+        return has(features, NET_F_HOST_TSO4) || has(features, NET_F_HOST_TSO6) || has(features, NET_F_HOST_UFO)
+                || has(features, NET_F_HOST_USO);
+    }
+
+    /** True when the guest accepts GSO frames (RX frames up to 64 KiB). */
+    public static boolean guestGso(long features) {
+        return has(features, NET_F_GUEST_TSO4) || has(features, NET_F_GUEST_TSO6) || has(features, NET_F_GUEST_UFO)
+                || has(features, NET_F_GUEST_USO4) || has(features, NET_F_GUEST_USO6);
     }
 
     /** Comma-separated names of the set bits (unknown bits as numbers), for log lines. */

@@ -1,6 +1,11 @@
-package io.jvhost.engine;
+package io.jvhost.stats;
 
-import io.jvhost.net.DropReason;
+import io.jvhost.stats.StatsRenderer;
+import io.jvhost.stats.QueueStats;
+import io.jvhost.stats.QueueLatency;
+import io.jvhost.stats.QueueCounters;
+import io.jvhost.stats.Counter;
+import io.jvhost.stats.DropReason;
 import org.junit.jupiter.api.Test;
 
 import java.util.List;

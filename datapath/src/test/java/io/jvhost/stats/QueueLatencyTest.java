@@ -1,5 +1,6 @@
-package io.jvhost.engine;
+package io.jvhost.stats;
 
+import io.jvhost.stats.QueueLatency;
 import org.HdrHistogram.Histogram;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;

@@ -1,4 +1,4 @@
-package io.jvhost.net;
+package io.jvhost.stats;
 
 /**
  * Why a frame was dropped. Each reason has its own per-queue counter; the names appear unchanged in

@@ -1,4 +1,4 @@
-package io.jvhost.engine;
+package io.jvhost.stats;
 
 /** Per-queue-pair event counters (drops are counted separately, by {@link io.jvhost.net.DropReason}). */
 public enum Counter {

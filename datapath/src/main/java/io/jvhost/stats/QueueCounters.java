@@ -1,6 +1,5 @@
-package io.jvhost.engine;
+package io.jvhost.stats;
 
-import io.jvhost.net.DropReason;
 
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;

@@ -1,6 +1,5 @@
-package io.jvhost.engine;
+package io.jvhost.stats;
 
-import io.jvhost.net.DropReason;
 import org.HdrHistogram.Histogram;
 
 import java.util.List;

@@ -1,6 +1,9 @@
-package io.jvhost.engine;
+package io.jvhost.stats;
 
-import io.jvhost.net.DropReason;
+import io.jvhost.stats.QueueStats;
+import io.jvhost.stats.QueueCounters;
+import io.jvhost.stats.Counter;
+import io.jvhost.stats.DropReason;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 

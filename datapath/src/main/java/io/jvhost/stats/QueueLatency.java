@@ -1,4 +1,4 @@
-package io.jvhost.engine;
+package io.jvhost.stats;
 
 import org.HdrHistogram.Histogram;
 import org.HdrHistogram.SingleWriterRecorder;
