@@ -59,6 +59,7 @@ final class Soak {
             ns.up(ns.tap, "10.99.0.1/24");
             ProcMemory pm = new ProcMemory(jv.process.pid());
             pm.attach();
+            int baseFds = pm.sampleProcOnly().fds();
             t0 = System.nanoTime();
             System.out.println(Report.header());
             Thread sampler = Thread.ofPlatform().name("soak-sampler").daemon().start(() -> {
@@ -106,7 +107,12 @@ final class Soak {
                     System.err.println("soak: session " + k + ": " + e.getMessage());
                 }
                 long tapAfter = ns.tapRx(ns.tap);
-                ProcMemory.Sample after = new ProcMemory(jv.process.pid()).sampleProcOnly();
+                // The disconnect is logged just before the session's fds are closed: give them up to 5 s.
+                ProcMemory.Sample after = pm.sampleProcOnly();
+                for (int i = 0; i < 250 && after.fds() != baseFds; i++) {
+                    Thread.sleep(20);
+                    after = pm.sampleProcOnly();
+                }
                 sessions.add(new Session(k, kind, startS, (System.nanoTime() - t0) / 1e9 - startS, sent,
                         tapAfter - tapBefore, after.fds(), after.rssKb()));
                 if (!jv.process.isAlive()) {
