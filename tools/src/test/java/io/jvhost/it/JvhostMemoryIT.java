@@ -10,7 +10,7 @@ import io.jvhost.driver.VhostUserClient;
 import io.jvhost.driver.net.GuestNic;
 import io.jvhost.driver.net.GuestStack;
 import io.jvhost.driver.net.Packets;
-import io.jvhost.net.VirtioNetFeatures;
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.vhostuser.VhostUserMessage;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -138,8 +138,8 @@ class JvhostMemoryIT {
 
     /** The Java driver in this JVM: ping from the host (RX and TX), then a TX burst; then it disconnects. */
     private void javaDriverSession(NetNs ns, int k) throws Exception {
-        long features = VirtioNetFeatures.bit(VirtioNetFeatures.VERSION_1) | VirtioNetFeatures.bit(VirtioNetFeatures.EVENT_IDX)
-                | ((k & 1) == 0 ? VirtioNetFeatures.bit(VirtioNetFeatures.MRG_RXBUF) : 0);
+        long features = VirtioFeatures.bit(VirtioFeatures.F_VERSION_1) | VirtioFeatures.bit(VirtioFeatures.RING_F_EVENT_IDX)
+                | ((k & 1) == 0 ? VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF) : 0);
         try (DriverMemory mem = DriverMemory.memfd("mem-it", GuestNic.ramNeeded(1, RING, 1514, features),
                 DriverMemory.DEFAULT_GPA_BASE);
              GuestNic nic = new GuestNic(mem, 1, features, RING, 1514);
