@@ -97,14 +97,14 @@ final class Report {
         row(md, "heap committed (MB)", rows, w, after, last, hours, r -> r.m().heapCommittedKb());
         row(md, "NMT committed (MB)", rows, w, after, last, hours, r -> r.m().nmtCommittedKb());
         md.append(String.format(Locale.ROOT, "| fds | %d | %d | %d | %d | %d | %+d | |%n", rows.getFirst().m().fds(),
-                w.m().fds(), after.stream().mapToInt(r -> r.m().fds()).min().orElse(-1),
+                w.m().fds(), after.stream().mapToInt(r -> r.m().fds()).filter(v -> v >= 0).min().orElse(-1),
                 after.stream().mapToInt(r -> r.m().fds()).max().orElse(-1), last.m().fds(), last.m().fds() - w.m().fds()));
         md.append(String.format(Locale.ROOT, "| threads | %d | %d | %d | %d | %d | %+d | |%n", rows.getFirst().m().threads(),
-                w.m().threads(), after.stream().mapToInt(r -> r.m().threads()).min().orElse(-1),
+                w.m().threads(), after.stream().mapToInt(r -> r.m().threads()).filter(v -> v >= 0).min().orElse(-1),
                 after.stream().mapToInt(r -> r.m().threads()).max().orElse(-1), last.m().threads(),
                 last.m().threads() - w.m().threads()));
         md.append(String.format(Locale.ROOT, "| mappings | %d | %d | %d | %d | %d | %+d | |%n", rows.getFirst().m().maps(),
-                w.m().maps(), after.stream().mapToInt(r -> r.m().maps()).min().orElse(-1),
+                w.m().maps(), after.stream().mapToInt(r -> r.m().maps()).filter(v -> v >= 0).min().orElse(-1),
                 after.stream().mapToInt(r -> r.m().maps()).max().orElse(-1), last.m().maps(),
                 last.m().maps() - w.m().maps()));
         if (!sessions.isEmpty()) {

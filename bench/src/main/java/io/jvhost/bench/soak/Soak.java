@@ -66,6 +66,9 @@ final class Soak {
                 long next = System.nanoTime();
                 while (!Thread.currentThread().isInterrupted()) {
                     Row r = new Row((System.nanoTime() - t0) / 1e9, session, current, pm.sample(), ns.tapRx(ns.tap));
+                    if (Thread.currentThread().isInterrupted()) {
+                        return; // stopped in the middle of a reading: it is incomplete
+                    }
                     rows.add(r);
                     System.out.println(Report.line(r));
                     next += sampleMs * 1_000_000;
