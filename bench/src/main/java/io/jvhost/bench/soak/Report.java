@@ -35,12 +35,12 @@ final class Report {
                      double sampleS, String frontEnds, int pktLen, String javaOpts, String command, String started,
                      String loadStart, String loadEnd, int jvhostExit) throws IOException, InterruptedException {
         StringBuilder csv = new StringBuilder("seconds,session,frontend,rss_kb,guest_rss_kb,pss_kb,heap_used_kb,heap_committed_kb,"
-                + "nmt_committed_kb,fds,maps,threads,tap_frames\n");
+                + "nmt_committed_kb,fds,maps,threads,tap_frames,jvhost_tx_frames,jvhost_tx_kicks,jvhost_wakeups\n");
         for (Soak.Row r : rows) {
             ProcMemory.Sample m = r.m();
-            csv.append(String.format(Locale.ROOT, "%.1f,%d,%s,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d%n", r.seconds(), r.session(),
+            csv.append(String.format(Locale.ROOT, "%.1f,%d,%s,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d%n", r.seconds(), r.session(),
                     r.frontEnd(), m.rssKb(), m.guestRssKb(), m.pssKb(), m.heapUsedKb(), m.heapCommittedKb(), m.nmtCommittedKb(), m.fds(),
-                    m.maps(), m.threads(), r.tapRx()));
+                    m.maps(), m.threads(), r.tapRx(), r.worker().txFrames(), r.worker().txKicks(), r.worker().wakeups()));
         }
         Files.writeString(out.resolve("samples.csv"), csv);
         StringBuilder scsv = new StringBuilder("session,frontend,start_s,seconds,sent,at_tap,fds_after,rss_after_kb\n");
@@ -120,18 +120,26 @@ final class Report {
         }
         int stalls = 0;
         int busy = 0;
+        StringBuilder which = new StringBuilder();
         for (int i = 1; i < rows.size(); i++) {
             Soak.Row a = rows.get(i - 1);
             Soak.Row b = rows.get(i);
-            if (a.session() == b.session() && !a.frontEnd().equals("-") && !b.frontEnd().equals("-")) {
+            if (a.session() == b.session() && forwarding(a) && forwarding(b)) {
                 busy++;
                 if (b.tapRx() <= a.tapRx()) {
                     stalls++;
+                    which.append(String.format(Locale.ROOT, "%n- %.1f–%.1f s, session %d (%s): jvhost TX kicks %+d, wake-ups %+d",
+                            a.seconds(), b.seconds(), b.session(), b.frontEnd(), b.worker().txKicks() - a.worker().txKicks(),
+                            b.worker().wakeups() - a.worker().wakeups()));
                 }
             }
         }
-        md.append(String.format(Locale.ROOT, "Sample intervals inside one session: %d, of which without a new frame at the tap "
-                + "(a stall): %d.%n", busy, stalls));
+        md.append(String.format(Locale.ROOT, "Sample intervals with the front-end forwarding at both ends (started, not yet told "
+                + "to stop): %d, of which without a new frame at the tap: %d.%s%n", busy, stalls, which));
+    }
+
+    private static boolean forwarding(Soak.Row r) {
+        return !r.frontEnd().equals("-") && !r.frontEnd().equals("starting") && !r.frontEnd().equals("stopping");
     }
 
     private static void row(StringBuilder md, String name, List<Soak.Row> rows, Soak.Row w, List<Soak.Row> after,

@@ -13,8 +13,13 @@ import java.util.Locale;
  * thread reading jvhost's memory every sample period.
  */
 final class Soak {
-    /** One periodic reading. {@code tapRx}: frames jvhost had written to the tap so far. */
-    record Row(double seconds, int session, String frontEnd, ProcMemory.Sample m, long tapRx) {
+    /**
+     * One periodic reading. {@code frontEnd}: the front-end's kind while it forwards, "starting"
+     * before it does (EAL or JVM start-up, vhost-user set-up), "stopping" once told to stop, "-"
+     * between sessions. {@code tapRx}: frames jvhost had written to the tap so far; {@code worker}:
+     * jvhost's own counters then (from its stats socket).
+     */
+    record Row(double seconds, int session, String frontEnd, ProcMemory.Sample m, long tapRx, WorkerStats worker) {
     }
 
     /** One front-end session: frames it sent and the tap received, and jvhost's fds once it had gone. */
@@ -49,6 +54,7 @@ final class Soak {
         String started = SoakMain.now();
         Path sockDir = Files.createTempDirectory("jvsoak");
         Path socket = sockDir.resolve("vhost.sock");
+        Path statsSocket = sockDir.resolve("vhost.sock.stats");
         Path logs = Files.createDirectories(out.resolve("logs"));
         int jvhostExit;
         long t0;
@@ -65,7 +71,9 @@ final class Soak {
             Thread sampler = Thread.ofPlatform().name("soak-sampler").daemon().start(() -> {
                 long next = System.nanoTime();
                 while (!Thread.currentThread().isInterrupted()) {
-                    Row r = new Row((System.nanoTime() - t0) / 1e9, session, current, pm.sample(), ns.tapRx(ns.tap));
+                    String fe = current;
+                    Row r = new Row((System.nanoTime() - t0) / 1e9, session, fe, pm.sample(), ns.tapRx(ns.tap),
+                            WorkerStats.read(statsSocket));
                     if (Thread.currentThread().isInterrupted()) {
                         return; // stopped in the middle of a reading: it is incomplete
                     }
@@ -95,11 +103,15 @@ final class Soak {
                 SoakMain.FrontEnd fe = new SoakMain.FrontEnd(kind, ns, socket, pktLen,
                         logs.resolve(String.format("session-%04d-%s.log", k, kind)));
                 session = k;
-                current = kind;
+                current = "starting";
                 long stopAt = Math.min(end, System.nanoTime() + reconnectMs * 1_000_000);
                 while (System.nanoTime() < stopAt && fe.process.isAlive()) {
+                    if (current.equals("starting") && fe.forwarding()) {
+                        current = kind;
+                    }
                     Thread.sleep(Math.max(1, Math.min(200, (stopAt - System.nanoTime()) / 1_000_000)));
                 }
+                current = "stopping";
                 long sent = fe.stop();
                 current = "-";
                 // The session has ended on jvhost's side once it logged the disconnect: only then
@@ -125,7 +137,8 @@ final class Soak {
             }
             sampler.interrupt();
             sampler.join(60_000);
-            rows.add(new Row((System.nanoTime() - t0) / 1e9, session, "-", pm.sample(), ns.tapRx(ns.tap)));
+            rows.add(new Row((System.nanoTime() - t0) / 1e9, session, "-", pm.sample(), ns.tapRx(ns.tap),
+                    WorkerStats.read(statsSocket)));
             System.out.println(Report.line(rows.getLast()));
             jvhostExit = jv.stop();
         } finally {

@@ -213,6 +213,16 @@ public final class SoakMain {
             this.process = pb.start();
         }
 
+        /** Whether it has started forwarding frames (its log says so). */
+        boolean forwarding() {
+            try {
+                String marker = kind.equals("testpmd") ? "TESTPMD-STARTED" : "driver front-end: attached";
+                return Files.readString(log).contains(marker);
+            } catch (IOException e) {
+                return false;
+            }
+        }
+
         /** SIGTERM (both print their totals on it); frames the front-end says it sent, or -1. */
         long stop() throws InterruptedException, IOException {
             // toHandle().destroy() only signals; the output goes to a file, so no pipe is closed under it.
