@@ -3,6 +3,8 @@ package io.jvhost.engine;
 import io.jvhost.stats.QueueLatency;
 import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.Counter;
+import io.jvhost.stats.RingState;
+import io.jvhost.stats.jfr.JvhostEvents;
 import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.memory.MemoryFault;
@@ -73,11 +75,12 @@ public final class QueuePairWorker implements AutoCloseable {
     public static final int TX = 1;
 
     private final String name;
+    private final String device;
     private final int queuePair;
     private final WorkerConfig config;
     private final Arena arena = Arena.ofShared();
     private final QueueCounters counters = new QueueCounters();
-    private final QueueLatency latency = new QueueLatency();
+    private final QueueLatency latency;
     private final SplitVirtqueue txq;
     private final SplitVirtqueue rxq;
     private final TxEngine tx;
@@ -110,6 +113,8 @@ public final class QueuePairWorker implements AutoCloseable {
     private boolean idle;
     private boolean running = true;
     private volatile boolean alive;
+    /** {@link RingState} ordinals of RX (low byte) and TX, republished by every ring state change. */
+    private volatile int ringStates;
 
     /**
      * @param device   device name, for the thread name and logs
@@ -118,7 +123,9 @@ public final class QueuePairWorker implements AutoCloseable {
      */
     public QueuePairWorker(String device, int queuePair, int tapFd, WorkerConfig config, int ringSize) {
         this.name = "jvhost-" + device + "-q" + queuePair;
+        this.device = device;
         this.queuePair = queuePair;
+        this.latency = new QueueLatency(device, queuePair);
         this.config = config;
         this.tapFd = tapFd;
         this.txq = new SplitVirtqueue(device + " tx" + queuePair);
@@ -135,8 +142,8 @@ public final class QueuePairWorker implements AutoCloseable {
         Epoll.add(ep, cmdFd, Epoll.EPOLLIN, TAG_CMD);
         Epoll.add(ep, tapFd, 0, TAG_TAP);
         tapInterest = 0;
-        txq.setBrokenHandler(q -> signalError(TX));
-        rxq.setBrokenHandler(q -> signalError(RX));
+        txq.setBrokenHandler(q -> broken(TX, q));
+        rxq.setBrokenHandler(q -> broken(RX, q));
         setFeatures(0, 1500);
         this.busyPollNanos = config.busyPollNanos();
         this.thread = Thread.ofPlatform().name(name).daemon().unstarted(this::run);
@@ -210,6 +217,26 @@ public final class QueuePairWorker implements AutoCloseable {
         return queue(role).brokenMessage();
     }
 
+    /**
+     * The state of ring {@code role} ({@link #RX} or {@link #TX}) as of the last ring command, broken as
+     * soon as it breaks. Any thread (volatile reads; never wakes the worker): metrics.
+     */
+    public RingState ringState(int role) {
+        if (queue(role).isBroken()) {
+            return RingState.BROKEN;
+        }
+        return RingState.of((ringStates >>> (role * 8)) & 0xff);
+    }
+
+    private void publishRingStates() {
+        int s = 0;
+        for (int role = RX; role <= TX; role++) {
+            RingState r = !started[role] ? RingState.STOPPED : enabled[role] ? RingState.ENABLED : RingState.DISABLED;
+            s |= r.ordinal() << (role * 8);
+        }
+        ringStates = s;
+    }
+
     /** The virtqueue state (tests, diagnostics); touch only through {@link #call}. */
     SplitVirtqueue queue(int role) {
         return role == TX ? txq : rxq;
@@ -281,6 +308,7 @@ public final class QueuePairWorker implements AutoCloseable {
             rx.setCallFd(r.callFd());
             rx.setEnabled(r.enabled());
         }
+        publishRingStates();
         return 0;
     }
 
@@ -304,6 +332,7 @@ public final class QueuePairWorker implements AutoCloseable {
         } else {
             rx.setCallFd(-1);
         }
+        publishRingStates();
         return base;
     }
 
@@ -324,6 +353,7 @@ public final class QueuePairWorker implements AutoCloseable {
             }
             rx.setEnabled(on);
         }
+        publishRingStates();
         return 0;
     }
 
@@ -472,6 +502,7 @@ public final class QueuePairWorker implements AutoCloseable {
             rx.releaseWindow();
             rx.setCallFd(-1);
         }
+        publishRingStates();
     }
 
     // ------------------------------------------------------------------------------------------
@@ -489,6 +520,13 @@ public final class QueuePairWorker implements AutoCloseable {
         if (fd >= 0) {
             Epoll.add(ep, fd, Epoll.EPOLLIN, tag);
         }
+    }
+
+    /** A ring of this pair was marked broken (worker thread): counted, recorded, the front-end told. */
+    private void broken(int role, SplitVirtqueue q) {
+        counters.increment(role == TX ? Counter.TX_RING_BROKEN : Counter.RX_RING_BROKEN);
+        JvhostEvents.ringBroken(device, queuePair, role == TX ? JvhostEvents.TX : JvhostEvents.RX, q.brokenReason(), q.brokenMessage());
+        signalError(role);
     }
 
     private void signalError(int role) {

@@ -7,6 +7,7 @@ import io.jvhost.memory.GuestMemory;
 import io.jvhost.memory.MemoryFault;
 import io.jvhost.memory.MemoryRegion;
 import io.jvhost.nativ.Fds;
+import io.jvhost.stats.jfr.JvhostEvents;
 import io.jvhost.virtq.VringAvail;
 import io.jvhost.virtq.VringDesc;
 import io.jvhost.virtq.VringUsed;
@@ -131,6 +132,7 @@ public final class Session implements AutoCloseable {
         for (int i = 0; i < n; i++) {
             rings[i] = new Vring();
         }
+        JvhostEvents.sessionConnected(name);
     }
 
     public int socketFd() {
@@ -407,6 +409,7 @@ public final class Session implements AutoCloseable {
         }
         backend.onFeaturesSet(f);
         ackedFeatures = f;
+        JvhostEvents.featuresNegotiated(name, f);
         LOG.log(Level.DEBUG, "{0}: features {1}", name, VirtioFeatures.describe(f));
         if (!VirtioFeatures.has(f, VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES)) {
             // vhost-user.rst, "Ring states": SET_FEATURES without PROTOCOL_FEATURES enables all rings.
@@ -599,6 +602,7 @@ public final class Session implements AutoCloseable {
         if (old != null) {
             old.retire(next);
         }
+        JvhostEvents.memoryTable(name, next.regionCount(), next.regions().stream().mapToLong(MemoryRegion::size).sum());
         startPendingRings();
     }
 
@@ -745,6 +749,7 @@ public final class Session implements AutoCloseable {
         if (r.started) {
             r.started = false;
             r.base = backend.stopRing(q) & 0xffff;
+            JvhostEvents.ringStopped(name, q, r.base);
         }
     }
 
@@ -875,6 +880,7 @@ public final class Session implements AutoCloseable {
         backend.startRing(new RingConfig(q, r.size, r.desc, r.avail, r.used, r.log, r.addrFlags, r.base, r.kickFd,
                 r.callFd, r.errFd, r.enabled, ackedFeatures, memory));
         r.started = true;
+        JvhostEvents.ringStarted(name, q, r.size, r.base, r.enabled);
         LOG.log(Level.DEBUG, "{0}: ring {1} started (size {2}, base {3}, {4}, {5})", name, q, r.size, r.base,
                 r.kickFd < 0 ? "polled" : "kicked", r.enabled ? "enabled" : "disabled");
     }
@@ -1023,6 +1029,7 @@ public final class Session implements AutoCloseable {
         resetDeviceState();
         codec.close();
         VhostUserCodec.closeQuietly(socketFd);
+        JvhostEvents.sessionDisconnected(name, messages);
     }
 
     /** For tests and logs: whether ring {@code q} is running. */
