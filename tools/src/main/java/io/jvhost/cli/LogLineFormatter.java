@@ -149,8 +149,10 @@ final class LogLineFormatter extends Formatter {
     }
 
     /**
-     * Logs everything at {@code level} and above to standard error (journald's input under systemd),
-     * one line per event, replacing the JDK's default two-line console format.
+     * Logs jvhost's events at {@code level} and above to standard error (journald's input under
+     * systemd), one line per event, replacing the JDK's default two-line console format. Other
+     * loggers (the JDK's HTTP server behind {@code --metrics}, ...) stay at INFO and above: their
+     * debug output is about their internals, not about jvhost's devices.
      */
     static void install(Level level) {
         Logger root = Logger.getLogger("");
@@ -169,6 +171,10 @@ final class LogLineFormatter extends Formatter {
             h.setLevel(level);
             root.addHandler(h);
         }
-        root.setLevel(level);
+        root.setLevel(level.intValue() < Level.INFO.intValue() ? Level.INFO : level);
+        JVHOST.setLevel(level);
     }
+
+    /** Held so that its level is not lost to garbage collection of an unreferenced logger. */
+    private static final Logger JVHOST = Logger.getLogger("io.jvhost");
 }
