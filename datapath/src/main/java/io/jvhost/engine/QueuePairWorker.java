@@ -156,7 +156,9 @@ public final class QueuePairWorker implements AutoCloseable {
         try {
             return IoUring.create(entries);
         } catch (NativeException e) {
-            LOG.log(System.Logger.Level.WARNING, "{0}: io_uring setup failed ({1}); one system call per frame",
+            LOG.log(System.Logger.Level.WARNING, "{0}: io_uring setup failed ({1}); one system call per frame"
+                    + " (lower throughput): raise the memlock limit (LimitMEMLOCK=infinity, ulimit -l) or set"
+                    + " -Djvhost.tap.io=syscalls to accept it",
                     name, e.getMessage());
             return null;
         }
@@ -712,7 +714,8 @@ public final class QueuePairWorker implements AutoCloseable {
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             } catch (IllegalStateException e) {
-                LOG.log(System.Logger.Level.WARNING, "{0}: {1}", name, e.getMessage());
+                LOG.log(System.Logger.Level.WARNING, "{0}: {1}; the worker is stuck (jstack shows where);"
+                        + " its resources stay allocated until the process exits", name, e.getMessage());
             }
         }
         if (!thread.isAlive()) {

@@ -197,7 +197,8 @@ public final class TapPort implements AutoCloseable {
                     Tun.setOffload(fds[0], 0);
                 }
             } catch (NativeException e) {
-                LOG.log(System.Logger.Level.WARNING, "tap {0}: could not restore settings: {1}", ifName, e.getMessage());
+                LOG.log(System.Logger.Level.WARNING, "tap {0}: could not restore settings: {1}; check"
+                        + " it with ip -d link show and reset its MTU/offloads by hand if another program uses it", ifName, e.getMessage());
             }
         }
         for (int i = 0; i < fds.length; i++) {

@@ -64,6 +64,9 @@ public final class Session implements AutoCloseable {
 
     /** SET_LOG_BASE payload: QEMU's log description (size, offset); the kernel-era form was one u64. */
     private static final int LOG_DESCRIPTION_SIZE = 16;
+    /** What follows a session's end, for the operator reading the warning. */
+    private static final String AFTER_CLOSE = "the device was reset and waits for a new session (QEMU reconnects"
+            + " with reconnect= on its chardev; jvhost --client reconnects by itself)";
     private static final int MIN_MTU = 68;
     private static final int MAX_MTU = 65535;
 
@@ -178,7 +181,7 @@ public final class Session implements AutoCloseable {
                 return false;
             }
         } catch (VhostUserCodec.StreamException e) {
-            LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
+            LOG.log(Level.WARNING, "{0}: closing session: {1}; {2}", name, e.getMessage(), AFTER_CLOSE);
             return false;
         }
         messages++;
@@ -206,14 +209,15 @@ public final class Session implements AutoCloseable {
             // the device refused a value the session already validated: same treatment as a bad request
             return reject(req, "device refused: " + e.getMessage(), ack);
         } catch (VhostUserCodec.StreamException e) {
-            LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
+            LOG.log(Level.WARNING, "{0}: closing session: {1}; {2}", name, e.getMessage(), AFTER_CLOSE);
             return false;
         } catch (RuntimeException | Error e) {
             if (MemoryFault.is(e)) {
                 // The device touched guest memory that vanished under its mapping (the front-end shrank a
                 // region it passed): the affected queue pair is already marked broken; end this session.
                 LOG.log(Level.WARNING, "{0}: closing session: {1} faulted on guest memory ({2}): the front-end"
-                        + " shrank or unmapped memory it passed", name, requestName(req), rootMessage(e));
+                        + " shrank or unmapped memory it passed; restart the VM's device (reboot or QEMU restart), and"
+                        + " give it sealed memfd memory to prevent this", name, requestName(req), rootMessage(e));
                 return false;
             }
             if (e instanceof Error err) {
@@ -236,16 +240,20 @@ public final class Session implements AutoCloseable {
 
     private boolean reject(int req, String why, boolean ack) {
         if (ack) {
-            LOG.log(Level.WARNING, "{0}: {1} rejected: {2}", name, requestName(req), why);
+            LOG.log(Level.WARNING, "{0}: {1} rejected: {2}; the front-end was told (REPLY_ACK) and goes on;"
+                    + " if the guest then lacks networking, check the front-end's version and options", name,
+                    requestName(req), why);
             try {
                 codec.replyU64(1);
                 return true;
             } catch (VhostUserCodec.StreamException e) {
-                LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
+                LOG.log(Level.WARNING, "{0}: closing session: {1}; {2}", name, e.getMessage(), AFTER_CLOSE);
                 return false;
             }
         }
-        LOG.log(Level.WARNING, "{0}: closing session: {1} rejected: {2}", name, requestName(req), why);
+        LOG.log(Level.WARNING, "{0}: closing session: {1} rejected: {2}; the front-end sent what jvhost cannot"
+                + " accept: check its version and options (--disable-features switches off what it misuses); {3}",
+                name, requestName(req), why, AFTER_CLOSE);
         return false;
     }
 
@@ -893,7 +901,8 @@ public final class Session implements AutoCloseable {
                 try {
                     maybeStart(q);
                 } catch (ProtocolException | IllegalArgumentException e) {
-                    LOG.log(Level.WARNING, "{0}: ring {1} stays stopped: {2}", name, q, e.getMessage());
+                    LOG.log(Level.WARNING, "{0}: ring {1} stays stopped: {2}; its queue is silent until the"
+                            + " front-end sets the ring up again", name, q, e.getMessage());
                 }
             } else if (canStart(r)) {
                 LOG.log(Level.DEBUG, "{0}: ring {1} waits for a memory table that covers it", name, q);
@@ -925,7 +934,8 @@ public final class Session implements AutoCloseable {
         }
         if (bad != null) {
             // The spec's error answer for GET_CONFIG is a reply with an empty payload.
-            LOG.log(Level.WARNING, "{0}: GET_CONFIG rejected: {1}", name, bad);
+            LOG.log(Level.WARNING, "{0}: GET_CONFIG rejected: {1}; the front-end gets an empty answer and"
+                    + " keeps its defaults (MAC, MTU): check the front-end's version", name, bad);
             codec.reply(0);
             return;
         }
