@@ -22,10 +22,10 @@ import java.util.regex.Pattern;
  * <ul>
  *   <li>TIME: ISO-8601, UTC, milliseconds.</li>
  *   <li>LEVEL: ERROR, WARN, INFO, DEBUG, TRACE (System.Logger's names, not java.util.logging's).</li>
- *   <li>SOURCE: the device ({@code vm0}) or device and queue pair ({@code vm0/q1}), taken from the
- *       thread ({@code jvhost-vm0-ctl}, {@code jvhost-vm0-q1}) or from a message that starts with a
- *       known device's name; {@code -} for the process as a whole. A leading {@code "<device>: "} or
- *       {@code "jvhost-<device>-q<N>: "} is removed from the message (the column says it).</li>
+ *   <li>SOURCE: the device ({@code vm0}), a queue pair ({@code vm0/q1}) or a ring ({@code vm0/rx1}),
+ *       taken from the thread ({@code jvhost-vm0-ctl}, {@code jvhost-vm0-q1}) or from a message that
+ *       starts with a known device's name or ring ({@code "vm0 rx1: "}); {@code -} for the process as a
+ *       whole. That leading name is removed from the message (the column says it).</li>
  *   <li>MESSAGE: numbers without locale grouping ({@code mtu 1500}, not {@code mtu 1,500}); line
  *       breaks become {@code " | "}. An exception is appended as {@code "; Type: message"} with its
  *       causes; its stack trace follows on indented lines only at DEBUG and below.</li>
@@ -74,8 +74,10 @@ final class LogLineFormatter extends Formatter {
         }
         Matcher p = PREFIX.matcher(message);
         if (p.find() && (p.group(1).equals(device) || DEVICES.contains(p.group(1)))) {
-            if (device == null) {
-                source = p.group(1) + (p.group(2) != null ? "/q" + p.group(2) : p.group(3) != null ? "/q" + p.group(4) : "");
+            if (p.group(3) != null) {
+                source = p.group(1) + "/" + p.group(3) + p.group(4); // a ring: vm0/rx0
+            } else if (device == null) {
+                source = p.group(1) + (p.group(2) != null ? "/q" + p.group(2) : "");
             }
             message = message.substring(p.end());
         }

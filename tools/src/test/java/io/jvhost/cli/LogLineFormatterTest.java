@@ -49,8 +49,10 @@ class LogLineFormatterTest {
                 onThread("jvhost-vm0-q0", f, record(Level.FINE, "{0}: ring stopped", "jvhost-vm0-q0")));
         // Not a device thread: a known device's name at the start of the message is the source.
         LogLineFormatter.knownDevice("vmx");
-        assertEquals("2026-01-05T10:15:02.123Z ERROR vmx/q2 virtqueue broken | detail" + System.lineSeparator(),
+        assertEquals("2026-01-05T10:15:02.123Z ERROR vmx/tx2 virtqueue broken | detail" + System.lineSeparator(),
                 onThread("main", f, record(Level.SEVERE, "{0}: virtqueue broken\ndetail", "vmx tx2")));
+        assertEquals("2026-01-05T10:15:02.123Z WARN  vm0/rx0 virtqueue broken" + System.lineSeparator(),
+                onThread("jvhost-vm0-q0", f, record(Level.WARNING, "{0}: virtqueue broken", "vm0 rx0")));
         assertEquals("2026-01-05T10:15:02.123Z INFO  - jvhost: stopped" + System.lineSeparator(),
                 onThread("main", f, record(Level.INFO, "jvhost: stopped")));
     }
