@@ -2,6 +2,7 @@ package io.jvhost.stats.jfr;
 
 import io.jvhost.virtio.VirtioFeatures;
 import jdk.jfr.Event;
+import jdk.jfr.EventType;
 
 import java.util.List;
 
@@ -32,6 +33,9 @@ public final class JvhostEvents {
     public static final List<Class<? extends Event>> TYPES = List.of(SessionConnectedEvent.class,
             SessionDisconnectedEvent.class, FeaturesNegotiatedEvent.class, MemoryTableEvent.class, RingStartedEvent.class,
             RingStoppedEvent.class, RingBrokenEvent.class, TapErrorEvent.class, SlowBatchEvent.class, DirtyLogEvent.class);
+
+    /** Looked up on the first slow batch (a benign race: every thread finds the same type). */
+    private static volatile EventType slowBatchType;
 
     private JvhostEvents() {
     }
@@ -130,8 +134,20 @@ public final class JvhostEvents {
         }
     }
 
-    /** Called by the datapath only for a batch over {@code threshold}: the allocation happens only then. */
+    /**
+     * Called by the datapath only for a batch over {@code threshold}. Allocates (one event) only when,
+     * besides, a recording has the event enabled: on a loaded machine slow batches are frequent, and
+     * without a recording they must cost nothing.
+     */
     public static void slowBatch(String device, int queuePair, String direction, int frames, long nanos, long threshold) {
+        EventType type = slowBatchType;
+        if (type == null) {
+            type = EventType.getEventType(SlowBatchEvent.class);
+            slowBatchType = type;
+        }
+        if (!type.isEnabled()) {
+            return;
+        }
         SlowBatchEvent e = new SlowBatchEvent();
         if (e.shouldCommit()) {
             e.device = device;
