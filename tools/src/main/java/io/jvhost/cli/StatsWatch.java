@@ -2,6 +2,7 @@ package io.jvhost.cli;
 
 import java.io.PrintStream;
 import java.time.Instant;
+import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -86,7 +87,7 @@ final class StatsWatch {
     static String render(List<Sample> prev, List<Sample> cur, double seconds, long intervalMs) {
         StringBuilder b = new StringBuilder();
         b.append(String.format(Locale.ROOT, "jvhost stats --watch   every %.1f s   %s   (Ctrl-C to stop)%n",
-                intervalMs / 1000.0, Instant.now().toString()));
+                intervalMs / 1000.0, Instant.now().truncatedTo(ChronoUnit.SECONDS).toString()));
         b.append(String.format(Locale.ROOT, "%-10s %3s %11s %10s %11s %10s %9s %9s %9s %8s %9s%n", "device", "qp",
                 "tx_pkt/s", "tx_Mbit/s", "rx_pkt/s", "rx_Mbit/s", "drops/s", "kicks/s", "calls/s", "pkt/bat", "p99_us"));
         double[] total = new double[7];
