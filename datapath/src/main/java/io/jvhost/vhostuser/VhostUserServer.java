@@ -92,6 +92,10 @@ public final class VhostUserServer implements AutoCloseable {
         }
         s.thread.start();
         LOG.log(Level.INFO, "{0}: serving inherited fd {1}{2}", name, fd, s.singleConnection ? " (connected)" : "");
+        if (s.session != null) {
+            // Socket activation: the connection that made systemd start us was already waiting.
+            LOG.log(Level.INFO, "{0}: front-end connected", name);
+        }
         return s;
     }
 

@@ -104,6 +104,7 @@ class OperationsQemuIT {
                 g = QemuGuest.builder(socket).name("ops-guest").hostMtu(1500)
                         .run("ping", "tcp-send", "serve").param("mib", MIB).param("port", 5001).start();
                 jv.awaitLog("serving fd 3", 0, JvhostProcess.START_TIMEOUT);
+                jv.awaitLog("front-end connected", 0, JvhostProcess.START_TIMEOUT);
                 String ready = receive(notifyFd, Duration.ofSeconds(60));
                 assertTrue(ready.contains("READY=1"), ready);
                 assertTrue(ready.contains("MAINPID=" + jv.pid()), "MAINPID is the JVM exec'd by the wrapper: " + ready);
@@ -116,6 +117,7 @@ class OperationsQemuIT {
                     "http://127.0.0.1:" + metricsPort + "/metrics").orThrow().output();
             assertTrue(body.contains("jvhost_frames_total{device=\"vm0\",direction=\"tx\",queue=\"0\"}"), body);
             assertTrue(body.contains("jvhost_session_connected{device=\"vm0\"} 1.0"), body);
+            assertTrue(body.contains("jvhost_sessions_total{device=\"vm0\"} 1.0"), body);
             assertTrue(body.contains("jvhost_feature_negotiated{device=\"vm0\",feature=\"mrg-rxbuf\"} 1.0"), body);
             assertTrue(body.contains("jvhost_ring_state{device=\"vm0\",direction=\"tx\",queue=\"0\",state=\"enabled\"} 1.0"), body);
             Path scrape = dir.resolve("scrape.txt");
