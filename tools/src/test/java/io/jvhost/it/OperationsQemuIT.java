@@ -40,8 +40,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  *   <li><b>Socket activation:</b> {@code systemd-socket-activate -l SOCK} owns the socket and starts
  *       the shipped jar when QEMU connects (LISTEN_FDS / LISTEN_PID, no {@code --socket-path});
  *       jvhost sends {@code READY=1} (with its MAINPID) to the test's {@code NOTIFY_SOCKET}.</li>
- *   <li><b>Traffic:</b> the Linux guest pings the host and the host the guest; MiBs of TCP each
- *       way, checked by MD5.</li>
+ *   <li><b>Traffic:</b> the Linux guest (2 queue pairs) pings the host and the host the guest;
+ *       MiBs of TCP each way, checked by MD5.</li>
  *   <li><b>Prometheus:</b> the {@code --metrics} endpoint's output passes {@code promtool check
  *       metrics}; a real Prometheus server (started here, on loopback in the test's namespace)
  *       scrapes it, and its HTTP API's answer for the frame counters equals the tap's kernel
@@ -90,18 +90,18 @@ class OperationsQemuIT {
         LineProcess prom = null;
         QemuGuest g = null;
         try {
-            Cmd.ok("ip", "-n", ns.name(), "tuntap", "add", "dev", tap, "mode", "tap", "vnet_hdr");
+            Cmd.ok("ip", "-n", ns.name(), "tuntap", "add", "dev", tap, "mode", "tap", "vnet_hdr", "multi_queue");
             ns.address(tap, HOST_IP + "/24");
             jv = JvhostProcess.start("jvhost-activated", ns,
                     List.of("systemd-socket-activate", "-l", socket.toString(), "-E", "NOTIFY_SOCKET=" + notify),
                     List.of("-Djvhost.jfr.slowBatchNanos=1"),
-                    "--tap=" + tap, "--metrics=127.0.0.1:" + metricsPort, "--jfr=" + jfr, "--stats-path=" + stats,
+                    "--tap=" + tap, "--queues=2", "--metrics=127.0.0.1:" + metricsPort, "--jfr=" + jfr, "--stats-path=" + stats,
                     "--log-level=debug");
             jv.awaitLog("Listening on " + socket, 0, JvhostProcess.START_TIMEOUT);
 
             try (NetNs.TcpSink sink = ns.listen(5001)) {
                 // QEMU's connection is what starts jvhost (systemd's socket activation).
-                g = QemuGuest.builder(socket).name("ops-guest").hostMtu(1500)
+                g = QemuGuest.builder(socket).name("ops-guest").queues(2).hostMtu(1500)
                         .run("ping", "tcp-send", "serve").param("mib", MIB).param("port", 5001).start();
                 jv.awaitLog("serving fd 3", 0, JvhostProcess.START_TIMEOUT);
                 jv.awaitLog("front-end connected", 0, JvhostProcess.START_TIMEOUT);
@@ -120,6 +120,8 @@ class OperationsQemuIT {
             assertTrue(body.contains("jvhost_sessions_total{device=\"vm0\"} 1.0"), body);
             assertTrue(body.contains("jvhost_feature_negotiated{device=\"vm0\",feature=\"mrg-rxbuf\"} 1.0"), body);
             assertTrue(body.contains("jvhost_ring_state{device=\"vm0\",direction=\"tx\",queue=\"0\",state=\"enabled\"} 1.0"), body);
+            assertTrue(body.contains("jvhost_ring_state{device=\"vm0\",direction=\"rx\",queue=\"1\",state=\"enabled\"} 1.0"), body);
+            assertTrue(body.contains("jvhost_feature_negotiated{device=\"vm0\",feature=\"mq\"} 1.0"), body);
             Path scrape = dir.resolve("scrape.txt");
             Files.writeString(scrape, body);
             Cmd.Result lint = Cmd.run(Duration.ofSeconds(30), "sh", "-c", "promtool check metrics < " + scrape);
