@@ -13,7 +13,8 @@ import io.jvhost.net.TapPort;
 import io.jvhost.net.TxEngine;
 import io.jvhost.net.TxValidator;
 import io.jvhost.net.VirtioNetHdr;
-import io.jvhost.virtq.SplitVirtqueue;
+import io.jvhost.virtq.RingSetup;
+import io.jvhost.virtq.Vring;
 import org.openjdk.jmh.annotations.AuxCounters;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -85,13 +86,13 @@ public class EngineBench {
     ByteBuffer payload;
 
     DriverVirtqueue gTx;
-    SplitVirtqueue dTx;
+    Vring dTx;
     TxEngine tx;
     long[] txAddrs = new long[1];
     int[] txLens = new int[1];
 
     DriverVirtqueue gRx;
-    SplitVirtqueue dRx;
+    Vring dRx;
     RxEngine rx;
     long[] rxBufOfHead = new long[RING];
     long[] rxAddrs = new long[1];
@@ -200,18 +201,11 @@ public class EngineBench {
         gRx.disableCallbacks();
     }
 
-    private SplitVirtqueue deviceQueue(String name, DriverVirtqueue g, GuestMemory table) {
-        SplitVirtqueue q = new SplitVirtqueue(name);
-        q.setSize(RING);
-        q.setFeatures(FEATURES);
-        q.setMemory(table);
-        if (!q.setAddresses(mem.userAddress(g.descGpa()), mem.userAddress(g.availGpa()),
-                mem.userAddress(g.usedGpa()))) {
-            throw new IllegalStateException("ring outside guest memory");
-        }
-        q.setBase(0);
-        q.start();
-        return q;
+    private Vring deviceQueue(String name, DriverVirtqueue g, GuestMemory table) {
+        Vring r = new Vring(name);
+        r.start(new RingSetup(RING, mem.userAddress(g.descGpa()), mem.userAddress(g.availGpa()),
+                mem.userAddress(g.usedGpa()), 0, FEATURES, false, 0, -1, -1, -1, true), table);
+        return r;
     }
 
     /** Guest → tap: post one frame, one TX engine batch, reclaim. */

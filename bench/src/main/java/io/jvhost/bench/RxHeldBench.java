@@ -9,7 +9,8 @@ import io.jvhost.stats.QueueLatency;
 import io.jvhost.nativ.Fds;
 import io.jvhost.net.RxEngine;
 import io.jvhost.net.VirtioNetHdr;
-import io.jvhost.virtq.SplitVirtqueue;
+import io.jvhost.virtq.RingSetup;
+import io.jvhost.virtq.Vring;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -61,7 +62,7 @@ public class RxHeldBench {
     MemorySegment frame;
     DriverMemory mem;
     DriverVirtqueue g;
-    SplitVirtqueue d;
+    Vring d;
     RxEngine rx;
     final long[] freePages = new long[RING];
     int freeCount;
@@ -83,15 +84,9 @@ public class RxHeldBench {
         frame.asSlice(0, VirtioNetHdr.SIZE).fill((byte) 0);
         mem = DriverMemory.allocate(4 << 20, DriverMemory.DEFAULT_GPA_BASE);
         g = new DriverVirtqueue(mem, RING, FEATURES, 0, 0);
-        d = new SplitVirtqueue("bench rx-held");
-        d.setSize(RING);
-        d.setFeatures(FEATURES);
-        d.setMemory(mem.guestMemory(1));
-        if (!d.setAddresses(mem.userAddress(g.descGpa()), mem.userAddress(g.availGpa()), mem.userAddress(g.usedGpa()))) {
-            throw new IllegalStateException("ring outside guest memory");
-        }
-        d.setBase(0);
-        d.start();
+        d = new Vring("bench rx-held");
+        d.start(new RingSetup(RING, mem.userAddress(g.descGpa()), mem.userAddress(g.availGpa()),
+                mem.userAddress(g.usedGpa()), 0, FEATURES, false, 0, -1, -1, -1, true), mem.guestMemory(1));
         rx = new RxEngine(0, d, arena, new QueueCounters(), new QueueLatency(), RING);
         rx.configure(sock[0], VirtioNetHdr.SIZE, true, true, 1500);
         for (int i = 0; i < RING; i++) {

@@ -5,14 +5,17 @@ import io.jvhost.net.PacketCapture;
 import io.jvhost.net.TapPort;
 import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.virtio.VirtioFeatures;
-import io.jvhost.engine.QueuePairWorker;
+import io.jvhost.engine.QueuePair;
+import io.jvhost.engine.QueuePairProxy;
+import io.jvhost.engine.Worker;
 import io.jvhost.stats.QueueStats;
 import io.jvhost.engine.WorkerConfig;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.nativ.Fds;
 import io.jvhost.vhostuser.DeviceBackend;
-import io.jvhost.vhostuser.RingConfig;
-import io.jvhost.vhostuser.VirtioNetConfig;
+import io.jvhost.virtq.RingLayout;
+import io.jvhost.virtq.RingSetup;
+import io.jvhost.net.VirtioNetConfig;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -24,19 +27,17 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * The virtio-net device: a {@link TapPort} plus one {@link QueuePairWorker} per queue pair,
- * driven by a vhost-user session through {@link DeviceBackend} (or directly by tests).
+ * The virtio-net device: a {@link TapPort} plus one {@link QueuePair} per queue pair, each run by a
+ * {@link Worker}, driven by a vhost-user session through {@link DeviceBackend} (or directly by tests).
  *
  * <p>Threading: every {@link DeviceBackend} method runs on the session's control thread; each
- * forwards to the affected worker with {@link QueuePairWorker#call}, which returns after the worker
+ * forwards to the affected pair through its {@link QueuePairProxy}, which returns after the worker
  * applied the change, as the interface requires. {@link #stats()} may be called from any thread.
  */
 public final class NetDevice implements DeviceBackend {
     private static final System.Logger LOG = System.getLogger(NetDevice.class.getName());
     /** Largest ring size vhost-user allows. */
-    public static final int MAX_RING_SIZE = 32768;
-    public static final int MIN_MTU = 68;
-    public static final int MAX_MTU = 65535;
+    public static final int MAX_RING_SIZE = RingLayout.MAX_SIZE;
 
     /**
      * @param name        device name (thread names, stats)
@@ -102,7 +103,8 @@ public final class NetDevice implements DeviceBackend {
 
     private final Config config;
     private final TapPort tap;
-    private final QueuePairWorker[] workers;
+    private final Worker[] workers;
+    private final QueuePairProxy[] pairs;
     private final PacketCapture capture;
     private volatile long features;
     private volatile int mtu;
@@ -122,18 +124,21 @@ public final class NetDevice implements DeviceBackend {
         this.mac = config.mac();
         this.mtu = config.mtu() > 0 ? config.mtu() : tap.mtu();
         PacketCapture pc = null;
-        List<QueuePairWorker> ws = new ArrayList<>();
+        List<Worker> ws = new ArrayList<>();
+        List<QueuePairProxy> ps = new ArrayList<>();
         try {
             if (config.capture() != null) {
                 pc = new PacketCapture(config.capture(), CAPTURE_SNAPLEN, CAPTURE_FRAMES);
             }
             for (int i = 0; i < config.queuePairs(); i++) {
-                QueuePairWorker w = new QueuePairWorker(config.name(), i, tap.fd(i), config.worker(), MAX_RING_SIZE);
+                Worker w = new Worker(config.name() + "-q" + i, config.worker());
                 ws.add(w);
-                final PacketCapture c = pc;
-                w.call(x -> x.setFeatures(0, mtu));
-                if (c != null) {
-                    w.call(x -> x.setCapture(c));
+                QueuePairProxy p = new QueuePairProxy(w,
+                        new QueuePair(config.name(), i, tap.fd(i), config.worker().weight(), MAX_RING_SIZE));
+                ps.add(p);
+                p.setFeatures(0, mtu);
+                if (pc != null) {
+                    p.setCapture(pc);
                 }
                 w.start();
                 if (i > 0) {
@@ -141,16 +146,17 @@ public final class NetDevice implements DeviceBackend {
                 }
             }
         } catch (IOException e) {
-            ws.forEach(QueuePairWorker::close);
+            ws.forEach(Worker::close);
             tap.close();
             throw new UncheckedIOException("cannot open capture file " + config.capture(), e);
         } catch (RuntimeException e) {
-            ws.forEach(QueuePairWorker::close);
+            ws.forEach(Worker::close);
             tap.close();
             throw e;
         }
         this.capture = pc;
-        this.workers = ws.toArray(new QueuePairWorker[0]);
+        this.workers = ws.toArray(new Worker[0]);
+        this.pairs = ps.toArray(new QueuePairProxy[0]);
         LOG.log(System.Logger.Level.INFO, "{0}: tap {1}, {2} queue pair(s), mtu {3}", config.name(), tap.ifName(),
                 workers.length, mtu);
     }
@@ -163,15 +169,16 @@ public final class NetDevice implements DeviceBackend {
         return config.name();
     }
 
-    public QueuePairWorker worker(int queuePair) {
-        return workers[queuePair];
+    /** The control handle of queue pair {@code queuePair} (tests, tuning at run time). */
+    public QueuePairProxy queuePair(int queuePair) {
+        return pairs[queuePair];
     }
 
     /** Current counters and histograms of every queue pair. Any thread. */
     public List<QueueStats> stats() {
-        List<QueueStats> out = new ArrayList<>(workers.length);
-        for (QueuePairWorker w : workers) {
-            out.add(QueueStats.of(config.name(), w.queuePair(), w.counters(), w.latency()));
+        List<QueueStats> out = new ArrayList<>(pairs.length);
+        for (QueuePairProxy p : pairs) {
+            out.add(QueueStats.of(config.name(), p.queuePair(), p.counters(), p.latency()));
         }
         return out;
     }
@@ -191,7 +198,7 @@ public final class NetDevice implements DeviceBackend {
                 VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES, VirtioFeatures.F_VERSION_1}) {
             f |= 1L << b;
         }
-        if (workers.length > 1) {
+        if (pairs.length > 1) {
             f |= 1L << VirtioFeatures.NET_F_MQ;
         }
         return f;
@@ -199,7 +206,7 @@ public final class NetDevice implements DeviceBackend {
 
     @Override
     public int maxQueuePairs() {
-        return workers.length;
+        return pairs.length;
     }
 
     @Override
@@ -207,8 +214,8 @@ public final class NetDevice implements DeviceBackend {
         this.features = f;
         tap.applyFeatures(f);
         int m = mtu;
-        for (QueuePairWorker w : workers) {
-            w.call(x -> x.setFeatures(f, m));
+        for (QueuePairProxy p : pairs) {
+            p.setFeatures(f, m);
         }
     }
 
@@ -218,59 +225,63 @@ public final class NetDevice implements DeviceBackend {
 
     @Override
     public void onMemoryTable(GuestMemory memory) {
-        for (QueuePairWorker w : workers) {
-            if (w.call(x -> x.setMemory(memory)) != 0) {
+        for (QueuePairProxy p : pairs) {
+            if (!p.setMemory(memory)) {
                 LOG.log(System.Logger.Level.WARNING, "{0}: a running ring is outside the new memory table; it stays"
-                        + " stopped until the front-end sends a table that covers it", w.name());
+                        + " stopped until the front-end sends a table that covers it", p.name());
             }
         }
     }
 
-    private QueuePairWorker workerFor(int queueIndex) {
+    private QueuePairProxy pairFor(int queueIndex) {
         int qp = queueIndex / 2;
-        if (queueIndex < 0 || qp >= workers.length) {
-            throw new IllegalArgumentException("vring " + queueIndex + " out of range (" + workers.length
+        if (queueIndex < 0 || qp >= pairs.length) {
+            throw new IllegalArgumentException("vring " + queueIndex + " out of range (" + pairs.length
                     + " queue pairs)");
         }
-        return workers[qp];
+        return pairs[qp];
+    }
+
+    private static int role(int queueIndex) {
+        return queueIndex & 1;
     }
 
     @Override
-    public void startRing(RingConfig ring) {
-        QueuePairWorker w = workerFor(ring.queueIndex());
-        w.call(x -> x.startRing(ring));
-        if ((ring.queueIndex() & 1) == QueuePairWorker.RX && w.queuePair() > 0) {
-            tap.setQueueEnabled(w.queuePair(), ring.enabled());
+    public void startRing(int queueIndex, RingSetup ring) {
+        QueuePairProxy p = pairFor(queueIndex);
+        p.startRing(role(queueIndex), ring);
+        if (role(queueIndex) == QueuePair.RX && p.queuePair() > 0) {
+            tap.setQueueEnabled(p.queuePair(), ring.enabled());
         }
     }
 
     @Override
     public int stopRing(int queueIndex) {
-        QueuePairWorker w = workerFor(queueIndex);
-        int base = w.call(x -> x.stopRing(queueIndex & 1));
-        if ((queueIndex & 1) == QueuePairWorker.RX && w.queuePair() > 0) {
-            tap.setQueueEnabled(w.queuePair(), false);
+        QueuePairProxy p = pairFor(queueIndex);
+        int base = p.stopRing(role(queueIndex));
+        if (role(queueIndex) == QueuePair.RX && p.queuePair() > 0) {
+            tap.setQueueEnabled(p.queuePair(), false);
         }
         return base;
     }
 
     @Override
     public void setRingEnabled(int queueIndex, boolean enabled) {
-        QueuePairWorker w = workerFor(queueIndex);
-        w.call(x -> x.setRingEnabled(queueIndex & 1, enabled));
-        if ((queueIndex & 1) == QueuePairWorker.RX && w.queuePair() > 0 && w.call(x -> x.ringStarted(QueuePairWorker.RX) ? 1 : 0) == 1) {
-            tap.setQueueEnabled(w.queuePair(), enabled);
+        QueuePairProxy p = pairFor(queueIndex);
+        p.setRingEnabled(role(queueIndex), enabled);
+        if (role(queueIndex) == QueuePair.RX && p.queuePair() > 0 && p.ringStarted(QueuePair.RX)) {
+            tap.setQueueEnabled(p.queuePair(), enabled);
         }
     }
 
     @Override
     public void setCallFd(int queueIndex, int callFd) {
-        workerFor(queueIndex).call(x -> x.setCallFd(queueIndex & 1, callFd));
+        pairFor(queueIndex).setCallFd(role(queueIndex), callFd);
     }
 
     @Override
     public void setErrFd(int queueIndex, int errFd) {
-        workerFor(queueIndex).call(x -> x.setErrFd(queueIndex & 1, errFd));
+        pairFor(queueIndex).setErrFd(role(queueIndex), errFd);
     }
 
     @Override
@@ -294,13 +305,13 @@ public final class NetDevice implements DeviceBackend {
 
     @Override
     public boolean setMtu(int newMtu) {
-        if (newMtu < MIN_MTU || newMtu > MAX_MTU) {
+        if (VirtioNetConfig.checkMtu(newMtu) != null) {
             return false;
         }
         this.mtu = newMtu;
         long f = features;
-        for (QueuePairWorker w : workers) {
-            w.call(x -> x.setFeatures(f, newMtu));
+        for (QueuePairProxy p : pairs) {
+            p.setFeatures(f, newMtu);
         }
         return true;
     }
@@ -311,7 +322,7 @@ public final class NetDevice implements DeviceBackend {
 
     @Override
     public VirtioNetConfig config() {
-        return new VirtioNetConfig(mac, VirtioNetConfig.STATUS_LINK_UP, workers.length, mtu);
+        return new VirtioNetConfig(mac, VirtioNetConfig.STATUS_LINK_UP, pairs.length, mtu);
     }
 
     @Override
@@ -325,17 +336,17 @@ public final class NetDevice implements DeviceBackend {
 
     @Override
     public void reset() {
-        for (QueuePairWorker w : workers) {
-            w.call(QueuePairWorker::reset);
-            if (w.queuePair() > 0) {
-                tap.setQueueEnabled(w.queuePair(), false);
+        for (QueuePairProxy p : pairs) {
+            p.reset();
+            if (p.queuePair() > 0) {
+                tap.setQueueEnabled(p.queuePair(), false);
             }
         }
     }
 
     @Override
     public void close() {
-        for (QueuePairWorker w : workers) {
+        for (Worker w : workers) {
             w.close();
         }
         if (capture != null) {

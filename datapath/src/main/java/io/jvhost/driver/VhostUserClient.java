@@ -9,7 +9,7 @@ import io.jvhost.nativ.Poll;
 import io.jvhost.nativ.UnixSocket;
 import io.jvhost.vhostuser.VhostUserCodec;
 import io.jvhost.vhostuser.VhostUserMessage;
-import io.jvhost.vhostuser.VirtioNetConfig;
+import io.jvhost.net.VirtioNetConfig;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.List;

@@ -1,6 +1,5 @@
 package io.jvhost.memory;
 
-import io.jvhost.nativ.Mman;
 
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
@@ -68,40 +67,6 @@ public final class GuestMemory implements AutoCloseable {
         @Override
         public void unmap(MemorySegment segment) {
             // owned elsewhere (an Arena in tests, the in-process driver)
-        }
-    };
-
-    /**
-     * Maps region fds with {@code mmap(MAP_SHARED)} through the syscall layer. The mapping starts
-     * at the page holding {@code mmapOffset} (the front-end may send an offset that is not page
-     * aligned); the region's segment is a slice of it, and {@link Mapper#unmap} unmaps the whole
-     * mapping. The fd stays open: its owner (the vhost-user session) closes it.
-     */
-    public static final Mapper MMAP = new Mapper() {
-        private static final long PAGE = 4096;
-        private final IdentityHashMap<MemorySegment, MemorySegment> whole = new IdentityHashMap<>();
-
-        @Override
-        public MemorySegment map(MemoryRegion region) {
-            long base = region.mmapOffset() & -PAGE;
-            long skip = region.mmapOffset() - base;
-            MemorySegment all = Mman.mmapShared(region.fd(), base, skip + region.size());
-            MemorySegment seg = all.asSlice(skip, region.size());
-            synchronized (whole) {
-                whole.put(seg, all);
-            }
-            return seg;
-        }
-
-        @Override
-        public void unmap(MemorySegment segment) {
-            MemorySegment all;
-            synchronized (whole) {
-                all = whole.remove(segment);
-            }
-            if (all != null) {
-                Mman.munmap(all);
-            }
         }
     };
 
@@ -220,9 +185,9 @@ public final class GuestMemory implements AutoCloseable {
         }
     }
 
-    /** {@link #map(List, Mapper)} with {@link #MMAP}: what the vhost-user session does on SET_MEM_TABLE. */
+    /** {@link #map(List, Mapper)} with a new {@link FdMapper}. */
     public static GuestMemory map(List<MemoryRegion> regions) {
-        return map(regions, MMAP);
+        return map(regions, new FdMapper());
     }
 
     /**

@@ -4,16 +4,16 @@ import io.jvhost.stats.DropReason;
 import io.jvhost.stats.Counter;
 import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.QueueLatency;
-import io.jvhost.stats.jfr.JvhostEvents;
+import io.jvhost.jfr.JvhostEvents;
+import io.jvhost.config.Configuration;
 import io.jvhost.memory.MemoryFault;
 import io.jvhost.nativ.Errno;
-import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.IoUring;
 import io.jvhost.nativ.NativeException;
 import io.jvhost.virtq.Chain;
-import io.jvhost.virtq.SplitVirtqueue;
-import io.jvhost.virtq.VirtqError;
+import io.jvhost.virtq.DeviceQueue;
+import io.jvhost.virtq.Vring;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -30,7 +30,7 @@ import java.lang.foreign.ValueLayout;
  * it one chain per frame (the guest's big or small buffers). One {@code readv} then fills as many
  * chains as the frame needs; those are published (with {@code num_buffers} written into the
  * header), the rest stay in the window for the next frame. Chains left in the window are given
- * back with {@link SplitVirtqueue#rewind} only when the ring stops, the features change or the
+ * back ({@link DeviceQueue#returnInFlight}) only when the ring stops, the features change or the
  * memory table is swapped.
  *
  * <h2>Never truncated</h2>
@@ -48,7 +48,7 @@ import java.lang.foreign.ValueLayout;
  * the Java driver post them, or Linux with its GRO offloads off), a frame always fits the first
  * chain and needs no overflow area: the engine {@code read}s into that one buffer (no iovec array
  * for the kernel to import), and with a ring ({@link #useRing}; the worker gives it one only with
- * {@link #BATCH_PROP_NAME}=true) it submits one
+ * {@link Configuration#RX_URING_BATCH}) it submits one
  * {@code IORING_OP_READ} (RWF_NOWAIT, fixed file) per such chain, up to {@value #RING_BATCH} at a
  * time, with one {@code io_uring_enter} — measured ≈ 10 % less CPU per frame than one
  * {@code readv} each (bench {@code RxDrain}). The tap cuts a frame longer than the buffer and
@@ -71,18 +71,17 @@ public final class RxEngine {
     private static final int CHAIN_IOV = 512;
     /** Most single-buffer reads submitted with one io_uring_enter. */
     public static final int RING_BATCH = 32;
-    public static final String BATCH_PROP_NAME = "jvhost.rx.uringBatch";
     /**
-     * {@value #BATCH_PROP_NAME} (default false): whether a worker in io_uring mode gives its RX
-     * engine a ring ({@link #useRing}). Off by default: end to end its gain was inside the noise
-     * (bench/RESULTS-perf.md §6). (It once allocated 40 B per submission under JMH, the errno capture
-     * of {@code IoUring.submit}; that is gone since {@code submit} enters without capture.) The
-     * single {@code read}s stay on.
+     * Whether a worker in io_uring mode gives its RX engine a ring ({@link #useRing};
+     * {@link Configuration#RX_URING_BATCH}, default false): end to end its gain was inside the noise
+     * (bench/RESULTS-perf.md §6). The single {@code read}s stay on.
      */
-    public static final boolean BATCH = Boolean.getBoolean(BATCH_PROP_NAME);
+    public static final boolean BATCH = Configuration.RX_URING_BATCH.get();
 
     private final int queuePair;
-    private final SplitVirtqueue queue;
+    private final Vring ring;
+    /** {@link Vring#queue()}, refreshed at every entry point (a start may switch the ring format). */
+    private DeviceQueue queue;
     private final Chain chain;
     private final QueueCounters counters;
     private final QueueLatency latency;
@@ -99,13 +98,6 @@ public final class RxEngine {
     private long windowBytes;
     /** The window cannot take more chains (ring size, chain or iovec limit reached). */
     private boolean windowFull;
-    /**
-     * A chain taken after the window's first one was completed while window chains remain (an
-     * unusable chain returned at once, or a later buffer of a batched read filled first): the
-     * window is then no longer the last chains taken, and {@link #releaseWindow} cannot give it
-     * back by rewinding the avail index.
-     */
-    private boolean outOfOrder;
     /**
      * A frame read but not yet delivered (0: none): it was longer than the window, which had not
      * reached {@link #need} because the ring ran dry. Its first {@link #pendingInWindow} bytes are
@@ -124,20 +116,23 @@ public final class RxEngine {
     private long minNeed;
     private int maxChains;
     private PacketCapture capture;
-    private int callFd = -1;
-    private boolean enabled = true;
     private boolean needsBuffers;
     private boolean notifyEnabled;
     private boolean readErrorLogged;
     /** Batched single-buffer reads ({@link #useRing}), else null. */
-    private IoUring ring;
+    private IoUring uring;
     private final int[] res = new int[RING_BATCH];
     private final MemorySegment oneIov;
 
-    public RxEngine(int queuePair, SplitVirtqueue queue, Arena arena, QueueCounters counters, QueueLatency latency,
+    /**
+     * @param ring        the RX ring this engine serves (owned by the same worker)
+     * @param maxRingSize largest ring the engine may be given (sizes the window)
+     */
+    public RxEngine(int queuePair, Vring ring, Arena arena, QueueCounters counters, QueueLatency latency,
                     int maxRingSize) {
         this.queuePair = queuePair;
-        this.queue = queue;
+        this.ring = ring;
+        this.queue = ring.queue();
         this.chain = new Chain(arena, CHAIN_IOV);
         this.counters = counters;
         this.latency = latency;
@@ -174,31 +169,18 @@ public final class RxEngine {
      * {@link #process} calls; the engine does not close it. Worker thread.
      */
     public void useRing(IoUring ring) {
-        this.ring = ring;
+        this.uring = ring;
         bindRingFile();
     }
 
     private void bindRingFile() {
-        if (ring != null) {
-            ring.registerFile(tapFd); // -1 just drops an earlier registration
+        if (uring != null) {
+            uring.registerFile(tapFd); // -1 just drops an earlier registration
         }
     }
 
     public void setCapture(PacketCapture capture) {
         this.capture = capture;
-    }
-
-    public void setCallFd(int fd) {
-        this.callFd = fd;
-    }
-
-    /** A disabled ring supplies no RX: the worker stops reading the tap. */
-    public void setEnabled(boolean on) {
-        this.enabled = on;
-    }
-
-    public boolean enabled() {
-        return enabled;
     }
 
     /** True when the last {@link #process} stopped for lack of guest buffers. */
@@ -222,25 +204,15 @@ public final class RxEngine {
     }
 
     /**
-     * Gives the window's chains back to the ring (stop, feature change, memory swap): by rewinding
-     * the avail index when they are the last chains taken, else (see {@link #outOfOrder}) as used
-     * with length 0 — rewinding then would hand chains already used to the engine again and lose
-     * the window's (the base a stop reports, and {@code used.idx} where a start resumes, must both
-     * be past every completed chain).
+     * Gives the window's chains back to the ring (stop, feature change, memory swap, disable):
+     * {@link DeviceQueue#returnInFlight} rewinds them when they are the last chains taken, else
+     * (an unusable chain was returned, or a later buffer of a batched read filled first, while the
+     * window held older ones) returns them used with length 0 — rewinding then would hand chains
+     * already used out again.
      */
     public void releaseWindow() {
-        if (windowChains > 0) {
-            if (outOfOrder && queue.brokenReason() != VirtqError.MEMORY_FAULT) {
-                for (int i = 0; i < windowChains; i++) {
-                    queue.addUsed(heads[i], 0);
-                }
-                queue.publishUsed();
-            } else {
-                // (after a memory fault the used ring is not touched again; a restart resumes at used.idx)
-                queue.rewind(windowChains);
-            }
-        }
-        outOfOrder = false;
+        queue = ring.queue();
+        queue.returnInFlight();
         windowChains = 0;
         windowIov = 0;
         windowBytes = 0;
@@ -255,6 +227,7 @@ public final class RxEngine {
      * @return frames delivered or dropped
      */
     public int process(int budget, long cycleStart) {
+        queue = ring.queue();
         if (notifyEnabled) {
             queue.disableNotification();
             notifyEnabled = false;
@@ -289,7 +262,7 @@ public final class RxEngine {
                 needsBuffers = true;
                 break;
             }
-            int single = singleBuffers(Math.min(budget - done, ring != null ? batchTarget : 1));
+            int single = singleBuffers(Math.min(budget - done, uring != null ? batchTarget : 1));
             if (single > 0) {
                 long r = single > 1 ? readBatch(single) : readOne();
                 if (r < 0) {
@@ -374,15 +347,12 @@ public final class RxEngine {
         windowFull = windowChains >= maxChains || windowChains >= queue.size();
         while ((windowBytes < need || wantsMoreSingle()) && !windowFull) {
             int r = queue.next(chain);
-            if (r != SplitVirtqueue.CHAIN) {
+            if (r != DeviceQueue.CHAIN) {
                 break;
             }
             int cnt = chain.writableCount();
             if (chain.readableCount() != 0 || chain.writableBytes() == 0 || chain.writableBytes() > Integer.MAX_VALUE
                     || (windowChains == 0 && chain.writableBytes() < hdrSize)) {
-                if (windowChains > 0) {
-                    outOfOrder = true;
-                }
                 counters.drop(DropReason.RX_BAD_CHAIN);
                 queue.addUsed(chain.head(), 0);
                 bad++;
@@ -395,9 +365,6 @@ public final class RxEngine {
             }
             MemorySegment.copy(chain.writable(), 0, iovs, (long) windowIov * NativeMemory.IOVEC_SIZE,
                     (long) cnt * NativeMemory.IOVEC_SIZE);
-            if (windowChains == 0) {
-                outOfOrder = false; // nothing in flight: completion order is restored
-            }
             heads[windowChains] = chain.head();
             lens[windowChains] = (int) chain.writableBytes();
             iovCounts[windowChains] = cnt;
@@ -414,7 +381,7 @@ public final class RxEngine {
      * hold any frame, up to {@link #RING_BATCH}: one submission then reads that many frames.
      */
     private boolean wantsMoreSingle() {
-        return ring != null && windowChains > 0 && windowChains < RING_BATCH && pendingLen == 0
+        return uring != null && windowChains > 0 && windowChains < RING_BATCH && pendingLen == 0
                 && iovCounts[windowChains - 1] == 1 && lens[windowChains - 1] > need;
     }
 
@@ -484,9 +451,9 @@ public final class RxEngine {
     private long readBatch(int m) {
         for (int j = 0; j < m; j++) {
             long base = iovs.get(ValueLayout.JAVA_LONG, (long) j * NativeMemory.IOVEC_SIZE);
-            ring.prepare(IoUring.OP_READ, 0, base, lens[j], IoUring.SQE_FIXED_FILE, IoUring.RWF_NOWAIT, j);
+            uring.prepare(IoUring.OP_READ, 0, base, lens[j], IoUring.SQE_FIXED_FILE, IoUring.RWF_NOWAIT, j);
         }
-        ring.submitAndReap(m, res); // RWF_NOWAIT on a non-blocking tap: they complete during the enter
+        uring.submitAndReap(m, res); // RWF_NOWAIT on a non-blocking tap: they complete during the enter
         batchedReads++;
         int frames = 0;
         int delivered = 0;
@@ -522,9 +489,6 @@ public final class RxEngine {
         int w = 0;
         for (int j = 0; j < windowChains; j++) {
             if (j < m && res[j] > 0) {
-                if (w > 0) {
-                    outOfOrder = true; // an earlier chain stays in the window
-                }
                 continue;
             }
             if (w != j) {
@@ -659,12 +623,10 @@ public final class RxEngine {
     }
 
     private void signal() {
-        if (queue.needsCall()) {
-            if (callFd >= 0) {
-                EventFd.signal(callFd);
-                counters.increment(Counter.RX_CALLS);
-            }
-        } else {
+        int r = ring.notifyUsed();
+        if (r == Vring.CALLED) {
+            counters.increment(Counter.RX_CALLS);
+        } else if (r == Vring.SUPPRESSED) {
             counters.increment(Counter.CALLS_SUPPRESSED);
         }
     }
@@ -675,6 +637,7 @@ public final class RxEngine {
      * @return true when buffers arrived meanwhile (process again instead of sleeping)
      */
     public boolean armNotify() {
+        queue = ring.queue();
         notifyEnabled = true;
         if (queue.enableNotification()) {
             needsBuffers = false;

@@ -1,5 +1,6 @@
 package io.jvhost.net;
 
+import io.jvhost.config.Configuration;
 import io.jvhost.nativ.IoUring;
 
 /**
@@ -7,7 +8,7 @@ import io.jvhost.nativ.IoUring;
  * frame ({@link #SYSCALLS}), or a whole TX batch as io_uring WRITEV submissions with one
  * {@code io_uring_enter} ({@link #URING}).
  *
- * <p>Property {@value #PROP_NAME} = {@code uring} | {@code syscalls}; default {@link #DEFAULT}
+ * <p>{@link Configuration#TAP_IO} ({@code --tap-io}, property {@code jvhost.tap.io}) = {@code uring} | {@code syscalls}; default {@link #DEFAULT}
  * (io_uring: ≈ 12 % more frames per CPU on TX, see bench/RESULTS-perf.md). When io_uring is asked for but the
  * kernel or a seccomp filter refuses it (ENOSYS, EPERM, {@code kernel.io_uring_disabled}), the
  * engines fall back to system calls and say so once in the log.
@@ -16,7 +17,7 @@ public enum TapIo {
     SYSCALLS,
     URING;
 
-    public static final String PROP_NAME = "jvhost.tap.io";
+    public static final String PROP_NAME = Configuration.TAP_IO.property();
     public static final TapIo DEFAULT = URING;
 
     private static final System.Logger LOG = System.getLogger(TapIo.class.getName());
@@ -25,15 +26,7 @@ public enum TapIo {
 
     /** The configured mode (property or default), before the availability check. */
     public static TapIo configured() {
-        String v = System.getProperty(PROP_NAME);
-        if (v == null || v.isBlank()) {
-            return DEFAULT;
-        }
-        return switch (v.strip().toLowerCase(java.util.Locale.ROOT)) {
-            case "uring", "io_uring" -> URING;
-            case "syscalls", "syscall" -> SYSCALLS;
-            default -> throw new IllegalArgumentException(PROP_NAME + "=" + v + ": expected uring or syscalls");
-        };
+        return Configuration.TAP_IO.get().equals("syscalls") ? SYSCALLS : URING;
     }
 
     /** The mode to use: {@link #configured()}, or SYSCALLS when io_uring is unavailable (logged once). */

@@ -4,16 +4,17 @@ import io.jvhost.stats.DropReason;
 import io.jvhost.stats.Counter;
 import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.QueueLatency;
-import io.jvhost.stats.jfr.JvhostEvents;
+import io.jvhost.jfr.JvhostEvents;
+import io.jvhost.config.Configuration;
 import io.jvhost.memory.MemoryFault;
 import io.jvhost.nativ.Errno;
-import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.IoUring;
 import io.jvhost.nativ.NativeException;
 import io.jvhost.nativ.Tun;
 import io.jvhost.virtq.Chain;
-import io.jvhost.virtq.SplitVirtqueue;
+import io.jvhost.virtq.DeviceQueue;
+import io.jvhost.virtq.Vring;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -37,7 +38,7 @@ import java.lang.foreign.MemorySegment;
  * enter returns and nothing stays in flight between calls. When the tap has a send-buffer cap
  * (the only set-up where it returns EAGAIN) the SQEs are linked, which keeps the frames in order:
  * the first frame that fails stops the rest (-ECANCELED), which are given back to the ring
- * ({@link SplitVirtqueue#rewind}) and taken again — after EPOLLOUT for EAGAIN, at once after a
+ * ({@link DeviceQueue#rewind}) and taken again — after EPOLLOUT for EAGAIN, at once after a
  * frame-level error (that frame dropped and counted, as in syscall mode). Without a cap they are
  * not linked (links cost ≈ 15 %): each failed frame is dropped and counted, an EAGAIN there also
  * makes the worker wait for EPOLLOUT.
@@ -48,7 +49,9 @@ public final class TxEngine {
     private static final System.Logger LOG = System.getLogger(TxEngine.class.getName());
 
     private final int queuePair;
-    private final SplitVirtqueue queue;
+    private final Vring ring;
+    /** {@link Vring#queue()}, refreshed at every entry point (a start may switch the ring format). */
+    private DeviceQueue queue;
     private final Chain chain;
     private final QueueCounters counters;
     private final QueueLatency latency;
@@ -58,8 +61,6 @@ public final class TxEngine {
     private int hdrSize = VirtioNetHdr.SIZE;
     private TxValidator validator;
     private PacketCapture capture;
-    private int callFd = -1;
-    private boolean enabled = true;
     /** A chain taken from the ring whose write returned EAGAIN: written first on the next call. */
     private boolean pending;
     private boolean backpressured;
@@ -75,11 +76,11 @@ public final class TxEngine {
      * keep the order after an EAGAIN but cost ≈ 15 % (each follower is issued from task-work).
      */
     private boolean ringLink = true;
-    private static final boolean RING_FIXED = !Boolean.getBoolean("jvhost.tap.uringNoFixed");
-    private static final boolean RING_PLAIN = !Boolean.getBoolean("jvhost.tap.uringNoPlainWrite");
+    private static final boolean RING_FIXED = !Configuration.TAP_URING_NO_FIXED.get();
+    private static final boolean RING_PLAIN = !Configuration.TAP_URING_NO_PLAIN_WRITE.get();
     private int ringFd = -1;
     private int ringFdFlags;
-    private IoUring ring;
+    private IoUring uring;
     private MemorySegment slotIovs;
     private MemorySegment[] slots;
     private final int[] bHeads = new int[RING_BATCH];
@@ -95,11 +96,15 @@ public final class TxEngine {
      * A batch is submitted and its buffers published as soon as it holds this many frame bytes
      * (four 64 KiB GSO frames; small frames reach {@link #RING_BATCH} first).
      */
-    static final long PUBLISH_BYTES = Long.getLong("jvhost.tx.publishBytes", 256 * 1024);
+    static final long PUBLISH_BYTES = Configuration.TX_PUBLISH_BYTES.get();
 
-    public TxEngine(int queuePair, SplitVirtqueue queue, Arena arena, QueueCounters counters, QueueLatency latency) {
+    /**
+     * @param ring the TX ring this engine serves (owned by the same worker)
+     */
+    public TxEngine(int queuePair, Vring ring, Arena arena, QueueCounters counters, QueueLatency latency) {
         this.queuePair = queuePair;
-        this.queue = queue;
+        this.ring = ring;
+        this.queue = ring.queue();
         this.chain = new Chain(arena, 512);
         this.counters = counters;
         this.latency = latency;
@@ -120,7 +125,7 @@ public final class TxEngine {
      * does not close it. Worker thread, between {@link #process} calls.
      */
     public void useRing(IoUring ring, Arena arena) {
-        this.ring = ring;
+        this.uring = ring;
         if (ring != null && slots == null) {
             slotIovs = arena.allocate((long) RING_BATCH * SLOT_IOVS * NativeMemory.IOVEC_SIZE, 8);
             slots = new MemorySegment[RING_BATCH];
@@ -130,14 +135,14 @@ public final class TxEngine {
             }
         }
         if (ring != null) {
-            bBatch = Math.min(RING_BATCH, ring.sqEntries());
+            bBatch = Math.min(RING_BATCH, uring.sqEntries());
         }
         bindRingFile();
     }
 
     /** The tap fd as the ring's fixed file 0 (no file lookup per SQE), or the plain fd. */
     private void bindRingFile() {
-        if (ring == null) {
+        if (uring == null) {
             return;
         }
         ringLink = true;
@@ -149,7 +154,7 @@ public final class TxEngine {
             }
         }
         if (RING_FIXED && tapFd >= 0) {
-            ring.registerFile(tapFd);
+            uring.registerFile(tapFd);
             ringFd = 0;
             ringFdFlags = IoUring.SQE_FIXED_FILE;
         } else {
@@ -162,14 +167,6 @@ public final class TxEngine {
         this.capture = capture;
     }
 
-    public void setCallFd(int fd) {
-        this.callFd = fd;
-    }
-
-    public void setEnabled(boolean on) {
-        this.enabled = on;
-    }
-
     public boolean backpressured() {
         return backpressured;
     }
@@ -180,22 +177,20 @@ public final class TxEngine {
     }
 
     /**
-     * Gives a held chain back to the ring (rewinds the avail index) so that a stop reports a base
-     * that replays it, and a memory-table swap does not leave iovecs into the old table.
+     * Gives a held chain (and a batch abandoned half-built) back to the ring so that a stop reports
+     * a base that replays it, and a memory-table swap does not leave iovecs into the old table.
      */
     public void releasePending() {
-        if (pending) {
-            queue.rewind(1);
-            pending = false;
-        }
+        queue = ring.queue();
         if (bCount > 0) {
             // A batch abandoned half-built (an exception in the cycle, e.g. a guest-memory fault):
             // its SQEs must never go out with a later batch (they point into this table's iovecs).
-            ring.discardPrepared();
-            queue.rewind(bCount);
+            uring.discardPrepared();
             bCount = 0;
             bQueuedBytes = 0;
         }
+        pending = false;
+        queue.returnInFlight();
         backpressured = false;
     }
 
@@ -207,11 +202,12 @@ public final class TxEngine {
      * @return chains completed (sent or dropped)
      */
     public int process(int budget, long cycleStart) {
+        queue = ring.queue();
         if (notifyEnabled) {
             queue.disableNotification();
             notifyEnabled = false;
         }
-        if (ring != null) {
+        if (uring != null) {
             return processRing(budget, cycleStart);
         }
         int done = 0;
@@ -219,10 +215,10 @@ public final class TxEngine {
         while (done < budget) {
             if (!pending) {
                 int r = queue.next(chain);
-                if (r != SplitVirtqueue.CHAIN) {
+                if (r != DeviceQueue.CHAIN) {
                     break; // NONE, or BROKEN (the queue signalled its error fd itself)
                 }
-                if (!enabled) {
+                if (!ring.enabled()) {
                     counters.drop(DropReason.TX_RING_DISABLED);
                     queue.addUsed(chain.head(), 0);
                     done++;
@@ -287,10 +283,10 @@ public final class TxEngine {
         bBytes = 0;
         while (done + bCount < budget) {
             int r = queue.next(chain);
-            if (r != SplitVirtqueue.CHAIN) {
+            if (r != DeviceQueue.CHAIN) {
                 break;
             }
-            DropReason bad = enabled ? check() : DropReason.TX_RING_DISABLED;
+            DropReason bad = ring.enabled() ? check() : DropReason.TX_RING_DISABLED;
             int cnt = chain.readableCount();
             if (bCount > 0 && (bad != null || cnt > SLOT_IOVS || bCount == bBatch)) {
                 // Send what is batched first (so a rewind after a failure covers only batched chains),
@@ -328,10 +324,10 @@ public final class TxEngine {
             int sqeFlags = ringFdFlags | (ringLink ? IoUring.SQE_IO_LINK : 0);
             if (cnt == 1 && RING_PLAIN) {
                 // One buffer (header inline, the common layout): WRITE skips the kernel's iovec import.
-                ring.prepare(IoUring.OP_WRITE, ringFd, chain.readableBase(0), (int) chain.readableLen(0), sqeFlags,
+                uring.prepare(IoUring.OP_WRITE, ringFd, chain.readableBase(0), (int) chain.readableLen(0), sqeFlags,
                         IoUring.RWF_NOWAIT, k);
             } else {
-                ring.prepare(IoUring.OP_WRITEV, ringFd, slots[k].address(), cnt, sqeFlags, IoUring.RWF_NOWAIT, k);
+                uring.prepare(IoUring.OP_WRITEV, ringFd, slots[k].address(), cnt, sqeFlags, IoUring.RWF_NOWAIT, k);
             }
             bCount++;
             bQueuedBytes += bLens[k];
@@ -394,9 +390,9 @@ public final class TxEngine {
         bCount = 0;
         bQueuedBytes = 0;
         if (ringLink) {
-            ring.unlinkLast();
+            uring.unlinkLast();
         }
-        ring.submitAndReap(n, bRes);
+        uring.submitAndReap(n, bRes);
         PacketCapture c = capture;
         for (int k = 0; k < n; k++) {
             int res = bRes[k];
@@ -460,12 +456,10 @@ public final class TxEngine {
     }
 
     private void signal() {
-        if (queue.needsCall()) {
-            if (callFd >= 0) {
-                EventFd.signal(callFd);
-                counters.increment(Counter.TX_CALLS);
-            }
-        } else {
+        int r = ring.notifyUsed();
+        if (r == Vring.CALLED) {
+            counters.increment(Counter.TX_CALLS);
+        } else if (r == Vring.SUPPRESSED) {
             counters.increment(Counter.CALLS_SUPPRESSED);
         }
     }
@@ -476,6 +470,7 @@ public final class TxEngine {
      * @return true when chains arrived meanwhile (process them instead of sleeping)
      */
     public boolean armNotify() {
+        queue = ring.queue();
         notifyEnabled = true;
         return !pending && queue.enableNotification();
     }

@@ -1,6 +1,6 @@
 package io.jvhost.stats;
 
-import io.jvhost.stats.jfr.JvhostEvents;
+import io.jvhost.jfr.JvhostEvents;
 import org.HdrHistogram.Histogram;
 import org.HdrHistogram.SingleWriterRecorder;
 
@@ -13,8 +13,8 @@ import org.HdrHistogram.SingleWriterRecorder;
  * and fold it into a cumulative one; reader methods are synchronized among readers only and never
  * block the worker.
  *
- * <p>{@link #recordBatch(String, long, int)} also reports a batch slower than
- * {@link JvhostEvents#slowBatchThresholdNanos()} as a JFR event; only such a batch allocates.
+ * <p>{@link #recordBatch(String, long, int)} also reports a batch slower than the threshold given
+ * at construction as a JFR event; only such a batch can allocate, and only while a recording wants it.
  */
 public final class QueueLatency {
     /** Highest service time kept: 10 s in nanoseconds; anything above is clamped. */
@@ -32,16 +32,19 @@ public final class QueueLatency {
     private final int queuePair;
     private final long slowBatchNanos;
 
-    /** Histograms not tied to a device (tests, benchmarks): slow batches are reported as device "-". */
+    /** Histograms not tied to a device (tests, benchmarks): no slow-batch events. */
     public QueueLatency() {
-        this("-", 0);
+        this("-", 0, Long.MAX_VALUE);
     }
 
-    /** The histograms of queue pair {@code queuePair} of {@code device} (names the slow-batch events). */
-    public QueueLatency(String device, int queuePair) {
+    /**
+     * The histograms of queue pair {@code queuePair} of {@code device}; a batch slower than
+     * {@code slowBatchNanos} is also a {@link JvhostEvents#slowBatch} event.
+     */
+    public QueueLatency(String device, int queuePair, long slowBatchNanos) {
         this.device = device;
         this.queuePair = queuePair;
-        this.slowBatchNanos = JvhostEvents.slowBatchThresholdNanos();
+        this.slowBatchNanos = slowBatchNanos;
     }
 
     /** The device these histograms belong to ("-" when none). */

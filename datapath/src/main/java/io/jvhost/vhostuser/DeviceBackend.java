@@ -1,7 +1,9 @@
 package io.jvhost.vhostuser;
 
+import io.jvhost.net.VirtioNetConfig;
 import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.memory.GuestMemory;
+import io.jvhost.virtq.RingSetup;
 
 /**
  * The device behind a vhost-user socket, as seen by the protocol {@link Session}: the net area
@@ -22,7 +24,7 @@ import io.jvhost.memory.GuestMemory;
  *
  * <h2>Errors</h2>
  * Guest-controlled values have been validated by the session before any call here (queue index in
- * range, ring size a power of two, ring addresses inside the memory table). A backend that still
+ * range, ring size and base valid for the ring format, ring areas aligned and inside the memory table). A backend that still
  * finds a problem throws {@link IllegalArgumentException}; the session turns it into an error reply
  * without applying anything else.
  */
@@ -48,8 +50,11 @@ public interface DeviceBackend extends AutoCloseable {
      */
     void onMemoryTable(GuestMemory memory);
 
-    /** Start processing a ring. The ring is not running when this is called. */
-    void startRing(RingConfig ring);
+    /**
+     * Start processing vring {@code queueIndex} on the current memory table (the last
+     * {@link #onMemoryTable}). The ring is not running when this is called.
+     */
+    void startRing(int queueIndex, RingSetup ring);
 
     /**
      * Stop a running ring (VHOST_USER_GET_VRING_BASE) and return the available index the next start

@@ -44,17 +44,8 @@ import java.util.function.Consumer;
  * ({@link #next}, {@link #addUsed}, {@link #publishUsed}, {@link #needsCall},
  * {@link #enableNotification}, {@link #disableNotification}).
  */
-public final class SplitVirtqueue {
+public final class SplitVirtqueue implements DeviceQueue {
 
-    /** {@link #next} result: a chain was taken. */
-    public static final int CHAIN = 1;
-    /** {@link #next} result: nothing available (or the queue is stopped). */
-    public static final int NONE = 0;
-    /** {@link #next} result: the queue is broken. */
-    public static final int BROKEN = -1;
-
-    /** Process-wide count of queues marked broken. */
-    private static final AtomicLong BROKEN_QUEUES = new AtomicLong();
     private static final System.Logger LOG = System.getLogger(SplitVirtqueue.class.getName());
 
     private final String name;
@@ -90,33 +81,39 @@ public final class SplitVirtqueue {
     private volatile VirtqError brokenReason;
     private volatile String brokenMessage;
     private final AtomicLong errorCount = new AtomicLong();
-    private Consumer<SplitVirtqueue> brokenHandler;
+    private Consumer<DeviceQueue> brokenHandler;
+    /** Chains taken and not completed, in the order taken. */
+    private final InFlight inFlight = new InFlight();
 
     /** @param name used in log lines, e.g. "vhost0 rx0" */
     public SplitVirtqueue(String name) {
         this.name = name;
     }
 
-    /** Process-wide number of queues that were marked broken. */
-    public static long brokenQueues() {
-        return BROKEN_QUEUES.get();
-    }
-
     // ------------------------------------------------------------------------------------------
     // Configuration (control path; queue stopped)
 
+    @Override
+    public RingLayout layout() {
+        return RingLayout.SPLIT;
+    }
+
     /** Sets the queue size (a power of two, 1..32768). */
+    @Override
     public void setSize(int queueSize) {
         this.size = VringDesc.checkQueueSize(queueSize);
         this.mask = queueSize - 1;
         this.maxIndirectEntries = Math.max(queueSize, Chain.UIO_MAXIOV);
+        inFlight.ensureCapacity(queueSize);
     }
 
+    @Override
     public int size() {
         return size;
     }
 
     /** Sets the negotiated features; only the ring bits matter here. */
+    @Override
     public void setFeatures(long features) {
         this.eventIdx = VirtioFeatures.has(features, VirtioFeatures.RING_F_EVENT_IDX);
         this.indirect = VirtioFeatures.has(features, VirtioFeatures.RING_F_INDIRECT_DESC);
@@ -130,8 +127,8 @@ public final class SplitVirtqueue {
         return indirect;
     }
 
-    /** Called once, from the worker thread, when the queue becomes broken (signal the error eventfd here). */
-    public void setBrokenHandler(Consumer<SplitVirtqueue> handler) {
+    @Override
+    public void setBrokenHandler(Consumer<DeviceQueue> handler) {
         this.brokenHandler = handler;
     }
 
@@ -142,6 +139,7 @@ public final class SplitVirtqueue {
      *
      * @throws IllegalArgumentException on a size or alignment mismatch
      */
+    @Override
     public void setRings(MemorySegment descTable, MemorySegment availRing, MemorySegment usedRing) {
         requireSize();
         checkRing("desc", descTable, VringDesc.tableSize(size), VringDesc.ALIGN);
@@ -160,6 +158,7 @@ public final class SplitVirtqueue {
      *
      * @return false (and the queue marked broken) when a started queue's rings are no longer inside the table
      */
+    @Override
     public boolean setMemory(GuestMemory table) {
         this.memory = table;
         if (!ringsFromUva) {
@@ -186,6 +185,7 @@ public final class SplitVirtqueue {
                 && m.uvaToSegment(usedUva, VringUsed.sizeOf(size)) != null;
     }
 
+    @Override
     public GuestMemory memory() {
         return memory;
     }
@@ -196,6 +196,7 @@ public final class SplitVirtqueue {
      *
      * @return false (and the queue marked broken) when a ring is outside memory or misaligned
      */
+    @Override
     public boolean setAddresses(long descUserAddr, long availUserAddr, long usedUserAddr) {
         requireSize();
         this.descUva = descUserAddr;
@@ -225,12 +226,14 @@ public final class SplitVirtqueue {
     }
 
     /** {@code SET_VRING_BASE}: the next avail index to process. */
+    @Override
     public void setBase(int base) {
         this.lastAvailIdx = base & 0xffff;
         this.shadowAvailIdx = lastAvailIdx;
     }
 
     /** {@code GET_VRING_BASE}: the next avail index to process. */
+    @Override
     public int base() {
         return lastAvailIdx;
     }
@@ -248,6 +251,7 @@ public final class SplitVirtqueue {
      * offers such in-flight chains again: a TX frame may go out twice, an RX buffer is simply
      * filled anew — what a device reset would lose otherwise.
      */
+    @Override
     public void start() {
         if (desc == null) {
             throw new IllegalStateException(name + ": rings not set");
@@ -265,6 +269,7 @@ public final class SplitVirtqueue {
         this.publishedUsedIdx = u;
         this.signalledUsedIdx = u;
         this.signalledValid = false;
+        this.inFlight.clear();
         this.started = true;
     }
 
@@ -273,6 +278,7 @@ public final class SplitVirtqueue {
      * first — except after a {@link VirtqError#MEMORY_FAULT}: the used ring may be in the pages that
      * faulted, and touching it again would fault again (on whichever thread stops the ring).
      */
+    @Override
     public int stop() {
         if (started && brokenReason != VirtqError.MEMORY_FAULT) {
             publishUsed();
@@ -281,6 +287,7 @@ public final class SplitVirtqueue {
         return lastAvailIdx;
     }
 
+    @Override
     public boolean started() {
         return started;
     }
@@ -293,6 +300,7 @@ public final class SplitVirtqueue {
      *
      * @return {@link #CHAIN}, {@link #NONE} (nothing available or stopped) or {@link #BROKEN}
      */
+    @Override
     public int next(Chain chain) {
         if (brokenReason != null) {
             return BROKEN;
@@ -323,6 +331,7 @@ public final class SplitVirtqueue {
         }
         chain.head = head;
         lastAvailIdx = (last + 1) & 0xffff;
+        inFlight.push(head, 1);
         return CHAIN;
     }
 
@@ -330,6 +339,7 @@ public final class SplitVirtqueue {
      * Number of chains the driver has made available that {@link #next} has not taken yet
      * (acquire-loads avail.idx). Does not validate; {@link #next} does.
      */
+    @Override
     public int pending() {
         if (!started || brokenReason != null) {
             return 0;
@@ -338,8 +348,32 @@ public final class SplitVirtqueue {
     }
 
     /** Gives back the last {@code n} chains taken by {@link #next} (not yet used), e.g. when a mergeable RX frame does not fit. */
+    @Override
     public void rewind(int n) {
+        inFlight.popNewest(n);
         lastAvailIdx = (lastAvailIdx - n) & 0xffff;
+    }
+
+    @Override
+    public int inFlight() {
+        return inFlight.count();
+    }
+
+    @Override
+    public void returnInFlight() {
+        int n = inFlight.count();
+        if (n == 0) {
+            return;
+        }
+        if (!inFlight.outOfOrder() || !started || brokenReason == VirtqError.MEMORY_FAULT) {
+            // (after a memory fault the used ring is not touched again; a restart resumes at used.idx)
+            rewind(n);
+            return;
+        }
+        for (int k = 0; k < n; k++) {
+            addUsed(inFlight.idAt(0), 0);
+        }
+        publishUsed();
     }
 
     private int walk(Chain c, int head) {
@@ -446,12 +480,15 @@ public final class SplitVirtqueue {
      * writable part (0 for TX chains and for dropped frames). Not visible to the driver until
      * {@link #publishUsed()}.
      */
+    @Override
     public void addUsed(int head, int len) {
+        inFlight.complete(head);
         VringUsed.putElem(used, usedIdx & mask, head, len);
         usedIdx = (usedIdx + 1) & 0xffff;
     }
 
     /** Release-stores {@code used.idx}, publishing every element added since the last publish. */
+    @Override
     public void publishUsed() {
         int u = usedIdx;
         if (u != publishedUsedIdx) {
@@ -461,17 +498,12 @@ public final class SplitVirtqueue {
         }
     }
 
-    /** {@link #addUsed} + {@link #publishUsed}. */
-    public void pushUsed(int head, int len) {
-        addUsed(head, len);
-        publishUsed();
-    }
-
     /**
      * Whether the driver wants a call for what was published since the last decision: with
      * EVENT_IDX, whether {@code used.idx} crossed {@code used_event}; without, whether
      * VRING_AVAIL_F_NO_INTERRUPT is clear. Call after {@link #publishUsed()}, once per batch.
      */
+    @Override
     public boolean needsCall() {
         int now = publishedUsedIdx;
         int old = signalledUsedIdx;
@@ -495,6 +527,7 @@ public final class SplitVirtqueue {
     }
 
     /** Asks the driver not to kick: sets VRING_USED_F_NO_NOTIFY (without EVENT_IDX; with it, a stale avail_event already suppresses kicks). */
+    @Override
     public void disableNotification() {
         if (!eventIdx) {
             VringUsed.setFlags(used, VringUsed.F_NO_NOTIFY);
@@ -506,6 +539,7 @@ public final class SplitVirtqueue {
      *
      * @return true when chains are available (the caller must process them instead of sleeping)
      */
+    @Override
     public boolean enableNotification() {
         if (eventIdx) {
             VringUsed.setAvailEvent(used, size, lastAvailIdx);
@@ -523,20 +557,24 @@ public final class SplitVirtqueue {
     // Broken state
 
     /** The reason this queue is broken, or null. Any thread. */
+    @Override
     public VirtqError brokenReason() {
         return brokenReason;
     }
 
     /** Detail of the first violation, or null. Any thread. */
+    @Override
     public String brokenMessage() {
         return brokenMessage;
     }
 
     /** Number of violations seen (1 once broken). Any thread. */
+    @Override
     public long errorCount() {
         return errorCount.get();
     }
 
+    @Override
     public boolean isBroken() {
         return brokenReason != null;
     }
@@ -548,7 +586,9 @@ public final class SplitVirtqueue {
      * addresses, and re-translating them against a new front-end's table in {@link #setMemory}
      * broke the queue of a reconnected QEMU before its own addresses arrived.
      */
+    @Override
     public void reset() {
+        inFlight.clear();
         brokenReason = null;
         brokenMessage = null;
         started = false;
@@ -564,6 +604,7 @@ public final class SplitVirtqueue {
      * Marks the queue broken for a reason found outside the ring walk (e.g. {@link VirtqError#MEMORY_FAULT}):
      * logged, counted and the broken handler called, as for a driver violation; no-op when already broken.
      */
+    @Override
     public void markBroken(VirtqError reason, String message) {
         fail(reason, message);
     }
@@ -573,12 +614,12 @@ public final class SplitVirtqueue {
         if (brokenReason == null) {
             brokenMessage = message;
             brokenReason = reason;
-            BROKEN_QUEUES.incrementAndGet();
+            BrokenQueues.increment();
             LOG.log(System.Logger.Level.WARNING, "{0}: virtqueue broken by the {1}: {2}: {3}; the ring stays"
                     + " stopped until the front-end restarts it (guest driver reload or VM reboot); if it recurs,"
                     + " report the guest kernel and front-end versions with this line", name,
                     reason == VirtqError.MEMORY_FAULT ? "front-end" : "driver", reason, message);
-            Consumer<SplitVirtqueue> h = brokenHandler;
+            Consumer<DeviceQueue> h = brokenHandler;
             if (h != null) {
                 h.accept(this);
             }

@@ -6,7 +6,7 @@ import io.jvhost.driver.DriverVirtqueue;
 import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.UnixSocket;
-import io.jvhost.vhostuser.RingConfig;
+import io.jvhost.virtq.RingSetup;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -35,22 +35,22 @@ class CallFdSwapTest {
         try (DriverMemory mem = DriverMemory.allocate(1 << 20, DriverMemory.DEFAULT_GPA_BASE)) {
             Fds.setNonBlocking(sp[0], true);
             // Not started: call() runs each task on this thread, so nothing else signals meanwhile.
-            QueuePairWorker w = new QueuePairWorker("callswap", 0, sp[0], WorkerConfig.defaults(), RING);
+            QueuePairProxy w = QueuePairProxy.withOwnWorker("callswap", 0, sp[0], WorkerConfig.defaults(), RING);
             try {
-                w.call(x -> x.setFeatures(features, 1500));
+                w.setFeatures(features, 1500);
                 DriverVirtqueue dq = new DriverVirtqueue(mem, RING, features, 0, 0);
-                RingConfig rc = new RingConfig(QueuePairWorker.RX, RING, mem.userAddress(dq.descGpa()),
-                        mem.userAddress(dq.availGpa()), mem.userAddress(dq.usedGpa()), 0, 0, 0, kick, oldCall, -1, true,
-                        features, mem.guestMemory(1));
-                w.call(x -> x.startRing(rc));
+                RingSetup rc = new RingSetup(RING, mem.userAddress(dq.descGpa()), mem.userAddress(dq.availGpa()),
+                        mem.userAddress(dq.usedGpa()), 0, features, false, 0, kick, oldCall, -1, true);
+                w.setMemory(mem.guestMemory(1));
+                w.startRing(QueuePair.RX, rc);
                 assertEquals(0, EventFd.drain(oldCall), "starting a ring calls nobody");
 
-                w.call(x -> x.setCallFd(QueuePairWorker.RX, newCall));
+                w.setCallFd(QueuePair.RX, newCall);
                 assertEquals(1, EventFd.drain(newCall), "the new call fd of a running ring is signalled once");
                 assertEquals(0, EventFd.drain(oldCall), "the old one is left alone");
 
-                w.call(x -> x.stopRing(QueuePairWorker.RX));
-                w.call(x -> x.setCallFd(QueuePairWorker.RX, laterCall));
+                w.stopRing(QueuePair.RX);
+                w.setCallFd(QueuePair.RX, laterCall);
                 assertEquals(0, EventFd.drain(laterCall), "a stopped ring's new call fd is not signalled");
             } finally {
                 w.close();

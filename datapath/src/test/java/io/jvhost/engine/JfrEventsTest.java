@@ -1,11 +1,12 @@
 package io.jvhost.engine;
 
+import io.jvhost.config.Configuration;
 import io.jvhost.engine.MemoryShrinkTest.Guest;
 import io.jvhost.engine.MemoryShrinkTest.SocketDevice;
 import io.jvhost.nativ.Fds;
 import io.jvhost.stats.Counter;
-import io.jvhost.stats.RingState;
-import io.jvhost.stats.jfr.JvhostEvents;
+import io.jvhost.virtq.RingState;
+import io.jvhost.jfr.JvhostEvents;
 import io.jvhost.virtq.VirtqError;
 import jdk.jfr.Recording;
 import jdk.jfr.consumer.RecordedEvent;
@@ -43,7 +44,7 @@ class JfrEventsTest {
         try (Recording rec = new Recording()) {
             JvhostEvents.TYPES.forEach(rec::enable);
             rec.start();
-            String previous = System.setProperty(JvhostEvents.SLOW_BATCH_PROP_NAME, "0");
+            String previous = System.setProperty(Configuration.SLOW_BATCH_NANOS.property(), "0");
             SocketDevice dev;
             try {
                 dev = new SocketDevice("jfr-dev");
@@ -54,7 +55,7 @@ class JfrEventsTest {
                 Guest g = new Guest(dev);
                 try {
                     MemoryShrinkTest.exchange(dev, g, "jfr");
-                    assertEquals(RingState.ENABLED, dev.worker.ringState(QueuePairWorker.TX));
+                    assertEquals(RingState.ENABLED, dev.worker.ringState(QueuePair.TX));
 
                     // The host end of the "tap" goes away: the next guest frame fails with EPIPE.
                     Fds.close(dev.host());
@@ -64,11 +65,12 @@ class JfrEventsTest {
                     assertTrue(g.nic.send(0, f, 5000));
                     assertTrue(g.nic.flushTx(0, 5000), "the dropped frame's chain came back");
 
-                    dev.worker.call(w -> {
-                        w.queue(QueuePairWorker.RX).markBroken(VirtqError.MEMORY_FAULT, "test: front-end shrank memory");
-                        return 0;
+                    dev.worker.worker().call(() -> {
+                        dev.worker.pair().ring(QueuePair.RX).queue().markBroken(VirtqError.MEMORY_FAULT,
+                                "test: front-end shrank memory");
+                        return null;
                     });
-                    assertEquals(RingState.BROKEN, dev.worker.ringState(QueuePairWorker.RX));
+                    assertEquals(RingState.BROKEN, dev.worker.ringState(QueuePair.RX));
                     assertEquals(1, dev.worker.counters().get(Counter.RX_RING_BROKEN));
                 } finally {
                     g.close();
@@ -79,7 +81,7 @@ class JfrEventsTest {
                 while (dev.server.sessionActive() && System.nanoTime() - t0 < 10_000_000_000L) {
                     Thread.sleep(5);
                 }
-                assertEquals(RingState.STOPPED, dev.worker.ringState(QueuePairWorker.TX));
+                assertEquals(RingState.STOPPED, dev.worker.ringState(QueuePair.TX));
             }
             rec.stop();
             rec.dump(file);
@@ -116,9 +118,9 @@ class JfrEventsTest {
 
     private static void restore(String previous) {
         if (previous == null) {
-            System.clearProperty(JvhostEvents.SLOW_BATCH_PROP_NAME);
+            System.clearProperty(Configuration.SLOW_BATCH_NANOS.property());
         } else {
-            System.setProperty(JvhostEvents.SLOW_BATCH_PROP_NAME, previous);
+            System.setProperty(Configuration.SLOW_BATCH_NANOS.property(), previous);
         }
     }
 

@@ -14,10 +14,10 @@ import io.jvhost.nativ.Poll;
 import io.jvhost.net.SeqPacketPair;
 import io.jvhost.vhostuser.DeviceBackend;
 import io.jvhost.vhostuser.FeatureSet;
-import io.jvhost.vhostuser.RingConfig;
+import io.jvhost.virtq.RingSetup;
 import io.jvhost.vhostuser.VhostUserMessage;
 import io.jvhost.vhostuser.VhostUserServer;
-import io.jvhost.vhostuser.VirtioNetConfig;
+import io.jvhost.net.VirtioNetConfig;
 import io.jvhost.virtq.VirtqError;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -63,10 +63,10 @@ class MemoryShrinkTest {
             | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF);
     static final int WAIT_MS = 10_000;
 
-    /** A device whose tap is a socket: one {@link QueuePairWorker}, forwarded to as NetDevice does. */
+    /** A device whose tap is a socket: one {@link QueuePairProxy}, forwarded to as NetDevice does. */
     static final class SocketDevice implements DeviceBackend {
         final int[] sock = SeqPacketPair.open();
-        final QueuePairWorker worker;
+        final QueuePairProxy worker;
         final String path = "/tmp/jvhost-shrink-" + Long.toHexString(ThreadLocalRandom.current().nextLong()) + ".sock";
         final VhostUserServer server;
         volatile long features;
@@ -74,7 +74,7 @@ class MemoryShrinkTest {
         SocketDevice(String name) {
             Fds.setNonBlocking(sock[0], true);
             Fds.setNonBlocking(sock[1], true);
-            worker = new QueuePairWorker(name, 0, sock[0], WorkerConfig.defaults(), 32768);
+            worker = QueuePairProxy.withOwnWorker(name, 0, sock[0], WorkerConfig.defaults(), 32768);
             worker.start();
             server = VhostUserServer.listen(name, path, this, FeatureSet.all());
         }
@@ -103,37 +103,37 @@ class MemoryShrinkTest {
         @Override
         public void onFeaturesSet(long f) {
             features = f;
-            worker.call(x -> x.setFeatures(f, 1500));
+            worker.setFeatures(f, 1500);
         }
 
         @Override
         public void onMemoryTable(GuestMemory memory) {
-            worker.call(x -> x.setMemory(memory));
+            worker.setMemory(memory);
         }
 
         @Override
-        public void startRing(RingConfig ring) {
-            worker.call(x -> x.startRing(ring));
+        public void startRing(int q, RingSetup ring) {
+            worker.startRing(q & 1, ring);
         }
 
         @Override
         public int stopRing(int q) {
-            return worker.call(x -> x.stopRing(q & 1));
+            return worker.stopRing(q & 1);
         }
 
         @Override
         public void setRingEnabled(int q, boolean on) {
-            worker.call(x -> x.setRingEnabled(q & 1, on));
+            worker.setRingEnabled(q & 1, on);
         }
 
         @Override
         public void setCallFd(int q, int fd) {
-            worker.call(x -> x.setCallFd(q & 1, fd));
+            worker.setCallFd(q & 1, fd);
         }
 
         @Override
         public void setErrFd(int q, int fd) {
-            worker.call(x -> x.setErrFd(q & 1, fd));
+            worker.setErrFd(q & 1, fd);
         }
 
         @Override
@@ -158,7 +158,7 @@ class MemoryShrinkTest {
 
         @Override
         public void reset() {
-            worker.call(QueuePairWorker::reset);
+            worker.reset();
         }
 
         @Override
@@ -252,12 +252,12 @@ class MemoryShrinkTest {
                 // nothing can fault. A front-end then nudges it: the returned RX buffers are posted
                 // again unread (ring writes only) and both rings are kicked.
                 long ts = System.nanoTime();
-                while (victim.worker.brokenReason(QueuePairWorker.RX) == null && guest.isAlive()
+                while (victim.worker.brokenReason(QueuePair.RX) == null && guest.isAlive()
                         && System.nanoTime() - ts < WAIT_MS * 1_000_000L) {
                     Thread.sleep(1);
                 }
                 boolean nudged = false;
-                if (victim.worker.brokenReason(QueuePairWorker.RX) == null && !guest.isAlive()) {
+                if (victim.worker.brokenReason(QueuePair.RX) == null && !guest.isAlive()) {
                     nudged = true;
                     try {
                         first.nic.recycleRxAndKick(0);
@@ -265,23 +265,23 @@ class MemoryShrinkTest {
                         // shrunk to 0: reading the used ring faults here too (the kicks went out)
                     }
                 }
-                VirtqError rx = awaitBroken(victim.worker, QueuePairWorker.RX);
+                VirtqError rx = awaitBroken(victim.worker, QueuePair.RX);
                 stop.set(true);
                 flood.join(WAIT_MS);
                 guest.join(WAIT_MS);
-                assertEquals(VirtqError.MEMORY_FAULT, rx, () -> "rx: " + victim.worker.brokenMessage(QueuePairWorker.RX));
+                assertEquals(VirtqError.MEMORY_FAULT, rx, () -> "rx: " + victim.worker.brokenMessage(QueuePair.RX));
                 // The worker marks RX, then TX (each logged): wait for the second too.
-                assertEquals(VirtqError.MEMORY_FAULT, awaitBroken(victim.worker, QueuePairWorker.TX));
-                assertTrue(victim.worker.brokenMessage(QueuePairWorker.RX).contains("shrank"),
-                        victim.worker.brokenMessage(QueuePairWorker.RX));
+                assertEquals(VirtqError.MEMORY_FAULT, awaitBroken(victim.worker, QueuePair.TX));
+                assertTrue(victim.worker.brokenMessage(QueuePair.RX).contains("shrank"),
+                        victim.worker.brokenMessage(QueuePair.RX));
                 assertTrue(victim.worker.counters().get(Counter.MEMORY_FAULTS) >= 1, "MEMORY_FAULTS counted");
-                System.out.println("shrink to " + keep + ": " + victim.worker.brokenMessage(QueuePairWorker.RX)
+                System.out.println("shrink to " + keep + ": " + victim.worker.brokenMessage(QueuePair.RX)
                         + "; guest thread: " + guestFaults + (nudged ? "; device nudged after the guest thread faulted" : ""));
 
                 // The worker thread survived: it still answers commands; the other device still works.
-                assertEquals(0, victim.worker.call(w -> 0));
+                victim.worker.sync();
                 exchange(bystander, other, "bystander after");
-                assertNull(bystander.worker.brokenReason(QueuePairWorker.RX));
+                assertNull(bystander.worker.brokenReason(QueuePair.RX));
                 assertEquals(0, bystander.worker.counters().get(Counter.MEMORY_FAULTS));
 
                 // The front-end goes away (its GET_VRING_BASE / reset must not fault again) ...
@@ -296,8 +296,8 @@ class MemoryShrinkTest {
                 // ... and a new session on the same device works both ways.
                 g = new Guest(victim);
                 exchange(victim, g, "new session");
-                assertNull(victim.worker.brokenReason(QueuePairWorker.RX));
-                assertNull(victim.worker.brokenReason(QueuePairWorker.TX));
+                assertNull(victim.worker.brokenReason(QueuePair.RX));
+                assertNull(victim.worker.brokenReason(QueuePair.TX));
             } finally {
                 if (g != null) {
                     closeQuietly(g);
@@ -364,7 +364,7 @@ class MemoryShrinkTest {
         }
     }
 
-    static VirtqError awaitBroken(QueuePairWorker w, int role) throws InterruptedException {
+    static VirtqError awaitBroken(QueuePairProxy w, int role) throws InterruptedException {
         long t0 = System.nanoTime();
         VirtqError r;
         while ((r = w.brokenReason(role)) == null && System.nanoTime() - t0 < WAIT_MS * 1_000_000L) {

@@ -8,7 +8,7 @@ import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.UnixSocket;
 import io.jvhost.stats.DropReason;
-import io.jvhost.vhostuser.RingConfig;
+import io.jvhost.virtq.RingSetup;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -39,23 +39,23 @@ class TxDisableTest {
         try (DriverMemory mem = DriverMemory.allocate(1 << 20, DriverMemory.DEFAULT_GPA_BASE);
              Arena arena = Arena.ofConfined()) {
             Fds.setNonBlocking(sp[0], true);
-            QueuePairWorker w = new QueuePairWorker("txdis", 0, sp[0], WorkerConfig.defaults(), RING);
+            QueuePairProxy w = QueuePairProxy.withOwnWorker("txdis", 0, sp[0], WorkerConfig.defaults(), RING);
             try {
-                w.call(x -> x.setFeatures(features, 1500));
+                w.setFeatures(features, 1500);
                 DriverVirtqueue dq = new DriverVirtqueue(mem, RING, features, 0, 0);
                 long buf = mem.alloc(HDR + FRAME, 64);
                 mem.at(buf, HDR + FRAME).fill((byte) 0);
-                RingConfig rc = new RingConfig(QueuePairWorker.TX, RING, mem.userAddress(dq.descGpa()),
-                        mem.userAddress(dq.availGpa()), mem.userAddress(dq.usedGpa()), 0, 0, 0, kick, -1, -1, true,
-                        features, mem.guestMemory(1));
+                RingSetup rc = new RingSetup(RING, mem.userAddress(dq.descGpa()), mem.userAddress(dq.availGpa()),
+                        mem.userAddress(dq.usedGpa()), 0, features, false, 0, kick, -1, -1, true);
+                w.setMemory(mem.guestMemory(1));
                 // The worker thread is not started yet: call() runs each task right here, so nothing
                 // consumes the ring between posting and disabling.
-                w.call(x -> x.startRing(rc));
+                w.startRing(QueuePair.TX, rc);
                 for (int i = 0; i < 5; i++) {
                     assertTrue(dq.add(new long[]{buf}, new int[]{HDR + FRAME}, 1, 0, false) >= 0);
                 }
                 dq.publish();
-                w.call(x -> x.setRingEnabled(QueuePairWorker.TX, false));
+                w.setRingEnabled(QueuePair.TX, false);
                 assertEquals(5, w.counters().get(Counter.TX_FRAMES), "posted while enabled: sent");
                 assertEquals(0, w.counters().drops(DropReason.TX_RING_DISABLED));
                 assertEquals(5L * (HDR + FRAME), readAll(sp[1], arena), "all five reached the tap side");

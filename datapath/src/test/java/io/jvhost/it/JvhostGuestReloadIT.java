@@ -1,7 +1,9 @@
 package io.jvhost.it;
 
+import io.jvhost.virtq.BrokenQueues;
 import io.jvhost.stats.Counter;
-import io.jvhost.engine.QueuePairWorker;
+import io.jvhost.engine.QueuePair;
+import io.jvhost.engine.QueuePairProxy;
 import io.jvhost.stats.QueueStats;
 import io.jvhost.stats.DropReason;
 import io.jvhost.vhostuser.FeatureSet;
@@ -64,7 +66,7 @@ class JvhostGuestReloadIT {
     @Test
     void guestReloadsItsDriverResetsAndReconfiguresTheNicWhileJvhostRuns() throws Exception {
         long t0 = System.nanoTime();
-        long brokenBefore = SplitVirtqueue.brokenQueues();
+        long brokenBefore = BrokenQueues.count();
         try (LogWatch logs = new LogWatch();
              NetNs ns = NetNs.create();
              Jvhost jv = Jvhost.server(socket, tap, 2, FeatureSet.all())) {
@@ -274,13 +276,13 @@ class JvhostGuestReloadIT {
          */
         void healthy(String round) {
             for (int qp = 0; qp < 2; qp++) {
-                QueuePairWorker w = jv.device().worker(qp);
-                for (int role : new int[]{QueuePairWorker.RX, QueuePairWorker.TX}) {
+                QueuePairProxy w = jv.device().queuePair(qp);
+                for (int role : new int[]{QueuePair.RX, QueuePair.TX}) {
                     VirtqError why = w.brokenReason(role);
                     assertEquals(null, why, round + ": " + w.name() + " role " + role + " broken: " + w.brokenMessage(role));
                 }
             }
-            assertEquals(brokenBefore, SplitVirtqueue.brokenQueues(), round + ": a queue was marked broken\n" + logs.all());
+            assertEquals(brokenBefore, BrokenQueues.count(), round + ": a queue was marked broken\n" + logs.all());
             assertEquals(0, jv.total(Counter.MEMORY_FAULTS), round + ": memory faults\n" + jv.table());
             for (QueueStats s : jv.stats()) {
                 for (DropReason r : new DropReason[]{DropReason.TX_TOO_SHORT, DropReason.TX_TOO_LONG, DropReason.TX_BAD_GSO,

@@ -138,7 +138,7 @@ class DatapathStressIT {
         try (TapFixture f = new TapFixture(1, MRG, 1500, 256, 2048, WorkerConfig.defaults())) {
             byte[] hostMac = f.stack.resolve(0, f.hostIp, 3000);
             // The SLEEP modes must really sleep at once: no adaptive spin that would hide the race.
-            f.device.worker(0).call(w -> w.setAdaptiveSpinNanos(0));
+            f.device.queuePair(0).setAdaptiveSpinNanos(0);
             byte[] payload = new byte[32];
             long[] exchangesIn = new long[Mode.values().length];
             long[] nanosIn = new long[Mode.values().length];
@@ -158,7 +158,7 @@ class DatapathStressIT {
                     Mode m = Mode.of(done / BURST);
                     if (m != mode) {
                         mode = m;
-                        f.device.worker(0).call(w -> w.setBusyPollNanos(m.workerBusyPollNanos));
+                        f.device.queuePair(0).setBusyPollNanos(m.workerBusyPollNanos);
                     }
                     burstEnd = Math.min(EXCHANGES, done + BURST);
                     burstStart = System.nanoTime();
@@ -233,7 +233,7 @@ class DatapathStressIT {
         return "stall: no reply to exchange " + done + " (" + (sent - done) + " in flight, " + mode + ") within "
                 + EXCHANGE_TIMEOUT_MS + " ms\n"
                 + "guest view of the rings:\n" + f.nic.describe(0) + "\n"
-                + f.device.worker(0).diagnostics() + "\n" + StatsRenderer.table(f.device.stats());
+                + f.device.queuePair(0).diagnostics() + "\n" + StatsRenderer.table(f.device.stats());
     }
 
     @Test

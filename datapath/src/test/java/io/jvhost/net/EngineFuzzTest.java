@@ -17,6 +17,7 @@ import io.jvhost.virtq.VirtqError;
 import io.jvhost.virtq.VringAvail;
 import io.jvhost.virtq.VringDesc;
 import io.jvhost.virtq.VringUsed;
+import io.jvhost.virtq.Vring;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 
@@ -181,7 +182,8 @@ class EngineFuzzTest {
         final boolean isTx;
         final Arena arena = Arena.ofConfined();
         final QueueCounters counters = new QueueCounters();
-        final SplitVirtqueue q = new SplitVirtqueue("fuzz");
+        final Vring ring = new Vring("fuzz");
+        final SplitVirtqueue q = (SplitVirtqueue) ring.queue();
 
         long features;
         int mtu;
@@ -304,11 +306,11 @@ class EngineFuzzTest {
             callFd = d.consumeBoolean();
             // As QueuePairWorker's constructor and setFeatures do it.
             if (isTx) {
-                tx = new TxEngine(0, q, arena, counters, LATENCY);
+                tx = new TxEngine(0, ring, arena, counters, LATENCY);
                 tx.useRing(uring ? TX_RING : null, arena);
                 tx.configure(SOCK[0], hdr, new TxValidator(features, mtu));
             } else {
-                rx = new RxEngine(0, q, arena, counters, LATENCY, MAX_QUEUE);
+                rx = new RxEngine(0, ring, arena, counters, LATENCY, MAX_QUEUE);
                 rx.useRing(uring ? RX_RING : null);
                 rx.configure(SOCK[0], hdr, VirtioFeatures.has(features, VirtioFeatures.NET_F_MRG_RXBUF),
                         VirtioFeatures.guestGso(features), mtu);
@@ -580,14 +582,8 @@ class EngineFuzzTest {
                 throw new AssertionError("start did not resume at used.idx " + usedStart + ": " + q.base());
             }
             started = true;
-            int fd = callFd ? CALL_FD : -1;
-            if (isTx) {
-                tx.setCallFd(fd);
-                tx.setEnabled(enabled);
-            } else {
-                rx.setCallFd(fd);
-                rx.setEnabled(enabled);
-            }
+            ring.setCallFd(callFd ? CALL_FD : -1);
+            ring.setEnabled(enabled);
         }
 
         /** {@code stopRing} (GET_VRING_BASE). */
@@ -602,11 +598,7 @@ class EngineFuzzTest {
             }
             int base = q.stop();
             started = false;
-            if (isTx) {
-                tx.setCallFd(-1);
-            } else {
-                rx.setCallFd(-1);
-            }
+            ring.setCallFd(-1);
             return base;
         }
 
@@ -733,7 +725,7 @@ class EngineFuzzTest {
             }
         }
 
-        /** QueuePairWorker.setRingEnabled (with the TX flush before a disable). */
+        /** QueuePair.onSetRingEnabled (with the TX flush before a disable). */
         void setEnabled(boolean on, int weight) {
             if (isTx) {
                 if (!on && enabled && active()) {
@@ -748,13 +740,13 @@ class EngineFuzzTest {
                     }
                 }
                 enabled = on;
-                tx.setEnabled(on);
+                ring.setEnabled(on);
             } else {
                 enabled = on;
                 if (!on) {
                     rx.releaseWindow();
                 }
-                rx.setEnabled(on);
+                ring.setEnabled(on);
             }
         }
 

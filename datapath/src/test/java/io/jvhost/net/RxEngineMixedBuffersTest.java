@@ -10,6 +10,7 @@ import io.jvhost.stats.QueueLatency;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.IoUring;
 import io.jvhost.virtq.SplitVirtqueue;
+import io.jvhost.virtq.Vring;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -188,7 +189,8 @@ class RxEngineMixedBuffersTest {
             Fds.setNonBlocking(sock[1], true);
             dq = new DriverVirtqueue(dm, ringSize, features, MAX_INDIRECT, 0);
             slotBase = dm.alloc((long) slotSize * ringSize, 4096);
-            q = new SplitVirtqueue("rx-mixed");
+            Vring vring = new Vring("rx-mixed");
+            q = (SplitVirtqueue) vring.queue();
             q.setSize(ringSize);
             q.setFeatures(features);
             q.setMemory(dm.guestMemory(1));
@@ -196,7 +198,7 @@ class RxEngineMixedBuffersTest {
                     dm.userAddress(dq.usedGpa())));
             q.setBase(0);
             q.start();
-            engine = new RxEngine(0, q, arena, counters, new QueueLatency(), ringSize);
+            engine = new RxEngine(0, vring, arena, counters, new QueueLatency(), ringSize);
             engine.configure(sock[0], mode.hdr, mode.mergeable, mode.gso, MTU);
             if (uring) {
                 Assumptions.assumeTrue(IoUring.unavailableReason() == null, () -> "io_uring: " + IoUring.unavailableReason());

@@ -8,6 +8,7 @@ import io.jvhost.stats.QueueLatency;
 import io.jvhost.nativ.Fds;
 import io.jvhost.virtq.Chain;
 import io.jvhost.virtq.SplitVirtqueue;
+import io.jvhost.virtq.Vring;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -40,7 +41,8 @@ class RxEngineReleaseWindowTest {
              Arena arena = Arena.ofConfined()) {
             Fds.setNonBlocking(sock[0], true);
             DriverVirtqueue dq = new DriverVirtqueue(mem, RING, features, 0, 0);
-            SplitVirtqueue q = new SplitVirtqueue("rx-release");
+            Vring ring = new Vring("rx-release");
+            SplitVirtqueue q = (SplitVirtqueue) ring.queue();
             q.setSize(RING);
             q.setFeatures(features);
             q.setMemory(mem.guestMemory(1));
@@ -48,7 +50,7 @@ class RxEngineReleaseWindowTest {
                     mem.userAddress(dq.usedGpa())));
             q.setBase(0);
             q.start();
-            RxEngine rx = new RxEngine(0, q, arena, new QueueCounters(), new QueueLatency(), RING);
+            RxEngine rx = new RxEngine(0, ring, arena, new QueueCounters(), new QueueLatency(), RING);
             rx.configure(sock[0], HDR, true, false, 1500);
 
             // head 0: a writable buffer smaller than a full frame (the window waits for more);

@@ -9,6 +9,7 @@ import io.jvhost.stats.QueueLatency;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.IoUring;
 import io.jvhost.virtq.SplitVirtqueue;
+import io.jvhost.virtq.Vring;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -66,7 +67,8 @@ class RxEngineSingleBufferTest {
         Fds.setNonBlocking(sock[0], true);
         Fds.setNonBlocking(sock[1], true);
         DriverVirtqueue dq = new DriverVirtqueue(dm, RING, 0, 0, 0);
-        SplitVirtqueue q = new SplitVirtqueue("rx-single");
+        Vring vring = new Vring("rx-single");
+        SplitVirtqueue q = (SplitVirtqueue) vring.queue();
         q.setSize(RING);
         q.setFeatures(0);
         q.setMemory(dm.guestMemory(1));
@@ -75,7 +77,7 @@ class RxEngineSingleBufferTest {
         q.setBase(0);
         q.start();
         QueueCounters counters = new QueueCounters();
-        RxEngine engine = new RxEngine(0, q, arena, counters, new QueueLatency(), RING);
+        RxEngine engine = new RxEngine(0, vring, arena, counters, new QueueLatency(), RING);
         engine.configure(sock[0], VirtioNetHdr.SIZE, true, false, MTU);
         if (uring) {
             Assumptions.assumeTrue(IoUring.unavailableReason() == null, () -> "io_uring: " + IoUring.unavailableReason());

@@ -78,7 +78,7 @@ class TxBackpressureIT {
             // No adaptive spin: it would count its (bounded, 50 us) spins as idle cycles whenever the
             // worker caught up with the guest once, and this test counts idle cycles to tell a sleep
             // on EPOLLOUT from a spin.
-            f.device.worker(0).call(w -> w.setAdaptiveSpinNanos(0));
+            f.device.queuePair(0).setAdaptiveSpinNanos(0);
             long d1Before = counter(f, "d1", "rx_packets");
             QueueStats before = f.device.stats().get(0);
             for (int i = 0; i < FRAMES; i++) {

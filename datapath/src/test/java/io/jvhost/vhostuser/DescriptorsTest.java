@@ -1,5 +1,6 @@
 package io.jvhost.vhostuser;
 
+import io.jvhost.net.VirtioNetConfig;
 import io.jvhost.virtio.VirtioFeatures;
 import static org.junit.jupiter.api.Assertions.*;
 

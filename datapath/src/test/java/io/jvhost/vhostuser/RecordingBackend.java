@@ -1,5 +1,7 @@
 package io.jvhost.vhostuser;
 
+import io.jvhost.virtq.RingSetup;
+import io.jvhost.net.VirtioNetConfig;
 import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.virtq.VringAvail;
@@ -22,7 +24,7 @@ final class RecordingBackend implements DeviceBackend {
     final long features;
     final int pairs;
     private final List<String> events = new ArrayList<>();
-    private final Map<Integer, RingConfig> running = new HashMap<>();
+    private final Map<Integer, StartedRing> running = new HashMap<>();
     private final Map<Integer, Boolean> enabled = new HashMap<>();
     private final Map<Integer, Integer> callFds = new HashMap<>();
     private final Map<Integer, Integer> advance = new HashMap<>();
@@ -74,7 +76,7 @@ final class RecordingBackend implements DeviceBackend {
 
     @Override
     public synchronized void onMemoryTable(GuestMemory m) {
-        for (RingConfig r : running.values()) {
+        for (StartedRing r : running.values()) {
             if (!covers(m, r)) {
                 fdProblem = "running ring " + r.queueIndex() + " is not covered by the new memory table";
             }
@@ -84,7 +86,8 @@ final class RecordingBackend implements DeviceBackend {
     }
 
     @Override
-    public synchronized void startRing(RingConfig ring) {
+    public synchronized void startRing(int queueIndex, RingSetup setup) {
+        StartedRing ring = new StartedRing(queueIndex, setup, memory);
         if (refuseStart) {
             throw new IllegalArgumentException("refused by test");
         }
@@ -106,7 +109,7 @@ final class RecordingBackend implements DeviceBackend {
 
     @Override
     public synchronized int stopRing(int q) {
-        RingConfig r = running.remove(q);
+        StartedRing r = running.remove(q);
         if (r == null) {
             fdProblem = "stop of ring " + q + " that is not running";
             return 0;
@@ -127,7 +130,7 @@ final class RecordingBackend implements DeviceBackend {
     }
 
     /** Whether all three ring structures (with their event trailers, as the virtqueue maps them) lie in {@code m}. */
-    static boolean covers(GuestMemory m, RingConfig r) {
+    static boolean covers(GuestMemory m, StartedRing r) {
         return m != null && m.uvaToHost(r.descAddr(), VringDesc.tableSize(r.size())) != GuestMemory.NO_ADDR
                 && m.uvaToHost(r.availAddr(), VringAvail.sizeOf(r.size())) != GuestMemory.NO_ADDR
                 && m.uvaToHost(r.usedAddr(), VringUsed.sizeOf(r.size())) != GuestMemory.NO_ADDR;
@@ -202,7 +205,7 @@ final class RecordingBackend implements DeviceBackend {
         return running.containsKey(q);
     }
 
-    synchronized RingConfig ring(int q) {
+    synchronized StartedRing ring(int q) {
         return running.get(q);
     }
 

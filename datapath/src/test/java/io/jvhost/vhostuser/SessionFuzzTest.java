@@ -1,5 +1,7 @@
 package io.jvhost.vhostuser;
 
+import io.jvhost.virtq.RingSetup;
+import io.jvhost.net.VirtioNetConfig;
 import io.jvhost.virtio.VirtioFeatures;
 import static io.jvhost.vhostuser.VhostUserMessage.*;
 
@@ -338,7 +340,7 @@ class SessionFuzzTest {
     private static final class CheckingBackend implements DeviceBackend {
         private final int pairs;
         private final FuzzedDataProvider d;
-        private final Map<Integer, RingConfig> running = new HashMap<>();
+        private final Map<Integer, StartedRing> running = new HashMap<>();
         private GuestMemory memory;
         private long features;
         /** Off during the valid opening, which must succeed. */
@@ -357,7 +359,7 @@ class SessionFuzzTest {
             return mayRefuse && d.remainingBytes() > 0 && d.consumeInt(0, 15) == 0;
         }
 
-        private static boolean covers(GuestMemory m, RingConfig r) {
+        private static boolean covers(GuestMemory m, StartedRing r) {
             return m != null && m.uvaToHost(r.descAddr(), VringDesc.tableSize(r.size())) != GuestMemory.NO_ADDR
                     && m.uvaToHost(r.availAddr(), VringAvail.sizeOf(r.size())) != GuestMemory.NO_ADDR
                     && m.uvaToHost(r.usedAddr(), VringUsed.sizeOf(r.size())) != GuestMemory.NO_ADDR;
@@ -410,7 +412,7 @@ class SessionFuzzTest {
             if (m == null) {
                 throw new AssertionError("null memory table");
             }
-            for (RingConfig r : running.values()) {
+            for (StartedRing r : running.values()) {
                 if (!covers(m, r)) {
                     throw new AssertionError("new memory table does not cover running ring " + r.queueIndex());
                 }
@@ -422,7 +424,8 @@ class SessionFuzzTest {
         }
 
         @Override
-        public void startRing(RingConfig r) {
+        public void startRing(int queueIndex, RingSetup setup) {
+        StartedRing r = new StartedRing(queueIndex, setup, memory);
             int q = r.queueIndex();
             if (q < 0 || q >= 2 * pairs || running.containsKey(q)) {
                 throw new AssertionError("start of ring " + q + " (running " + running.keySet() + ")");
@@ -430,7 +433,7 @@ class SessionFuzzTest {
             if (r.memory() != memory || !covers(memory, r)) {
                 throw new AssertionError("ring " + q + " started outside the current memory table: " + r);
             }
-            if (Integer.bitCount(r.size()) != 1 || r.size() > Session.MAX_RING_SIZE || r.baseIndex() < 0
+            if (Integer.bitCount(r.size()) != 1 || r.size() > io.jvhost.virtq.RingLayout.MAX_SIZE || r.baseIndex() < 0
                     || r.baseIndex() > 0xffff || r.features() != features) {
                 throw new AssertionError("ring " + q + " started with " + r);
             }
@@ -446,7 +449,7 @@ class SessionFuzzTest {
         @Override
         public int stopRing(int q) {
             requireRunning("stop", q);
-            RingConfig r = running.remove(q);
+            StartedRing r = running.remove(q);
             int consumed = d.remainingBytes() > 0 ? d.consumeInt(0, 300) : 0;
             return (r.baseIndex() + consumed) & 0xffff;
         }

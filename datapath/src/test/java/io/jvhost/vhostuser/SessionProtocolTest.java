@@ -1,5 +1,6 @@
 package io.jvhost.vhostuser;
 
+import io.jvhost.net.VirtioNetConfig;
 import io.jvhost.virtio.VirtioFeatures;
 import static io.jvhost.vhostuser.VhostUserMessage.*;
 import static org.junit.jupiter.api.Assertions.*;
@@ -166,7 +167,7 @@ class SessionProtocolTest {
             f.backend.advance(0, 3);
             long[] a = f.ringAddrs(ProtocolFixture.RING);
             c.setVringAddr(0, 0, a[0], a[2], a[1], 0);
-            RingConfig r = f.backend.ring(0);
+            StartedRing r = f.backend.ring(0);
             assertEquals(a[0], r.descAddr());
             assertEquals(a[1], r.availAddr());
             assertEquals(a[2], r.usedAddr());

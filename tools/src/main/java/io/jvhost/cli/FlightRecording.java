@@ -1,6 +1,6 @@
 package io.jvhost.cli;
 
-import io.jvhost.stats.jfr.JvhostEvents;
+import io.jvhost.jfr.JvhostEvents;
 import jdk.jfr.Configuration;
 import jdk.jfr.Recording;
 

@@ -1,14 +1,15 @@
 package io.jvhost.cli;
 
 import io.jvhost.device.NetDevice;
-import io.jvhost.engine.QueuePairWorker;
+import io.jvhost.engine.QueuePair;
+import io.jvhost.engine.QueuePairProxy;
 import io.jvhost.engine.WorkerConfig;
 import io.jvhost.metrics.DeviceSample;
 import io.jvhost.metrics.JvhostMetrics;
 import io.jvhost.nativ.NativeException;
-import io.jvhost.stats.RingState;
 import io.jvhost.stats.StatsRenderer;
 import io.jvhost.virtio.VirtioFeatures;
+import io.jvhost.virtq.RingState;
 import io.jvhost.vhostuser.FeatureSet;
 import io.jvhost.vhostuser.VhostUserClientMode;
 import io.jvhost.vhostuser.VhostUserServer;
@@ -57,6 +58,12 @@ public final class Main {
         if (o.flag(Options.HELP)) {
             System.out.print(Options.usage());
             return 0;
+        }
+        try {
+            o.applyTunables();
+        } catch (IllegalArgumentException e) {
+            System.err.println("jvhost: " + e.getMessage());
+            return 2;
         }
         if (o.flag(Options.PRINT_CAPABILITIES)) {
             // vhost-user.rst "Backend program conventions": a JSON object with the device type.
@@ -119,8 +126,8 @@ public final class Main {
         DeviceSample sample() {
             List<RingState[]> rings = new ArrayList<>();
             for (int i = 0; i < device.maxQueuePairs(); i++) {
-                QueuePairWorker w = device.worker(i);
-                rings.add(new RingState[]{w.ringState(QueuePairWorker.RX), w.ringState(QueuePairWorker.TX)});
+                QueuePairProxy p = device.queuePair(i);
+                rings.add(new RingState[]{p.ringState(QueuePair.RX), p.ringState(QueuePair.TX)});
             }
             boolean connected;
             long sessions;
@@ -164,7 +171,7 @@ public final class Main {
         if (taps.size() > Math.max(1, count)) {
             throw new IllegalArgumentException("more --tap than devices (one device per --socket-path or inherited socket)");
         }
-        WorkerConfig worker = WorkerConfig.defaults().withBusyPollNanos(o.busyPollMicros() * 1000L);
+        WorkerConfig worker = WorkerConfig.defaults();
         Recording recording = o.has(Options.JFR) ? FlightRecording.start(Path.of(o.string(Options.JFR, ""))) : null;
         List<Device> devices = new ArrayList<>();
         HTTPServer metrics = null;

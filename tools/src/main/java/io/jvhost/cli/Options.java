@@ -1,5 +1,8 @@
 package io.jvhost.cli;
 
+import io.jvhost.config.Configuration;
+import io.jvhost.net.VirtioNetConfig;
+
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -9,7 +12,9 @@ import java.util.Map;
 /**
  * Command-line configuration: every option is a named constant with its default, parsed once into
  * typed accessors (Aeron's {@code Configuration} shape). Unknown or malformed options are errors
- * with a message naming the option; nothing is silently ignored.
+ * with a message naming the option; nothing is silently ignored. The process-wide tuning knobs are
+ * {@link Configuration}'s tunables: each is accepted as {@code --FLAG=VALUE} and listed by
+ * {@code --help}; {@link #applyTunables()} turns them into their system properties.
  *
  * <p>Follows the vhost-user "Backend program conventions": {@code --socket-path}, {@code --fd},
  * {@code --print-capabilities}; no daemonising.
@@ -26,8 +31,6 @@ public final class Options {
     public static final int MTU_DEFAULT = 1500;
     public static final String MAC = "mac";
     public static final String CLIENT = "client";
-    public static final String BUSY_POLL_US = "busy-poll-us";
-    public static final int BUSY_POLL_US_DEFAULT = 0;
     public static final String CAPTURE = "capture";
     public static final String TAP_SNDBUF = "tap-sndbuf";
     public static final int TAP_SNDBUF_DEFAULT = 0;
@@ -53,7 +56,6 @@ public final class Options {
         HELP_TEXT.put(MTU + "=N", "MTU offered to the guest (default " + MTU_DEFAULT + ")");
         HELP_TEXT.put(MAC + "=XX:XX:XX:XX:XX:XX", "MAC in the device config space");
         HELP_TEXT.put(CLIENT, "client mode: connect to the front-end's socket, reconnect when it restarts");
-        HELP_TEXT.put(BUSY_POLL_US + "=N", "busy-poll the rings N microseconds before sleeping (default 0: off)");
         HELP_TEXT.put(CAPTURE + "=FILE", "write every frame (both directions) to a pcap file");
         HELP_TEXT.put(TAP_SNDBUF + "=BYTES", "cap the tap's send buffer (TUNSETSNDBUF) so a slow host path pushes back"
                 + " on the guest instead of queueing without bound (default 0: kernel default, unlimited)");
@@ -119,10 +121,15 @@ public final class Options {
     }
 
     private static boolean isFlag(String name) {
-        return name.equals(CLIENT) || name.equals(PRINT_CAPABILITIES) || name.equals(HELP) || name.equals(WATCH);
+        Configuration.Tunable<?> t = Configuration.byFlag(name);
+        return name.equals(CLIENT) || name.equals(PRINT_CAPABILITIES) || name.equals(HELP) || name.equals(WATCH)
+                || t != null && Configuration.isSwitch(t);
     }
 
     private static boolean isKnown(String name) {
+        if (Configuration.byFlag(name) != null) {
+            return true;
+        }
         for (String k : HELP_TEXT.keySet()) {
             String n = k.contains("=") ? k.substring(0, k.indexOf('=')) : k;
             if (n.equals(name)) {
@@ -191,15 +198,26 @@ public final class Options {
     }
 
     public int mtu() {
-        return integer(MTU, MTU_DEFAULT, 68, 65535);
+        return integer(MTU, MTU_DEFAULT, VirtioNetConfig.MIN_MTU, VirtioNetConfig.MAX_MTU);
+    }
+
+    /**
+     * Validates every tunable given on the command line and sets its system property (call before
+     * any device is created).
+     *
+     * @throws IllegalArgumentException naming the flag and what is wrong with its value
+     */
+    public void applyTunables() {
+        for (Configuration.Tunable<?> t : Configuration.ALL) {
+            String v = values.get(t.flag());
+            if (v != null) {
+                Configuration.applyFlag(t.flag(), v);
+            }
+        }
     }
 
     public int tapSndBuf() {
         return integer(TAP_SNDBUF, TAP_SNDBUF_DEFAULT, 0, Integer.MAX_VALUE);
-    }
-
-    public int busyPollMicros() {
-        return integer(BUSY_POLL_US, BUSY_POLL_US_DEFAULT, 0, 10_000_000);
     }
 
     public List<String> disabledFeatures() {
@@ -247,6 +265,11 @@ public final class Options {
         sb.append("       jvhost --print-capabilities        vhost-user capabilities as JSON\n\noptions:\n");
         for (Map.Entry<String, String> e : HELP_TEXT.entrySet()) {
             sb.append(String.format("  --%-28s %s%n", e.getKey(), e.getValue()));
+        }
+        sb.append("\ntuning (process-wide; each also a system property, e.g. JVHOST_JAVA_OPTS=-Djvhost.worker.weight=32):\n");
+        for (Configuration.Tunable<?> t : Configuration.ALL) {
+            sb.append(String.format("  --%-28s %s (default %s; %s)%n", t.flag() + "=" + t.valueHelp(), t.help(),
+                    t.defaultForHelp(), t.property()));
         }
         return sb.toString();
     }

@@ -1,7 +1,7 @@
 package io.jvhost.metrics;
 
 import io.jvhost.stats.QueueStats;
-import io.jvhost.stats.RingState;
+import io.jvhost.virtq.RingState;
 
 import java.util.List;
 

@@ -3,7 +3,7 @@ package io.jvhost.metrics;
 import io.jvhost.stats.Counter;
 import io.jvhost.stats.DropReason;
 import io.jvhost.stats.QueueStats;
-import io.jvhost.stats.RingState;
+import io.jvhost.virtq.RingState;
 import io.jvhost.virtio.VirtioFeatures;
 import io.prometheus.metrics.exporter.httpserver.HTTPServer;
 import io.prometheus.metrics.model.registry.MultiCollector;

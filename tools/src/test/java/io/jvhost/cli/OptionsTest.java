@@ -6,8 +6,10 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.jvhost.config.Configuration;
 import java.util.List;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.parallel.ResourceLock;
 
 class OptionsTest {
 
@@ -48,6 +50,44 @@ class OptionsTest {
         assertEquals(2, Main.run(new String[] {"--nope"}));
         assertEquals(2, Main.run(new String[] {"--fd=3", "--socket-path=/x"}));
         assertEquals(2, Main.run(new String[] {"frobnicate", "--socket-path=/x"}));
+    }
+
+    /** Every tunable is a flag: listed by --help with its default and property, validated, applied as its property. */
+    @Test
+    @ResourceLock("system-properties")
+    void everyTunableIsAFlag() {
+        String help = Options.usage();
+        for (Configuration.Tunable<?> t : Configuration.ALL) {
+            assertTrue(help.contains("--" + t.flag() + "=") && help.contains(t.property()), t.flag() + " in --help");
+        }
+        String weight = System.getProperty(Configuration.WEIGHT.property());
+        String spin = System.getProperty(Configuration.ADAPTIVE_SPIN_NANOS.property());
+        String batch = System.getProperty(Configuration.RX_URING_BATCH.property());
+        try {
+            Options.parse(new String[] {"--weight=32", "--adaptive-spin-us", "7", "--rx-uring-batch"}).applyTunables();
+            assertEquals(32, Configuration.WEIGHT.get());
+            assertEquals(7_000L, Configuration.ADAPTIVE_SPIN_NANOS.get(), "µs on the command line, ns in the property");
+            assertEquals(true, Configuration.RX_URING_BATCH.get(), "a switch alone means true");
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> Options.parse(new String[] {"--weight=0"}).applyTunables());
+            assertTrue(e.getMessage().contains("--weight=0") && e.getMessage().contains("out of range"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class,
+                    () -> Options.parse(new String[] {"--tap-io=aio"}).applyTunables());
+            assertTrue(e.getMessage().contains("uring or syscalls"), e.getMessage());
+            assertEquals(2, Main.run(new String[] {"--busy-poll-us=-1", "--socket-path=/x"}));
+        } finally {
+            restore(Configuration.WEIGHT.property(), weight);
+            restore(Configuration.ADAPTIVE_SPIN_NANOS.property(), spin);
+            restore(Configuration.RX_URING_BATCH.property(), batch);
+        }
+    }
+
+    private static void restore(String property, String value) {
+        if (value == null) {
+            System.clearProperty(property);
+        } else {
+            System.setProperty(property, value);
+        }
     }
 
     @Test

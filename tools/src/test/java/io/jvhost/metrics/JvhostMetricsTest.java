@@ -5,7 +5,7 @@ import io.jvhost.stats.DropReason;
 import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.QueueLatency;
 import io.jvhost.stats.QueueStats;
-import io.jvhost.stats.RingState;
+import io.jvhost.virtq.RingState;
 import io.jvhost.virtio.VirtioFeatures;
 import io.prometheus.metrics.exporter.httpserver.HTTPServer;
 import org.junit.jupiter.api.Test;

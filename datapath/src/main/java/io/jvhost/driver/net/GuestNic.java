@@ -11,7 +11,7 @@ import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.Poll;
 import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.vhostuser.DeviceBackend;
-import io.jvhost.vhostuser.RingConfig;
+import io.jvhost.virtq.RingSetup;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -106,8 +106,8 @@ public final class GuestNic implements AutoCloseable {
         device.onMemoryTable(table);
         for (Pair p : pairs) {
             p.fillRx();
-            device.startRing(p.ringConfig(2 * p.index, p.rx, p.rxKick, p.rxCall, table));
-            device.startRing(p.ringConfig(2 * p.index + 1, p.tx, p.txKick, p.txCall, table));
+            device.startRing(2 * p.index, p.ringSetup(p.rx, p.rxKick, p.rxCall));
+            device.startRing(2 * p.index + 1, p.ringSetup(p.tx, p.txKick, p.txCall));
         }
     }
 
@@ -511,9 +511,9 @@ public final class GuestNic implements AutoCloseable {
             txFreeCount = ringSize;
         }
 
-        RingConfig ringConfig(int qi, DriverVirtqueue q, int kick, int call, GuestMemory table) {
-            return new RingConfig(qi, q.size(), mem.userAddress(q.descGpa()), mem.userAddress(q.availGpa()),
-                    mem.userAddress(q.usedGpa()), 0, 0, 0, kick, call, -1, true, features, table);
+        RingSetup ringSetup(DriverVirtqueue q, int kick, int call) {
+            return new RingSetup(q.size(), mem.userAddress(q.descGpa()), mem.userAddress(q.availGpa()),
+                    mem.userAddress(q.usedGpa()), 0, features, false, 0, kick, call, -1, true);
         }
 
         void fillRx() {

@@ -12,8 +12,9 @@ import io.jvhost.driver.DriverMemory;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.vhostuser.DeviceBackend;
-import io.jvhost.vhostuser.RingConfig;
-import io.jvhost.vhostuser.VirtioNetConfig;
+import io.jvhost.vhostuser.StartedRing;
+import io.jvhost.virtq.RingSetup;
+import io.jvhost.net.VirtioNetConfig;
 import io.jvhost.virtq.Chain;
 import io.jvhost.virtq.SplitVirtqueue;
 import java.io.ByteArrayOutputStream;
@@ -43,7 +44,7 @@ class GuestNicPrefillTest {
     private DriverMemory mem;
     private GuestNic nic;
     private SplitVirtqueue txq;
-    private Map<Integer, RingConfig> rings;
+    private Map<Integer, StartedRing> rings;
     private final Chain chain = new Chain(Arena.ofAuto(), 8);
 
     private void open(long features) {
@@ -53,7 +54,7 @@ class GuestNicPrefillTest {
         GuestMemory table = mem.guestMemory(1);
         nic.attach(dev, table);
         rings = dev.rings;
-        RingConfig rc = dev.rings.get(1);
+        StartedRing rc = dev.rings.get(1);
         txq = new SplitVirtqueue("tx-under-test");
         txq.setSize(rc.size());
         txq.setFeatures(rc.features());
@@ -178,7 +179,7 @@ class GuestNicPrefillTest {
     @Test
     void drainRxCountsFramesNotBuffersAndRepostsThem() {
         open(VirtioFeatures.bit(VirtioFeatures.F_VERSION_1) | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF));
-        RingConfig rc = rings.get(0);
+        StartedRing rc = rings.get(0);
         SplitVirtqueue rxq = new SplitVirtqueue("rx-under-test");
         rxq.setSize(rc.size());
         rxq.setFeatures(rc.features());
@@ -251,7 +252,7 @@ class GuestNicPrefillTest {
 
     /** Records the rings GuestNic.attach starts; nothing else. */
     private static final class RingsOnly implements DeviceBackend {
-        final Map<Integer, RingConfig> rings = new HashMap<>();
+        final Map<Integer, StartedRing> rings = new HashMap<>();
 
         @Override
         public long features() {
@@ -267,12 +268,16 @@ class GuestNicPrefillTest {
         public void onFeaturesSet(long features) {
         }
 
+        GuestMemory table;
+
         @Override
         public void onMemoryTable(GuestMemory memory) {
+            table = memory;
         }
 
         @Override
-        public void startRing(RingConfig ring) {
+        public void startRing(int queueIndex, RingSetup setup) {
+        StartedRing ring = new StartedRing(queueIndex, setup, table);
             rings.put(ring.queueIndex(), ring);
         }
 

@@ -1,7 +1,5 @@
-package io.jvhost.vhostuser;
+package io.jvhost.memory;
 
-import io.jvhost.memory.GuestMemory;
-import io.jvhost.memory.MemoryRegion;
 import io.jvhost.nativ.Errno;
 import io.jvhost.nativ.Mman;
 import io.jvhost.nativ.NativeException;
@@ -15,9 +13,13 @@ import java.util.Map;
  * at the page (or, for hugetlbfs, the 2 MiB huge page) below it, and the segment handed out is the
  * slice the region describes. {@link #unmap} unmaps the whole mapping behind such a slice.
  *
- * <p>Threading: used by one session's control thread only.
+ * <p>The fd stays open: its owner (the vhost-user session, the driver) closes it; the mapping keeps
+ * the memory.
+ *
+ * <p>Threading: any thread (mapping and unmapping are control-path operations; the bookkeeping is
+ * synchronised).
  */
-final class FdMapper implements GuestMemory.Mapper {
+public final class FdMapper implements GuestMemory.Mapper {
     private static final long PAGE = 4096;
     private static final long HUGE_PAGE = 2L << 20;
 
@@ -25,7 +27,7 @@ final class FdMapper implements GuestMemory.Mapper {
     private final Map<MemorySegment, MemorySegment> whole = new IdentityHashMap<>();
 
     @Override
-    public MemorySegment map(MemoryRegion region) {
+    public synchronized MemorySegment map(MemoryRegion region) {
         try {
             return map(region, PAGE);
         } catch (NativeException e) {
@@ -50,7 +52,7 @@ final class FdMapper implements GuestMemory.Mapper {
     }
 
     @Override
-    public void unmap(MemorySegment segment) {
+    public synchronized void unmap(MemorySegment segment) {
         MemorySegment m = whole.remove(segment);
         Mman.munmap(m != null ? m : segment);
     }

@@ -1,4 +1,4 @@
-package io.jvhost.vhostuser;
+package io.jvhost.net;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -26,6 +26,11 @@ public record VirtioNetConfig(byte[] mac, int status, int maxQueuePairs, int mtu
     /** Size of the config space we serve (through duplex, padded; later RSS fields are absent). */
     public static final int SIZE = 24;
 
+    /** Smallest MTU a virtio-net device may report (IPv4's minimum datagram). */
+    public static final int MIN_MTU = 68;
+    /** Largest MTU ({@code mtu} is a 16-bit field). */
+    public static final int MAX_MTU = 65535;
+
     public static final int STATUS_LINK_UP = 1;
     public static final int STATUS_ANNOUNCE = 2;
 
@@ -44,9 +49,16 @@ public record VirtioNetConfig(byte[] mac, int status, int maxQueuePairs, int mtu
         if (maxQueuePairs < 1 || maxQueuePairs > 0x8000) {
             throw new IllegalArgumentException("maxQueuePairs out of range: " + maxQueuePairs);
         }
-        if (mtu < 68 || mtu > 65535) {
-            throw new IllegalArgumentException("mtu out of range: " + mtu);
+        String bad = checkMtu(mtu);
+        if (bad != null) {
+            throw new IllegalArgumentException(bad);
         }
+    }
+
+    /** Null when {@code mtu} is in [{@link #MIN_MTU}, {@link #MAX_MTU}], else why not. */
+    public static String checkMtu(long mtu) {
+        return mtu >= MIN_MTU && mtu <= MAX_MTU ? null
+                : "MTU " + Long.toUnsignedString(mtu) + " outside [" + MIN_MTU + ", " + MAX_MTU + "]";
     }
 
     @Override

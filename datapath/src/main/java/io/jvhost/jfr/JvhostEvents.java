@@ -1,4 +1,4 @@
-package io.jvhost.stats.jfr;
+package io.jvhost.jfr;
 
 import io.jvhost.virtio.VirtioFeatures;
 import jdk.jfr.Event;
@@ -24,9 +24,6 @@ import java.util.List;
 public final class JvhostEvents {
     /** Prefix of every event name, e.g. {@code io.jvhost.RingBroken}. */
     public static final String PREFIX = "io.jvhost.";
-    /** Batches slower than this (kick or wake-up to used-ring publish) produce a {@link SlowBatchEvent}. */
-    public static final String SLOW_BATCH_PROP_NAME = "jvhost.jfr.slowBatchNanos";
-    public static final long SLOW_BATCH_DEFAULT = 1_000_000;
     public static final String RX = "rx";
     public static final String TX = "tx";
     /** Every jvhost event type (a recording enables these explicitly). */
@@ -38,11 +35,6 @@ public final class JvhostEvents {
     private static volatile EventType slowBatchType;
 
     private JvhostEvents() {
-    }
-
-    /** {@link #SLOW_BATCH_PROP_NAME} or its default; read once by each queue pair at creation. */
-    public static long slowBatchThresholdNanos() {
-        return Math.max(0, Long.getLong(SLOW_BATCH_PROP_NAME, SLOW_BATCH_DEFAULT));
     }
 
     /** The direction of vring {@code vring} of a virtio-net device. */

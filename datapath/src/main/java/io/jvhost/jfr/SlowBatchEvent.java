@@ -1,4 +1,4 @@
-package io.jvhost.stats.jfr;
+package io.jvhost.jfr;
 
 import jdk.jfr.Category;
 import jdk.jfr.Description;
@@ -8,8 +8,9 @@ import jdk.jfr.StackTrace;
 import jdk.jfr.Timespan;
 
 /**
- * One TX or RX batch took longer than {@link JvhostEvents#SLOW_BATCH_PROP_NAME} from the kick (or
- * wake-up) to the used-ring publish. Only slow batches create the event object.
+ * One TX or RX batch took longer than the slow-batch threshold ({@code --jfr-slow-batch-us},
+ * property {@code jvhost.jfr.slowBatchNanos}) from the kick (or wake-up) to the used-ring publish.
+ * Only slow batches create the event object, and only while a recording enables it.
  */
 @Name(JvhostEvents.PREFIX + "SlowBatch")
 @Label("Slow Batch")

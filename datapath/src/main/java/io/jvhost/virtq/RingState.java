@@ -1,4 +1,4 @@
-package io.jvhost.stats;
+package io.jvhost.virtq;
 
 /**
  * What a device ring is doing, as metrics and tools report it (vhost-user.rst, "Ring states": a

@@ -1,4 +1,4 @@
-package io.jvhost.stats.jfr;
+package io.jvhost.jfr;
 
 import jdk.jfr.Category;
 import jdk.jfr.Description;
