@@ -201,6 +201,12 @@ public final class NetDevice implements DeviceBackend {
         if (pairs.length > 1) {
             f |= 1L << VirtioFeatures.NET_F_MQ;
         }
+        if (tap.usoSupported()) {
+            // UDP GSO both ways (Linux 6.2+ taps); on an older kernel a guest's UDP_L4 frame would
+            // only earn EINVAL from the tap, so nothing is offered there.
+            f |= VirtioFeatures.bit(VirtioFeatures.NET_F_HOST_USO) | VirtioFeatures.bit(VirtioFeatures.NET_F_GUEST_USO4)
+                    | VirtioFeatures.bit(VirtioFeatures.NET_F_GUEST_USO6);
+        }
         return f;
     }
 
