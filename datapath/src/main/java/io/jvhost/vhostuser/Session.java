@@ -7,6 +7,7 @@ import io.jvhost.memory.MemoryFault;
 import io.jvhost.nativ.Fds;
 import io.jvhost.net.VirtioNetConfig;
 import io.jvhost.virtio.VirtioFeatures;
+import io.jvhost.jfr.JvhostEvents;
 
 import java.lang.System.Logger.Level;
 import java.lang.foreign.MemorySegment;
@@ -67,6 +68,10 @@ public final class Session implements AutoCloseable {
     private long messages;
     private boolean closed;
 
+    /** What follows a session's end, for the operator reading the warning. */
+    private static final String AFTER_CLOSE = "the device was reset and waits for a new session (QEMU reconnects"
+            + " with reconnect= on its chardev; jvhost --client reconnects by itself)";
+
     /**
      * @param name     device name for log lines
      * @param socketFd connected socket; the session owns it and closes it in {@link #close()}
@@ -93,6 +98,7 @@ public final class Session implements AutoCloseable {
         this.rings = new RingTable(name, 2 * backend.maxQueuePairs(), backend, memory::current, () -> ackedFeatures);
         this.config = new ConfigSpace(name, backend);
         this.table = buildTable();
+        JvhostEvents.sessionConnected(name);
     }
 
     // ------------------------------------------------------------------ the dispatch table
@@ -205,7 +211,7 @@ public final class Session implements AutoCloseable {
                 return false;
             }
         } catch (VhostUserCodec.StreamException e) {
-            LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
+            LOG.log(Level.WARNING, "{0}: closing session: {1}; {2}", name, e.getMessage(), AFTER_CLOSE);
             return false;
         }
         messages++;
@@ -235,14 +241,15 @@ public final class Session implements AutoCloseable {
             // the device refused a value the session already validated: same treatment as a bad request
             return reject(req, "device refused: " + e.getMessage(), ack);
         } catch (VhostUserCodec.StreamException e) {
-            LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
+            LOG.log(Level.WARNING, "{0}: closing session: {1}; {2}", name, e.getMessage(), AFTER_CLOSE);
             return false;
         } catch (RuntimeException | Error e) {
             if (MemoryFault.is(e)) {
                 // The device touched guest memory that vanished under its mapping (the front-end shrank a
                 // region it passed): the affected queue pair is already marked broken; end this session.
                 LOG.log(Level.WARNING, "{0}: closing session: {1} faulted on guest memory ({2}): the front-end"
-                        + " shrank or unmapped memory it passed", name, requestName(req), rootMessage(e));
+                        + " shrank or unmapped memory it passed; restart the VM's device (reboot or QEMU restart), and"
+                        + " give it sealed memfd memory to prevent this", name, requestName(req), rootMessage(e));
                 return false;
             }
             if (e instanceof Error err) {
@@ -280,16 +287,20 @@ public final class Session implements AutoCloseable {
 
     private boolean reject(int req, String why, boolean ack) {
         if (ack) {
-            LOG.log(Level.WARNING, "{0}: {1} rejected: {2}", name, requestName(req), why);
+            LOG.log(Level.WARNING, "{0}: {1} rejected: {2}; the front-end was told (REPLY_ACK) and goes on;"
+                    + " if the guest then lacks networking, check the front-end's version and options", name,
+                    requestName(req), why);
             try {
                 codec.replyU64(1);
                 return true;
             } catch (VhostUserCodec.StreamException e) {
-                LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
+                LOG.log(Level.WARNING, "{0}: closing session: {1}; {2}", name, e.getMessage(), AFTER_CLOSE);
                 return false;
             }
         }
-        LOG.log(Level.WARNING, "{0}: closing session: {1} rejected: {2}", name, requestName(req), why);
+        LOG.log(Level.WARNING, "{0}: closing session: {1} rejected: {2}; the front-end sent what jvhost cannot"
+                + " accept: check its version and options (--disable-features switches off what it misuses); {3}",
+                name, requestName(req), why, AFTER_CLOSE);
         return false;
     }
 
@@ -321,6 +332,7 @@ public final class Session implements AutoCloseable {
         }
         backend.onFeaturesSet(f);
         ackedFeatures = f;
+        JvhostEvents.featuresNegotiated(name, f);
         LOG.log(Level.DEBUG, "{0}: features {1}", name, VirtioFeatures.describe(f));
         if (!VirtioFeatures.has(f, VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES)) {
             // vhost-user.rst, "Ring states": SET_FEATURES without PROTOCOL_FEATURES enables all rings.
@@ -451,6 +463,7 @@ public final class Session implements AutoCloseable {
         resetDeviceState();
         codec.close();
         VhostUserCodec.closeQuietly(socketFd);
+        JvhostEvents.sessionDisconnected(name, messages);
     }
 
     /** For tests and logs: whether ring {@code q} is running. */

@@ -89,4 +89,19 @@ class OptionsTest {
             System.setProperty(property, value);
         }
     }
+
+    @Test
+    void operationsOptions() {
+        Options o = Options.parse(new String[] {"stats", "--stats-path=/run/x.stats", "--watch", "--interval=0.5", "--count=3"});
+        assertTrue(o.flag(Options.WATCH));
+        assertEquals(500, o.intervalMillis());
+        assertEquals(3, o.integer(Options.COUNT, 0, 0, Integer.MAX_VALUE));
+        assertEquals(1000, Options.parse(new String[0]).intervalMillis());
+        assertThrows(IllegalArgumentException.class, () -> Options.parse(new String[] {"--interval=0.01"}).intervalMillis());
+        Options s = Options.parse(new String[] {"--metrics=127.0.0.1:9477", "--jfr=/tmp/x.jfr", "--log-level=debug"});
+        assertEquals("127.0.0.1:9477", s.string(Options.METRICS, null));
+        assertEquals("/tmp/x.jfr", s.string(Options.JFR, null));
+        assertEquals("debug", s.string(Options.LOG_LEVEL, null));
+        assertTrue(Options.usage().contains("--metrics=HOST:PORT") && Options.usage().contains("--watch"));
+    }
 }

@@ -81,7 +81,7 @@ class JvhostMemoryIT {
     void reconnectsUnderTrafficGiveBackFdsHeapAndNativeMemory() throws Exception {
         long t0 = System.nanoTime();
         try (NetNs ns = NetNs.create();
-             JvhostProcess jv = JvhostProcess.startWithJavaOpts("jvhost-mem", ns, "-XX:NativeMemoryTracking=summary",
+             JvhostProcess jv = JvhostProcess.start("jvhost-mem", ns, List.of(), List.of("-XX:NativeMemoryTracking=summary"),
                      "--socket-path=" + socket, "--tap=" + tap)) {
             jv.awaitLog("listening on", 0, JvhostProcess.START_TIMEOUT);
             ns.address(tap, HOST_IP + "/24");

@@ -47,18 +47,25 @@ public final class JvhostProcess implements AutoCloseable {
      * (server) or "connected to" (client).
      */
     public static JvhostProcess start(String name, NetNs ns, String... args) throws IOException {
-        return startWithJavaOpts(name, ns, "", args);
+        return start(name, ns, List.of(), List.of(), args);
     }
 
-    /** As {@link #start(String, NetNs, String...)}, with {@code javaOpts} as the launcher's {@code JVHOST_JAVA_OPTS}. */
-    public static JvhostProcess startWithJavaOpts(String name, NetNs ns, String javaOpts, String... args) throws IOException {
+    /**
+     * {@link #start(String, NetNs, String...)} under {@code wrapper} (a program that execs the rest of
+     * the command line, e.g. {@code systemd-socket-activate -l PATH}) with extra JVM options, given to
+     * the launcher as {@code JVHOST_JAVA_OPTS} (so they override its defaults as an operator's would;
+     * options without spaces).
+     */
+    public static JvhostProcess start(String name, NetNs ns, List<String> wrapper, List<String> jvmArgs, String... args)
+            throws IOException {
         List<String> cmd = new ArrayList<>();
         if (ns != null) {
             cmd.addAll(List.of("ip", "netns", "exec", ns.name()));
         }
-        // env and ip netns exec both exec: the pid is the JVM's.
+        cmd.addAll(wrapper);
+        // wrapper, env and ip netns exec all exec: the pid is the JVM's.
         cmd.add("env");
-        List<String> launcher = launcherJavaOptions(javaOpts, args);
+        List<String> launcher = launcherJavaOptions(String.join(" ", jvmArgs), args);
         launcher.stream().filter(o -> !o.startsWith("-")).forEach(cmd::add);
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         launcher.stream().filter(o -> o.startsWith("-")).forEach(cmd::add);
@@ -114,6 +121,11 @@ public final class JvhostProcess implements AutoCloseable {
 
     public long pid() {
         return proc.process().pid();
+    }
+
+    /** Every line logged so far. */
+    public List<String> lines() {
+        return proc.lines();
     }
 
     public boolean isAlive() {
