@@ -1,12 +1,14 @@
 /*
  * jvhost.h: the one header jextract reads (tools/regen-bindings.sh) and the layout-conformance
  * test compiles (native-bindings/src/test/c/layout.c). Only the system headers the syscall layer
- * needs; ffi-headers/symbols.txt picks the symbols out of them.
+ * needs, and those whose structs and constants the hand-written layouts in datapath are tested
+ * against (virtio rings, virtio-net, vhost); ffi-headers/symbols.txt picks the symbols out of them.
  */
 #ifndef JVHOST_FFI_H
 #define JVHOST_FFI_H
 
-/* memfd_create, accept4, pipe2, MSG_CMSG_CLOEXEC are GNU extensions in glibc. */
+/* memfd_create, accept4, pipe2, MSG_CMSG_CLOEXEC, gettid, sched_[sg]etaffinity and cpu_set_t are
+ * GNU extensions in glibc. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
@@ -30,8 +32,10 @@ extern int accept4(int __fd, struct sockaddr *__restrict __addr,
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/syscall.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -45,6 +49,36 @@ extern int accept4(int __fd, struct sockaddr *__restrict __addr,
 #include <linux/virtio_ring.h>
 #include <linux/virtio_net.h>
 #include <linux/vhost_types.h>
+#include <linux/io_uring.h>
+
+/*
+ * Constants newer than the oldest uapi headers jvhost builds against (Debian 12's linux-libc-dev
+ * 6.1 lacks them): defined here only when the system header does not, with the values of the
+ * virtio 1.2 specification and of later Linux include/uapi headers. With newer headers the
+ * system's own definitions win, and the layout-conformance test then checks the committed
+ * generated values against them.
+ */
+#ifndef VIRTIO_F_NOTIFICATION_DATA
+#define VIRTIO_F_NOTIFICATION_DATA 38 /* virtio 1.2 §6, linux/virtio_config.h */
+#endif
+#ifndef VIRTIO_NET_F_GUEST_USO4
+#define VIRTIO_NET_F_GUEST_USO4 54 /* virtio 1.2 §5.1.3, linux/virtio_net.h */
+#endif
+#ifndef VIRTIO_NET_F_GUEST_USO6
+#define VIRTIO_NET_F_GUEST_USO6 55
+#endif
+#ifndef VIRTIO_NET_F_HOST_USO
+#define VIRTIO_NET_F_HOST_USO 56
+#endif
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4 5 /* virtio 1.2 §5.1.6, linux/virtio_net.h */
+#endif
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20 /* linux/if_tun.h */
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
 
 /*
  * Values of function-like macros. jextract evaluates object-like macros (even the _IOW/_IOR ioctl

@@ -4,8 +4,11 @@
 # native-bindings/src/generated/GENERATED.md with the jextract / libclang / header versions used.
 #
 # The output is committed and never edited by hand (docs: STYLE.md, "generated code stays
-# generated"). Run this after changing ffi-headers/, then run the layout-conformance test:
-#   mvn -o -q -B -pl native-bindings verify
+# generated"). Run this after changing ffi-headers/, then run the layout-conformance tests:
+#   mvn -o -q -B -pl native-bindings verify      (LayoutConformanceTest: generated vs gcc;
+#                                                  IoUringLayoutTest: IoUring vs generated)
+#   mvn -o -q -B -pl datapath -am test -Dtest='HandWrittenLayoutsTest,FeatureBitsTest' \
+#       -Dsurefire.failIfNoSpecifiedTests=false  (datapath's descriptor classes vs generated)
 #
 # jextract: $JEXTRACT if set, else `jextract` on PATH. It is a build-time tool only; it is not
 # part of this repository. Use one built against libclang 14 (the committed output was produced
@@ -25,6 +28,9 @@ regen-bindings: get one by building the openjdk/jextract sources (the jextract p
 regen-bindings: against libclang 14 (Debian/Ubuntu package libclang-14-dev) and JDK 25, following
 regen-bindings: the build instructions in that project's README; or use a prebuilt jextract from
 regen-bindings: the OpenJDK jextract early-access builds. Then re-run this script.
+regen-bindings: With Debian's libclang-14 leave clang's builtin headers out of the jextract image
+regen-bindings: (its conf/jextract): that libclang finds its own, and a second copy ahead of them
+regen-bindings: hides glibc's <stdint.h> ("unknown type name 'uint64_t'").
 EOF
   exit 1
 fi
@@ -70,8 +76,10 @@ cat > "$gen/GENERATED.md" <<EOF
 # Generated code: do not edit
 
 \`java/io/jvhost/nativ/gen/\` is jextract output, committed unedited. Change \`ffi-headers/\` and run
-\`tools/regen-bindings.sh\` instead; then run the layout-conformance test
-(\`mvn -o -q -B -pl native-bindings verify\`, \`LayoutConformanceTest\`).
+\`tools/regen-bindings.sh\` instead; then run the layout-conformance tests: \`LayoutConformanceTest\`
+(every generated struct member and constant against gcc) and \`IoUringLayoutTest\` in native-bindings
+(\`mvn -o -q -B -pl native-bindings verify\`), \`HandWrittenLayoutsTest\` and \`FeatureBitsTest\` in
+datapath (the hand-written descriptor classes and feature bits against the generated layouts).
 
 | what | value |
 |---|---|

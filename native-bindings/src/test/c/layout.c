@@ -2,7 +2,7 @@
  * Layout-conformance probe: compiled by gcc over ffi-headers/jvhost.h (the header jextract read) and
  * run by io.jvhost.nativ.gen.LayoutConformanceTest, which compares every line with the generated
  * Java layouts and constants. Output, one item per line:
- *   sizeof   <struct>         <bytes>
+ *   sizeof   <struct>         <bytes>   <struct> = struct/union tag, or typedef name (TYPEDEF)
  *   alignof  <struct>         <bytes>
  *   offsetof <struct>.<path>  <bytes>   path = Java layout member names joined by '.'
  *   fieldsize <struct>.<path> <bytes>   (not for flexible array members)
@@ -31,6 +31,12 @@
 /* A flexible array member: its offset only (it has no size). */
 #define FLEX(tag, path, member) \
     printf("offsetof %s.%s %zu\n", #tag, path, offsetof(struct tag, member))
+/* A struct known only by its typedef name (cpu_set_t), or a typedef of a tagged one (epoll_data_t). */
+#define TYPEDEF(name) \
+    printf("sizeof %s %zu\nalignof %s %zu\n", #name, sizeof(name), #name, _Alignof(name))
+#define TFIELD(name, path, member) \
+    printf("offsetof %s.%s %zu\nfieldsize %s.%s %zu\n", #name, path, offsetof(name, member), \
+           #name, path, sizeof(((name *) 0)->member))
 #define CONST(name) printf("const %s %lld\n", #name, (long long) (name))
 #define POINTER(name) printf("const %s %lld\n", #name, (long long) (intptr_t) (name))
 
@@ -190,6 +196,113 @@ static void structs(void) {
     FIELD(vhost_memory, "nregions", nregions);
     FIELD(vhost_memory, "padding", padding);
     FLEX(vhost_memory, "regions", regions);
+
+    STRUCT(vring_packed_desc);
+    FIELD(vring_packed_desc, "addr", addr);
+    FIELD(vring_packed_desc, "len", len);
+    FIELD(vring_packed_desc, "id", id);
+    FIELD(vring_packed_desc, "flags", flags);
+
+    STRUCT(vring_packed_desc_event);
+    FIELD(vring_packed_desc_event, "off_wrap", off_wrap);
+    FIELD(vring_packed_desc_event, "flags", flags);
+
+    /* Most SQE members sit in anonymous unions (and structs inside them): the test reaches them
+       through jextract's $anon members, as C does. cmd is a zero-length array (SQE128 only). */
+    STRUCT(io_uring_sqe);
+    FIELD(io_uring_sqe, "opcode", opcode);
+    FIELD(io_uring_sqe, "flags", flags);
+    FIELD(io_uring_sqe, "ioprio", ioprio);
+    FIELD(io_uring_sqe, "fd", fd);
+    FIELD(io_uring_sqe, "off", off);
+    FIELD(io_uring_sqe, "addr2", addr2);
+    FIELD(io_uring_sqe, "cmd_op", cmd_op);
+    FIELD(io_uring_sqe, "__pad1", __pad1);
+    FIELD(io_uring_sqe, "addr", addr);
+    FIELD(io_uring_sqe, "splice_off_in", splice_off_in);
+    FIELD(io_uring_sqe, "len", len);
+    FIELD(io_uring_sqe, "rw_flags", rw_flags);
+    FIELD(io_uring_sqe, "fsync_flags", fsync_flags);
+    FIELD(io_uring_sqe, "poll_events", poll_events);
+    FIELD(io_uring_sqe, "poll32_events", poll32_events);
+    FIELD(io_uring_sqe, "sync_range_flags", sync_range_flags);
+    FIELD(io_uring_sqe, "msg_flags", msg_flags);
+    FIELD(io_uring_sqe, "timeout_flags", timeout_flags);
+    FIELD(io_uring_sqe, "accept_flags", accept_flags);
+    FIELD(io_uring_sqe, "cancel_flags", cancel_flags);
+    FIELD(io_uring_sqe, "open_flags", open_flags);
+    FIELD(io_uring_sqe, "statx_flags", statx_flags);
+    FIELD(io_uring_sqe, "fadvise_advice", fadvise_advice);
+    FIELD(io_uring_sqe, "splice_flags", splice_flags);
+    FIELD(io_uring_sqe, "rename_flags", rename_flags);
+    FIELD(io_uring_sqe, "unlink_flags", unlink_flags);
+    FIELD(io_uring_sqe, "hardlink_flags", hardlink_flags);
+    FIELD(io_uring_sqe, "xattr_flags", xattr_flags);
+    FIELD(io_uring_sqe, "msg_ring_flags", msg_ring_flags);
+    FIELD(io_uring_sqe, "uring_cmd_flags", uring_cmd_flags);
+    FIELD(io_uring_sqe, "user_data", user_data);
+    FIELD(io_uring_sqe, "buf_index", buf_index);
+    FIELD(io_uring_sqe, "buf_group", buf_group);
+    FIELD(io_uring_sqe, "personality", personality);
+    FIELD(io_uring_sqe, "splice_fd_in", splice_fd_in);
+    FIELD(io_uring_sqe, "file_index", file_index);
+    FIELD(io_uring_sqe, "addr_len", addr_len);
+    FIELD(io_uring_sqe, "__pad3", __pad3);
+    FIELD(io_uring_sqe, "addr3", addr3);
+    FIELD(io_uring_sqe, "__pad2", __pad2);
+    FIELD(io_uring_sqe, "cmd", cmd);
+
+    STRUCT(io_uring_cqe);
+    FIELD(io_uring_cqe, "user_data", user_data);
+    FIELD(io_uring_cqe, "res", res);
+    FIELD(io_uring_cqe, "flags", flags);
+    FLEX(io_uring_cqe, "big_cqe", big_cqe);
+
+    STRUCT(io_sqring_offsets);
+    FIELD(io_sqring_offsets, "head", head);
+    FIELD(io_sqring_offsets, "tail", tail);
+    FIELD(io_sqring_offsets, "ring_mask", ring_mask);
+    FIELD(io_sqring_offsets, "ring_entries", ring_entries);
+    FIELD(io_sqring_offsets, "flags", flags);
+    FIELD(io_sqring_offsets, "dropped", dropped);
+    FIELD(io_sqring_offsets, "array", array);
+    FIELD(io_sqring_offsets, "resv1", resv1);
+    FIELD(io_sqring_offsets, "resv2", resv2);
+
+    STRUCT(io_cqring_offsets);
+    FIELD(io_cqring_offsets, "head", head);
+    FIELD(io_cqring_offsets, "tail", tail);
+    FIELD(io_cqring_offsets, "ring_mask", ring_mask);
+    FIELD(io_cqring_offsets, "ring_entries", ring_entries);
+    FIELD(io_cqring_offsets, "overflow", overflow);
+    FIELD(io_cqring_offsets, "cqes", cqes);
+    FIELD(io_cqring_offsets, "flags", flags);
+    FIELD(io_cqring_offsets, "resv1", resv1);
+    FIELD(io_cqring_offsets, "resv2", resv2);
+
+    STRUCT(io_uring_params);
+    FIELD(io_uring_params, "sq_entries", sq_entries);
+    FIELD(io_uring_params, "cq_entries", cq_entries);
+    FIELD(io_uring_params, "flags", flags);
+    FIELD(io_uring_params, "sq_thread_cpu", sq_thread_cpu);
+    FIELD(io_uring_params, "sq_thread_idle", sq_thread_idle);
+    FIELD(io_uring_params, "features", features);
+    FIELD(io_uring_params, "wq_fd", wq_fd);
+    FIELD(io_uring_params, "resv", resv);
+    FIELD(io_uring_params, "sq_off", sq_off);
+    FIELD(io_uring_params, "sq_off.array", sq_off.array);
+    FIELD(io_uring_params, "cq_off", cq_off);
+    FIELD(io_uring_params, "cq_off.cqes", cq_off.cqes);
+
+    /* glibc's cpu_set_t is a typedef of an anonymous struct: one array of __cpu_mask words. */
+    TYPEDEF(cpu_set_t);
+    TFIELD(cpu_set_t, "__bits", __bits);
+
+    TYPEDEF(epoll_data_t);
+    TFIELD(epoll_data_t, "ptr", ptr);
+    TFIELD(epoll_data_t, "fd", fd);
+    TFIELD(epoll_data_t, "u32", u32);
+    TFIELD(epoll_data_t, "u64", u64);
 }
 
 static void constants(void) {
@@ -321,6 +434,8 @@ static void constants(void) {
     CONST(TUN_F_TSO6);
     CONST(TUN_F_TSO_ECN);
     CONST(TUN_F_UFO);
+    CONST(TUN_F_USO4);
+    CONST(TUN_F_USO6);
 
     /* virtio transport features (linux/virtio_config.h) */
     CONST(VIRTIO_CONFIG_S_ACKNOWLEDGE);
@@ -333,6 +448,7 @@ static void constants(void) {
     CONST(VIRTIO_F_ANY_LAYOUT);
     CONST(VIRTIO_F_IN_ORDER);
     CONST(VIRTIO_F_IOMMU_PLATFORM);
+    CONST(VIRTIO_F_NOTIFICATION_DATA);
     CONST(VIRTIO_F_NOTIFY_ON_EMPTY);
     CONST(VIRTIO_F_ORDER_PLATFORM);
     CONST(VIRTIO_F_RING_PACKED);
@@ -353,6 +469,14 @@ static void constants(void) {
     CONST(VRING_DESC_F_WRITE);
     CONST(VRING_USED_ALIGN_SIZE);
     CONST(VRING_USED_F_NO_NOTIFY);
+
+    /* packed virtqueue (linux/virtio_ring.h) */
+    CONST(VRING_PACKED_DESC_F_AVAIL);
+    CONST(VRING_PACKED_DESC_F_USED);
+    CONST(VRING_PACKED_EVENT_FLAG_ENABLE);
+    CONST(VRING_PACKED_EVENT_FLAG_DISABLE);
+    CONST(VRING_PACKED_EVENT_FLAG_DESC);
+    CONST(VRING_PACKED_EVENT_F_WRAP_CTR);
 
     /* virtio-net (linux/virtio_net.h) */
     CONST(VIRTIO_NET_CTRL_ANNOUNCE);
@@ -396,11 +520,14 @@ static void constants(void) {
     CONST(VIRTIO_NET_F_GUEST_TSO4);
     CONST(VIRTIO_NET_F_GUEST_TSO6);
     CONST(VIRTIO_NET_F_GUEST_UFO);
+    CONST(VIRTIO_NET_F_GUEST_USO4);
+    CONST(VIRTIO_NET_F_GUEST_USO6);
     CONST(VIRTIO_NET_F_HASH_REPORT);
     CONST(VIRTIO_NET_F_HOST_ECN);
     CONST(VIRTIO_NET_F_HOST_TSO4);
     CONST(VIRTIO_NET_F_HOST_TSO6);
     CONST(VIRTIO_NET_F_HOST_UFO);
+    CONST(VIRTIO_NET_F_HOST_USO);
     CONST(VIRTIO_NET_F_MAC);
     CONST(VIRTIO_NET_F_MQ);
     CONST(VIRTIO_NET_F_MRG_RXBUF);
@@ -419,6 +546,7 @@ static void constants(void) {
     CONST(VIRTIO_NET_HDR_GSO_TCPV4);
     CONST(VIRTIO_NET_HDR_GSO_TCPV6);
     CONST(VIRTIO_NET_HDR_GSO_UDP);
+    CONST(VIRTIO_NET_HDR_GSO_UDP_L4);
     CONST(VIRTIO_NET_OK);
     CONST(VIRTIO_NET_S_ANNOUNCE);
     CONST(VIRTIO_NET_S_LINK_UP);
@@ -432,6 +560,49 @@ static void constants(void) {
     CONST(VHOST_ACCESS_RO);
     CONST(VHOST_ACCESS_WO);
     CONST(VHOST_ACCESS_RW);
+
+    /* io_uring (linux/io_uring.h; syscall numbers from sys/syscall.h; RWF_NOWAIT from sys/uio.h) */
+    CONST(SYS_io_uring_setup);
+    CONST(SYS_io_uring_enter);
+    CONST(SYS_io_uring_register);
+    CONST(IORING_OP_NOP);
+    CONST(IORING_OP_READV);
+    CONST(IORING_OP_WRITEV);
+    CONST(IORING_OP_READ);
+    CONST(IORING_OP_WRITE);
+    CONST(IOSQE_FIXED_FILE);
+    CONST(IOSQE_IO_DRAIN);
+    CONST(IOSQE_IO_LINK);
+    CONST(IOSQE_IO_HARDLINK);
+    CONST(IOSQE_ASYNC);
+    CONST(IOSQE_CQE_SKIP_SUCCESS);
+    CONST(IORING_SETUP_SQPOLL);
+    CONST(IORING_SETUP_CQSIZE);
+    CONST(IORING_SETUP_SUBMIT_ALL);
+    CONST(IORING_SETUP_COOP_TASKRUN);
+    CONST(IORING_SETUP_SINGLE_ISSUER);
+    CONST(IORING_SETUP_DEFER_TASKRUN);
+    CONST(IORING_ENTER_GETEVENTS);
+    CONST(IORING_ENTER_SQ_WAKEUP);
+    CONST(IORING_ENTER_SQ_WAIT);
+    CONST(IORING_FEAT_SINGLE_MMAP);
+    CONST(IORING_FEAT_NODROP);
+    CONST(IORING_OFF_SQ_RING);
+    CONST(IORING_OFF_CQ_RING);
+    CONST(IORING_OFF_SQES);
+    CONST(IORING_SQ_NEED_WAKEUP);
+    CONST(IORING_SQ_CQ_OVERFLOW);
+    CONST(IORING_REGISTER_FILES);
+    CONST(IORING_UNREGISTER_FILES);
+    CONST(IORING_REGISTER_FILES_UPDATE);
+    CONST(IORING_CQE_F_MORE);
+    CONST(RWF_NOWAIT);
+
+    /* scheduling (sched.h) and the plain syscalls Fds issues without libc's wrapper */
+    CONST(CPU_SETSIZE);
+    CONST(SYS_read);
+    CONST(SYS_readv);
+    CONST(SYS_writev);
 
     /* values of function-like macros, computed in jvhost.h */
     CONST(JVHOST_CMSG_ALIGN);

@@ -20,9 +20,8 @@ public final class Offloads {
     public static final int TUN_F_TSO6 = Tun.TUN_F_TSO6;
     public static final int TUN_F_TSO_ECN = Tun.TUN_F_TSO_ECN;
     public static final int TUN_F_UFO = Tun.TUN_F_UFO;
-    /** linux/if_tun.h (5.19+); not in the syscall layer's constants. */
-    public static final int TUN_F_USO4 = 0x20;
-    public static final int TUN_F_USO6 = 0x40;
+    public static final int TUN_F_USO4 = Tun.TUN_F_USO4;
+    public static final int TUN_F_USO6 = Tun.TUN_F_USO6;
 
     /**
      * TUN_F_* flags for the given guest features. Every segmentation offload needs GUEST_CSUM: a

@@ -45,6 +45,9 @@ public final class Tun {
     public static final int TUN_F_TSO6 = Linux.TUN_F_TSO6();
     public static final int TUN_F_TSO_ECN = Linux.TUN_F_TSO_ECN();
     public static final int TUN_F_UFO = Linux.TUN_F_UFO();
+    /** UDP segmentation offload for IPv4 / IPv6; a kernel without USO refuses them (TUNSETOFFLOAD: EINVAL). */
+    public static final int TUN_F_USO4 = Linux.TUN_F_USO4();
+    public static final int TUN_F_USO6 = Linux.TUN_F_USO6();
     
     /** {@code IFNAMSIZ}: interface names are at most 15 bytes plus NUL. */
     public static final int IFNAMSIZ = Linux.IFNAMSIZ();

@@ -1598,6 +1598,15 @@ public class Linux extends Linux$shared {
     public static int MAP_ANONYMOUS() {
         return MAP_ANONYMOUS;
     }
+    private static final int RWF_NOWAIT = (int)8L;
+    /**
+     * {@snippet lang=c :
+     * #define RWF_NOWAIT 8
+     * }
+     */
+    public static int RWF_NOWAIT() {
+        return RWF_NOWAIT;
+    }
     private static final int IFF_TUN = (int)1L;
     /**
      * {@snippet lang=c :
@@ -1931,6 +1940,24 @@ public class Linux extends Linux$shared {
     public static int VRING_DESC_F_INDIRECT() {
         return VRING_DESC_F_INDIRECT;
     }
+    private static final int VRING_PACKED_DESC_F_AVAIL = (int)7L;
+    /**
+     * {@snippet lang=c :
+     * #define VRING_PACKED_DESC_F_AVAIL 7
+     * }
+     */
+    public static int VRING_PACKED_DESC_F_AVAIL() {
+        return VRING_PACKED_DESC_F_AVAIL;
+    }
+    private static final int VRING_PACKED_DESC_F_USED = (int)15L;
+    /**
+     * {@snippet lang=c :
+     * #define VRING_PACKED_DESC_F_USED 15
+     * }
+     */
+    public static int VRING_PACKED_DESC_F_USED() {
+        return VRING_PACKED_DESC_F_USED;
+    }
     private static final int VRING_USED_F_NO_NOTIFY = (int)1L;
     /**
      * {@snippet lang=c :
@@ -1948,6 +1975,42 @@ public class Linux extends Linux$shared {
      */
     public static int VRING_AVAIL_F_NO_INTERRUPT() {
         return VRING_AVAIL_F_NO_INTERRUPT;
+    }
+    private static final int VRING_PACKED_EVENT_FLAG_ENABLE = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * #define VRING_PACKED_EVENT_FLAG_ENABLE 0
+     * }
+     */
+    public static int VRING_PACKED_EVENT_FLAG_ENABLE() {
+        return VRING_PACKED_EVENT_FLAG_ENABLE;
+    }
+    private static final int VRING_PACKED_EVENT_FLAG_DISABLE = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * #define VRING_PACKED_EVENT_FLAG_DISABLE 1
+     * }
+     */
+    public static int VRING_PACKED_EVENT_FLAG_DISABLE() {
+        return VRING_PACKED_EVENT_FLAG_DISABLE;
+    }
+    private static final int VRING_PACKED_EVENT_FLAG_DESC = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * #define VRING_PACKED_EVENT_FLAG_DESC 2
+     * }
+     */
+    public static int VRING_PACKED_EVENT_FLAG_DESC() {
+        return VRING_PACKED_EVENT_FLAG_DESC;
+    }
+    private static final int VRING_PACKED_EVENT_F_WRAP_CTR = (int)15L;
+    /**
+     * {@snippet lang=c :
+     * #define VRING_PACKED_EVENT_F_WRAP_CTR 15
+     * }
+     */
+    public static int VRING_PACKED_EVENT_F_WRAP_CTR() {
+        return VRING_PACKED_EVENT_F_WRAP_CTR;
     }
     private static final int VIRTIO_RING_F_INDIRECT_DESC = (int)28L;
     /**
@@ -2668,6 +2731,69 @@ public class Linux extends Linux$shared {
      */
     public static int VHOST_NET_F_VIRTIO_NET_HDR() {
         return VHOST_NET_F_VIRTIO_NET_HDR;
+    }
+    private static final int VIRTIO_F_NOTIFICATION_DATA = (int)38L;
+    /**
+     * {@snippet lang=c :
+     * #define VIRTIO_F_NOTIFICATION_DATA 38
+     * }
+     */
+    public static int VIRTIO_F_NOTIFICATION_DATA() {
+        return VIRTIO_F_NOTIFICATION_DATA;
+    }
+    private static final int VIRTIO_NET_F_GUEST_USO4 = (int)54L;
+    /**
+     * {@snippet lang=c :
+     * #define VIRTIO_NET_F_GUEST_USO4 54
+     * }
+     */
+    public static int VIRTIO_NET_F_GUEST_USO4() {
+        return VIRTIO_NET_F_GUEST_USO4;
+    }
+    private static final int VIRTIO_NET_F_GUEST_USO6 = (int)55L;
+    /**
+     * {@snippet lang=c :
+     * #define VIRTIO_NET_F_GUEST_USO6 55
+     * }
+     */
+    public static int VIRTIO_NET_F_GUEST_USO6() {
+        return VIRTIO_NET_F_GUEST_USO6;
+    }
+    private static final int VIRTIO_NET_F_HOST_USO = (int)56L;
+    /**
+     * {@snippet lang=c :
+     * #define VIRTIO_NET_F_HOST_USO 56
+     * }
+     */
+    public static int VIRTIO_NET_F_HOST_USO() {
+        return VIRTIO_NET_F_HOST_USO;
+    }
+    private static final int VIRTIO_NET_HDR_GSO_UDP_L4 = (int)5L;
+    /**
+     * {@snippet lang=c :
+     * #define VIRTIO_NET_HDR_GSO_UDP_L4 5
+     * }
+     */
+    public static int VIRTIO_NET_HDR_GSO_UDP_L4() {
+        return VIRTIO_NET_HDR_GSO_UDP_L4;
+    }
+    private static final int TUN_F_USO4 = (int)32L;
+    /**
+     * {@snippet lang=c :
+     * #define TUN_F_USO4 32
+     * }
+     */
+    public static int TUN_F_USO4() {
+        return TUN_F_USO4;
+    }
+    private static final int TUN_F_USO6 = (int)64L;
+    /**
+     * {@snippet lang=c :
+     * #define TUN_F_USO6 64
+     * }
+     */
+    public static int TUN_F_USO6() {
+        return TUN_F_USO6;
     }
     /**
      * {@snippet lang=c :
@@ -3555,6 +3681,136 @@ public class Linux extends Linux$shared {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+    /**
+     * {@snippet lang=c :
+     * typedef unsigned long __cpu_mask
+     * }
+     */
+    public static final OfLong __cpu_mask = Linux.C_LONG;
+
+    private static class sched_setaffinity {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Linux.C_INT,
+            Linux.C_INT,
+            Linux.C_LONG,
+            Linux.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sched_setaffinity");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * extern int sched_setaffinity(__pid_t __pid, size_t __cpusetsize, const cpu_set_t *__cpuset)
+     * }
+     */
+    public static FunctionDescriptor sched_setaffinity$descriptor() {
+        return sched_setaffinity.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * extern int sched_setaffinity(__pid_t __pid, size_t __cpusetsize, const cpu_set_t *__cpuset)
+     * }
+     */
+    public static MethodHandle sched_setaffinity$handle() {
+        return sched_setaffinity.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * extern int sched_setaffinity(__pid_t __pid, size_t __cpusetsize, const cpu_set_t *__cpuset)
+     * }
+     */
+    public static MemorySegment sched_setaffinity$address() {
+        return sched_setaffinity.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * extern int sched_setaffinity(__pid_t __pid, size_t __cpusetsize, const cpu_set_t *__cpuset)
+     * }
+     */
+    public static int sched_setaffinity(int __pid, long __cpusetsize, MemorySegment __cpuset) {
+        var mh$ = sched_setaffinity.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sched_setaffinity", __pid, __cpusetsize, __cpuset);
+            }
+            return (int)mh$.invokeExact(__pid, __cpusetsize, __cpuset);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sched_getaffinity {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Linux.C_INT,
+            Linux.C_INT,
+            Linux.C_LONG,
+            Linux.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sched_getaffinity");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * extern int sched_getaffinity(__pid_t __pid, size_t __cpusetsize, cpu_set_t *__cpuset)
+     * }
+     */
+    public static FunctionDescriptor sched_getaffinity$descriptor() {
+        return sched_getaffinity.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * extern int sched_getaffinity(__pid_t __pid, size_t __cpusetsize, cpu_set_t *__cpuset)
+     * }
+     */
+    public static MethodHandle sched_getaffinity$handle() {
+        return sched_getaffinity.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * extern int sched_getaffinity(__pid_t __pid, size_t __cpusetsize, cpu_set_t *__cpuset)
+     * }
+     */
+    public static MemorySegment sched_getaffinity$address() {
+        return sched_getaffinity.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * extern int sched_getaffinity(__pid_t __pid, size_t __cpusetsize, cpu_set_t *__cpuset)
+     * }
+     */
+    public static int sched_getaffinity(int __pid, long __cpusetsize, MemorySegment __cpuset) {
+        var mh$ = sched_getaffinity.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sched_getaffinity", __pid, __cpusetsize, __cpuset);
+            }
+            return (int)mh$.invokeExact(__pid, __cpusetsize, __cpuset);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 
     private static class strerror {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
@@ -4171,6 +4427,64 @@ public class Linux extends Linux$shared {
                 traceDowncall("ftruncate", __fd, __length);
             }
             return (int)mh$.invokeExact(__fd, __length);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class gettid {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Linux.C_INT    );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("gettid");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * extern __pid_t gettid()
+     * }
+     */
+    public static FunctionDescriptor gettid$descriptor() {
+        return gettid.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * extern __pid_t gettid()
+     * }
+     */
+    public static MethodHandle gettid$handle() {
+        return gettid.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * extern __pid_t gettid()
+     * }
+     */
+    public static MemorySegment gettid$address() {
+        return gettid.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * extern __pid_t gettid()
+     * }
+     */
+    public static int gettid() {
+        var mh$ = gettid.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("gettid");
+            }
+            return (int)mh$.invokeExact();
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {
@@ -4981,6 +5295,12 @@ public class Linux extends Linux$shared {
     public static final OfShort __u16 = Linux.C_SHORT;
     /**
      * {@snippet lang=c :
+     * typedef int __s32
+     * }
+     */
+    public static final OfInt __s32 = Linux.C_INT;
+    /**
+     * {@snippet lang=c :
      * typedef unsigned int __u32
      * }
      */
@@ -5027,6 +5347,84 @@ public class Linux extends Linux$shared {
      * }
      */
     public static final OfLong __virtio64 = Linux.C_LONG_LONG;
+    /**
+     * {@snippet lang=c :
+     * typedef int __kernel_rwf_t
+     * }
+     */
+    public static final OfInt __kernel_rwf_t = Linux.C_INT;
+    private static final int IORING_OP_NOP = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * enum io_uring_op.IORING_OP_NOP = 0
+     * }
+     */
+    public static int IORING_OP_NOP() {
+        return IORING_OP_NOP;
+    }
+    private static final int IORING_OP_READV = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * enum io_uring_op.IORING_OP_READV = 1
+     * }
+     */
+    public static int IORING_OP_READV() {
+        return IORING_OP_READV;
+    }
+    private static final int IORING_OP_WRITEV = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * enum io_uring_op.IORING_OP_WRITEV = 2
+     * }
+     */
+    public static int IORING_OP_WRITEV() {
+        return IORING_OP_WRITEV;
+    }
+    private static final int IORING_OP_READ = (int)22L;
+    /**
+     * {@snippet lang=c :
+     * enum io_uring_op.IORING_OP_READ = 22
+     * }
+     */
+    public static int IORING_OP_READ() {
+        return IORING_OP_READ;
+    }
+    private static final int IORING_OP_WRITE = (int)23L;
+    /**
+     * {@snippet lang=c :
+     * enum io_uring_op.IORING_OP_WRITE = 23
+     * }
+     */
+    public static int IORING_OP_WRITE() {
+        return IORING_OP_WRITE;
+    }
+    private static final int IORING_REGISTER_FILES = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.IORING_REGISTER_FILES = 2
+     * }
+     */
+    public static int IORING_REGISTER_FILES() {
+        return IORING_REGISTER_FILES;
+    }
+    private static final int IORING_UNREGISTER_FILES = (int)3L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.IORING_UNREGISTER_FILES = 3
+     * }
+     */
+    public static int IORING_UNREGISTER_FILES() {
+        return IORING_UNREGISTER_FILES;
+    }
+    private static final int IORING_REGISTER_FILES_UPDATE = (int)6L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.IORING_REGISTER_FILES_UPDATE = 6
+     * }
+     */
+    public static int IORING_REGISTER_FILES_UPDATE() {
+        return IORING_REGISTER_FILES_UPDATE;
+    }
     private static final int JVHOST_CMSG_ALIGN = (int)8L;
     /**
      * {@snippet lang=c :
@@ -5125,6 +5523,69 @@ public class Linux extends Linux$shared {
      */
     public static int O_CLOEXEC() {
         return O_CLOEXEC;
+    }
+    private static final int CPU_SETSIZE = (int)1024L;
+    /**
+     * {@snippet lang=c :
+     * #define CPU_SETSIZE 1024
+     * }
+     */
+    public static int CPU_SETSIZE() {
+        return CPU_SETSIZE;
+    }
+    private static final int SYS_io_uring_enter = (int)426L;
+    /**
+     * {@snippet lang=c :
+     * #define SYS_io_uring_enter 426
+     * }
+     */
+    public static int SYS_io_uring_enter() {
+        return SYS_io_uring_enter;
+    }
+    private static final int SYS_io_uring_register = (int)427L;
+    /**
+     * {@snippet lang=c :
+     * #define SYS_io_uring_register 427
+     * }
+     */
+    public static int SYS_io_uring_register() {
+        return SYS_io_uring_register;
+    }
+    private static final int SYS_io_uring_setup = (int)425L;
+    /**
+     * {@snippet lang=c :
+     * #define SYS_io_uring_setup 425
+     * }
+     */
+    public static int SYS_io_uring_setup() {
+        return SYS_io_uring_setup;
+    }
+    private static final int SYS_read = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * #define SYS_read 0
+     * }
+     */
+    public static int SYS_read() {
+        return SYS_read;
+    }
+    private static final int SYS_readv = (int)19L;
+    /**
+     * {@snippet lang=c :
+     * #define SYS_readv 19
+     * }
+     */
+    public static int SYS_readv() {
+        return SYS_readv;
+    }
+    private static final int SYS_writev = (int)20L;
+    /**
+     * {@snippet lang=c :
+     * #define SYS_writev 20
+     * }
+     */
+    public static int SYS_writev() {
+        return SYS_writev;
     }
     private static final int MFD_CLOEXEC = (int)1L;
     /**
@@ -5332,6 +5793,213 @@ public class Linux extends Linux$shared {
      */
     public static int VIRTIO_F_IOMMU_PLATFORM() {
         return VIRTIO_F_IOMMU_PLATFORM;
+    }
+    private static final int IOSQE_FIXED_FILE = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * #define IOSQE_FIXED_FILE 1
+     * }
+     */
+    public static int IOSQE_FIXED_FILE() {
+        return IOSQE_FIXED_FILE;
+    }
+    private static final int IOSQE_IO_DRAIN = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * #define IOSQE_IO_DRAIN 2
+     * }
+     */
+    public static int IOSQE_IO_DRAIN() {
+        return IOSQE_IO_DRAIN;
+    }
+    private static final int IOSQE_IO_LINK = (int)4L;
+    /**
+     * {@snippet lang=c :
+     * #define IOSQE_IO_LINK 4
+     * }
+     */
+    public static int IOSQE_IO_LINK() {
+        return IOSQE_IO_LINK;
+    }
+    private static final int IOSQE_IO_HARDLINK = (int)8L;
+    /**
+     * {@snippet lang=c :
+     * #define IOSQE_IO_HARDLINK 8
+     * }
+     */
+    public static int IOSQE_IO_HARDLINK() {
+        return IOSQE_IO_HARDLINK;
+    }
+    private static final int IOSQE_ASYNC = (int)16L;
+    /**
+     * {@snippet lang=c :
+     * #define IOSQE_ASYNC 16
+     * }
+     */
+    public static int IOSQE_ASYNC() {
+        return IOSQE_ASYNC;
+    }
+    private static final int IOSQE_CQE_SKIP_SUCCESS = (int)64L;
+    /**
+     * {@snippet lang=c :
+     * #define IOSQE_CQE_SKIP_SUCCESS 64
+     * }
+     */
+    public static int IOSQE_CQE_SKIP_SUCCESS() {
+        return IOSQE_CQE_SKIP_SUCCESS;
+    }
+    private static final int IORING_SETUP_SQPOLL = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_SETUP_SQPOLL 2
+     * }
+     */
+    public static int IORING_SETUP_SQPOLL() {
+        return IORING_SETUP_SQPOLL;
+    }
+    private static final int IORING_SETUP_CQSIZE = (int)8L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_SETUP_CQSIZE 8
+     * }
+     */
+    public static int IORING_SETUP_CQSIZE() {
+        return IORING_SETUP_CQSIZE;
+    }
+    private static final int IORING_SETUP_SUBMIT_ALL = (int)128L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_SETUP_SUBMIT_ALL 128
+     * }
+     */
+    public static int IORING_SETUP_SUBMIT_ALL() {
+        return IORING_SETUP_SUBMIT_ALL;
+    }
+    private static final int IORING_SETUP_COOP_TASKRUN = (int)256L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_SETUP_COOP_TASKRUN 256
+     * }
+     */
+    public static int IORING_SETUP_COOP_TASKRUN() {
+        return IORING_SETUP_COOP_TASKRUN;
+    }
+    private static final int IORING_SETUP_SINGLE_ISSUER = (int)4096L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_SETUP_SINGLE_ISSUER 4096
+     * }
+     */
+    public static int IORING_SETUP_SINGLE_ISSUER() {
+        return IORING_SETUP_SINGLE_ISSUER;
+    }
+    private static final int IORING_SETUP_DEFER_TASKRUN = (int)8192L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_SETUP_DEFER_TASKRUN 8192
+     * }
+     */
+    public static int IORING_SETUP_DEFER_TASKRUN() {
+        return IORING_SETUP_DEFER_TASKRUN;
+    }
+    private static final int IORING_CQE_F_MORE = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_CQE_F_MORE 2
+     * }
+     */
+    public static int IORING_CQE_F_MORE() {
+        return IORING_CQE_F_MORE;
+    }
+    private static final long IORING_OFF_SQ_RING = 0L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_OFF_SQ_RING 0
+     * }
+     */
+    public static long IORING_OFF_SQ_RING() {
+        return IORING_OFF_SQ_RING;
+    }
+    private static final long IORING_OFF_CQ_RING = 134217728L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_OFF_CQ_RING 134217728
+     * }
+     */
+    public static long IORING_OFF_CQ_RING() {
+        return IORING_OFF_CQ_RING;
+    }
+    private static final long IORING_OFF_SQES = 268435456L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_OFF_SQES 268435456
+     * }
+     */
+    public static long IORING_OFF_SQES() {
+        return IORING_OFF_SQES;
+    }
+    private static final int IORING_SQ_NEED_WAKEUP = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_SQ_NEED_WAKEUP 1
+     * }
+     */
+    public static int IORING_SQ_NEED_WAKEUP() {
+        return IORING_SQ_NEED_WAKEUP;
+    }
+    private static final int IORING_SQ_CQ_OVERFLOW = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_SQ_CQ_OVERFLOW 2
+     * }
+     */
+    public static int IORING_SQ_CQ_OVERFLOW() {
+        return IORING_SQ_CQ_OVERFLOW;
+    }
+    private static final int IORING_ENTER_GETEVENTS = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_ENTER_GETEVENTS 1
+     * }
+     */
+    public static int IORING_ENTER_GETEVENTS() {
+        return IORING_ENTER_GETEVENTS;
+    }
+    private static final int IORING_ENTER_SQ_WAKEUP = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_ENTER_SQ_WAKEUP 2
+     * }
+     */
+    public static int IORING_ENTER_SQ_WAKEUP() {
+        return IORING_ENTER_SQ_WAKEUP;
+    }
+    private static final int IORING_ENTER_SQ_WAIT = (int)4L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_ENTER_SQ_WAIT 4
+     * }
+     */
+    public static int IORING_ENTER_SQ_WAIT() {
+        return IORING_ENTER_SQ_WAIT;
+    }
+    private static final int IORING_FEAT_SINGLE_MMAP = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_FEAT_SINGLE_MMAP 1
+     * }
+     */
+    public static int IORING_FEAT_SINGLE_MMAP() {
+        return IORING_FEAT_SINGLE_MMAP;
+    }
+    private static final int IORING_FEAT_NODROP = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * #define IORING_FEAT_NODROP 2
+     * }
+     */
+    public static int IORING_FEAT_NODROP() {
+        return IORING_FEAT_NODROP;
     }
 }
 

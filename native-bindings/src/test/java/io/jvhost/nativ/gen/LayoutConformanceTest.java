@@ -36,9 +36,9 @@ import org.junit.jupiter.api.Timeout;
  * layouts ({@code byteSize()}, {@code byteAlignment()}, {@code byteOffset(PathElement...)}) and the
  * constant accessors of {@link Linux}. Every mismatch is reported by name.
  *
- * <p>It also checks coverage: every constant, struct and union in {@code ffi-headers/symbols.txt} and
- * every member of every generated struct must be probed by layout.c, so a symbol added to the filter
- * without a C-side check fails here.
+ * <p>It also checks coverage: every constant, struct and union in {@code ffi-headers/symbols.txt}, every
+ * typedef of a struct or union ({@code cpu_set_t}), and every member of every generated struct must be
+ * probed by layout.c, so a symbol added to the filter without a C-side check fails here.
  *
  * <p>Needs gcc (CI installs it); without it the test fails, it does not skip.
  */
@@ -184,8 +184,11 @@ class LayoutConformanceTest {
                 missing.add("constant " + name + " is printed by layout.c but not in symbols.txt");
             }
         }
-        for (String kind : List.of("struct", "union")) {
+        for (String kind : List.of("struct", "union", "typedef")) {
             for (String tag : symbols.getOrDefault(kind, Set.of())) {
+                if (kind.equals("typedef") && !hasGeneratedClass(tag)) {
+                    continue; // a scalar typedef (size_t, __u16 ...): a layout constant in Linux, no class
+                }
                 if (!cValues.containsKey("sizeof " + tag)) {
                     missing.add(kind + " " + tag + ": layout.c prints no sizeof");
                     continue;
@@ -225,6 +228,16 @@ class LayoutConformanceTest {
             fail(problems.size() + " mismatch(es) in " + what + " between ffi-headers/jvhost.h (gcc) and "
                     + GEN_PACKAGE + " (jextract):\n  " + String.join("\n  ", problems)
                     + "\nRegenerate with tools/regen-bindings.sh, or fix native-bindings/src/test/c/layout.c.");
+        }
+    }
+
+    /** Whether jextract emitted a class for a typedef: it does for a typedef of a struct or union. */
+    private static boolean hasGeneratedClass(String name) {
+        try {
+            Class.forName(GEN_PACKAGE + "." + name, false, LayoutConformanceTest.class.getClassLoader());
+            return true;
+        } catch (ClassNotFoundException e) {
+            return false;
         }
     }
 
