@@ -167,9 +167,24 @@ public final class Configuration {
     public static final Tunable<Boolean> NATIVE_CRITICAL_NONBLOCKING = boolTunable("native-critical-nonblocking",
             "jvhost.native.criticalNonBlocking", "link non-blocking tap readv/writev as critical (default false)");
 
+    /**
+     * Worker threads shared by every device's queue pairs (OVS-DPDK's PMD threads). 0: one per queue
+     * pair in use, up to the CPUs the process may use (or up to the {@link #CPUS} given).
+     */
+    public static final Tunable<Integer> WORKERS = intTunable("workers", "jvhost.pool.workers", 0, 0, 4096,
+            "worker threads for all devices' queue pairs (0: one per queue pair, up to the CPUs available)");
+
+    /**
+     * CPUs the workers are pinned to, one CPU per worker in turn (Linux cpu-list, e.g. {@code 0-3,8};
+     * OVS-DPDK's {@code pmd-cpu-mask}). Empty: not pinned.
+     */
+    public static final Tunable<String> CPUS = new Tunable<>("cpus", "jvhost.pool.cpus", "", 1, 0, 0, "LIST",
+            "pin the workers, one CPU each in turn (cpu-list like 0-3,8; default: not pinned)",
+            v -> CpuList.format(CpuList.parse(v)));
+
     /** Every tunable, in the order {@code --help} lists them. */
     public static final List<Tunable<?>> ALL = List.of(WEIGHT, BUSY_POLL_NANOS, ADAPTIVE_SPIN_NANOS, ACK_TIMEOUT_MS,
-            TAP_IO, RX_URING_BATCH, TX_PUBLISH_BYTES, TAP_URING_NO_FIXED, TAP_URING_NO_PLAIN_WRITE, NATIVE_CRITICAL,
+            WORKERS, CPUS, TAP_IO, RX_URING_BATCH, TX_PUBLISH_BYTES, TAP_URING_NO_FIXED, TAP_URING_NO_PLAIN_WRITE, NATIVE_CRITICAL,
             NATIVE_CRITICAL_NONBLOCKING);
 
     /** The tunable with command-line flag {@code flag}, or null. */

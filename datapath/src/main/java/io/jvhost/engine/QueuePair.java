@@ -66,6 +66,7 @@ public final class QueuePair {
     private long tagBase;
     private final int[] registeredKick = {-1, -1};
     private int tapInterest = -1;
+    private boolean closed;
 
     /**
      * @param device   device name, for logs
@@ -445,8 +446,12 @@ public final class QueuePair {
         }
     }
 
-    /** Frees the pair's io_urings and native memory; after its worker stopped running it. */
+    /** Frees the pair's io_urings and native memory (once); after its worker stopped running it. */
     void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
         if (txUring != null) {
             txUring.close();
         }
