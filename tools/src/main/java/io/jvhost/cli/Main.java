@@ -2,6 +2,7 @@ package io.jvhost.cli;
 
 import io.jvhost.stats.StatsRenderer;
 import io.jvhost.engine.WorkerConfig;
+import io.jvhost.engine.WorkerPool;
 import io.jvhost.nativ.NativeException;
 import io.jvhost.device.NetDevice;
 import io.jvhost.vhostuser.FeatureSet;
@@ -114,16 +115,23 @@ public final class Main {
         }
         int count = inherited ? 1 : sockets.size();
         WorkerConfig worker = WorkerConfig.defaults();
+        // One pool for every device: queue pairs join its workers when their front-end starts them.
+        WorkerPool pool = WorkerPool.configured(o.queueAffinity(), worker);
         List<Device> devices = new ArrayList<>();
         try {
+            checkAffinityNames(o, count, o.queues());
             for (int i = 0; i < count; i++) {
                 devices.add(open(o, i, inherited ? null : sockets.get(i), i < taps.size() ? taps.get(i) : "jvhost%d",
-                        client, worker, features));
+                        client, worker, features, pool));
             }
         } catch (RuntimeException e) {
             devices.forEach(Device::close);
+            pool.close();
             throw e;
         }
+        System.err.printf("jvhost: %d device(s), up to %d worker thread(s)%s%n", count, pool.size(),
+                pool.settings().cpus().length == 0 ? "" : " pinned to CPUs "
+                        + io.jvhost.config.CpuList.format(pool.settings().cpus()));
         CountDownLatch stopped = new CountDownLatch(1);
         CountDownLatch done = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
@@ -148,16 +156,40 @@ public final class Main {
                 d.close();
                 summary.append(StatsRenderer.table(d.device().stats()));
             }
+            summary.append(StatsRenderer.workers(pool.stats()));
+            pool.close();
             System.err.print(summary);
             done.countDown();
         }
         return 0;
     }
 
+    /** Every device a {@code --queue-affinity} names must exist (a typo would otherwise place nothing). */
+    private static void checkAffinityNames(Options o, int devices, int queuePairs) {
+        for (String key : o.queueAffinity().keySet()) {
+            int colon = key.lastIndexOf(':');
+            String dev = key.substring(0, colon);
+            int q = Integer.parseInt(key.substring(colon + 1));
+            boolean known = false;
+            for (int i = 0; i < devices; i++) {
+                known |= dev.equals(deviceName(i));
+            }
+            if (!known || q >= queuePairs) {
+                throw new IllegalArgumentException("--queue-affinity names " + key + ", but the devices are vm0..vm"
+                        + (devices - 1) + " with queue pairs 0.." + (queuePairs - 1));
+            }
+        }
+    }
+
+    private static String deviceName(int index) {
+        return "vm" + index;
+    }
+
     private static Device open(Options o, int index, String socketPath, String tap, boolean client,
-                               WorkerConfig worker, FeatureSet features) {
-        String name = "vm" + index;
-        NetDevice.Config cfg = NetDevice.Config.of(name, tap, o.queues()).withMtu(o.mtu()).withWorker(worker);
+                               WorkerConfig worker, FeatureSet features, WorkerPool pool) {
+        String name = deviceName(index);
+        NetDevice.Config cfg = NetDevice.Config.of(name, tap, o.queues()).withMtu(o.mtu()).withWorker(worker)
+                .withPool(pool);
         if (o.tapSndBuf() > 0) {
             cfg = cfg.withTapSndBuf(o.tapSndBuf());
         }
