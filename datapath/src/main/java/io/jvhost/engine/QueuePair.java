@@ -352,14 +352,31 @@ public final class QueuePair {
         if (rxOn() && rx.needsBuffers() && rx.armNotify()) {
             return true;
         }
-        // tap interest: EPOLLIN only while the guest has RX buffers, EPOLLOUT only while TX is backpressured
+        armTap();
+        return false;
+    }
+
+    /** Tap interest: EPOLLIN only while the guest has RX buffers, EPOLLOUT only while TX is backpressured. */
+    private void armTap() {
         int interest = (rxOn() && !rx.needsBuffers() ? Epoll.EPOLLIN : 0)
                 | (txOn() && tx.backpressured() ? Epoll.EPOLLOUT : 0);
         if (interest != tapInterest && ep >= 0) {
             Epoll.modify(ep, tapFd, interest, tagBase | KIND_TAP);
             tapInterest = interest;
         }
-        return false;
+    }
+
+    /**
+     * TX waits for the tap to take frames again (EAGAIN). Then, while other work keeps the worker from
+     * sleeping, {@link #armTapForWrite} and a non-blocking look at the epoll set tell it when to go on.
+     */
+    boolean waitsForTap() {
+        return txOn() && tx.backpressured();
+    }
+
+    /** Asks for EPOLLOUT on the tap (see {@link #waitsForTap}). */
+    void armTapForWrite() {
+        armTap();
     }
 
     /** A running ring without a kick fd: the worker must wake up periodically. */

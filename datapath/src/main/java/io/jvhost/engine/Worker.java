@@ -84,6 +84,8 @@ public final class Worker implements AutoCloseable {
     /** Epoll tag slot → pair; a pair keeps its slot while it stays, so a join or leave re-registers nothing else. */
     private QueuePair[] slots = new QueuePair[4];
     private QueuePair[] active = NO_PAIRS;
+    /** The pair that went first in the last cycle (index into {@link #active}). */
+    private int first;
     /** The pair whose code ran last on this thread: a fault that surfaces between pairs is its. */
     private QueuePair last;
     /** Start of the period being accounted, and what the worker did in it ({@link WorkerLoad} *_NANOS). */
@@ -273,8 +275,8 @@ public final class Worker implements AutoCloseable {
     // ------------------------------------------------------------------ the loop
 
     private void run() {
-        tid = Sched.gettid();
         pin();
+        tid = Sched.gettid(); // published once pinned
         spin.reset(System.nanoTime());
         mark = System.nanoTime();
         while (running) {
@@ -343,16 +345,31 @@ public final class Worker implements AutoCloseable {
             return;
         }
         QueuePair[] qps = active;
-        for (QueuePair qp : qps) {
+        // A different pair goes first each cycle: where pairs compete for something outside the
+        // worker (tap space, a shared egress), none gets it first every time.
+        int n = qps.length;
+        int j = n == 0 ? 0 : (first = first + 1 >= n ? 0 : first + 1);
+        boolean tapWait = false;
+        for (int i = 0; i < n; i++) {
+            QueuePair qp = qps[j];
+            if (++j == n) {
+                j = 0;
+            }
             last = qp;
             try {
                 work += qp.doWork(now);
+                tapWait |= qp.waitsForTap();
                 settle();
             } catch (RuntimeException | Error e) {
                 pairFailed(qp, e);
             }
         }
         if (work > 0) {
+            if (tapWait) {
+                // A pair waits for its tap while others keep the worker awake: it would otherwise wait
+                // until they all went idle.
+                pollEvents(qps);
+            }
             load.increment(WorkerLoad.BUSY_CYCLES);
             markKind = WorkerLoad.BUSY_NANOS;
             spin.onWork(now);
@@ -416,6 +433,30 @@ public final class Worker implements AutoCloseable {
         for (QueuePair qp : qps) {
             qp.counters().increment(Counter.WAKEUPS);
         }
+        dispatch(n);
+        if (polled) {
+            for (QueuePair qp : qps) {
+                qp.polledWake();
+            }
+        }
+    }
+
+    /** The events of a busy cycle, without sleeping (see {@link QueuePair#waitsForTap}). */
+    private void pollEvents(QueuePair[] qps) {
+        for (QueuePair qp : qps) {
+            last = qp;
+            try {
+                if (qp.waitsForTap()) {
+                    qp.armTapForWrite();
+                }
+            } catch (RuntimeException | Error e) {
+                pairFailed(qp, e);
+            }
+        }
+        dispatch(Epoll.wait(ep, events, MAX_EVENTS, 0));
+    }
+
+    private void dispatch(int n) {
         for (int i = 0; i < n; i++) {
             long tag = Epoll.data(events, i);
             if (tag == TAG_CMD) {
@@ -432,11 +473,6 @@ public final class Worker implements AutoCloseable {
                 } catch (RuntimeException | Error e) {
                     pairFailed(qp, e);
                 }
-            }
-        }
-        if (polled) {
-            for (QueuePair qp : qps) {
-                qp.polledWake();
             }
         }
     }
