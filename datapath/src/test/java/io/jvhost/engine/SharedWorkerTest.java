@@ -1,5 +1,9 @@
 package io.jvhost.engine;
 
+import io.jvhost.driver.DriverMemory;
+import io.jvhost.driver.DriverVirtqueue;
+import io.jvhost.driver.VhostUserClient;
+import io.jvhost.nativ.EventFd;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.Mman;
 import io.jvhost.nativ.Poll;
@@ -7,6 +11,7 @@ import io.jvhost.net.SeqPacketPair;
 import io.jvhost.stats.Counter;
 import io.jvhost.stats.WorkerLoad;
 import io.jvhost.stats.WorkerStats;
+import io.jvhost.vhostuser.VhostUserMessage;
 import io.jvhost.virtq.VirtqError;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -229,6 +234,69 @@ class SharedWorkerTest {
         } finally {
             stopAll(stop, threads);
             for (int fd : new int[] {vt[0], vt[1], bt[0], bt[1]}) {
+                Fds.closeQuietly(fd);
+            }
+        }
+    }
+
+    /**
+     * The sharpest case for charging a fault to the right pair: the victim's rings are idle and its
+     * memory vanishes, so the worker's first touch is a plain Java read of its avail ring (SIGBUS, no
+     * system call after it in that pair's share of the cycle), while the bystander on the same worker
+     * moves frames (its system calls are where the JVM would otherwise raise the victim's fault).
+     * Twenty rounds: the victim breaks every time, the bystander never.
+     */
+    @Test
+    void aFaultInARingReadIsChargedToItsOwnPair() throws Exception {
+        int[] vt = SeqPacketPair.open();
+        int[] bt = SeqPacketPair.open();
+        for (int fd : new int[] {vt[0], vt[1], bt[0], bt[1]}) {
+            Fds.setNonBlocking(fd, true);
+        }
+        AtomicBoolean stop = new AtomicBoolean();
+        List<Thread> threads = new ArrayList<>();
+        int kick = EventFd.create(0, true);
+        int call = EventFd.create(0, true);
+        try (WorkerPool pool = oneWorker("ringread");
+             PoolDevice victim = new PoolDevice("idle-victim", pool, vt[0]);
+             PoolDevice bystander = new PoolDevice("busy-bystander", pool, bt[0]);
+             PoolDevice.Guest other = new PoolDevice.Guest(bystander, 256)) {
+          try {
+            AtomicLong byRx = new AtomicLong();
+            threads.add(flood(bt[1], stop));
+            threads.add(guestLoop(other, stop, byRx, null));
+            threads.add(drain(bt[1], stop, new AtomicLong()));
+            awaitAtLeast(byRx::get, 100, "bystander RX before");
+            for (int round = 0; round < 20; round++) {
+                try (DriverMemory m = DriverMemory.memfd("ringread", 1 << 20, DriverMemory.DEFAULT_GPA_BASE);
+                     VhostUserClient c = VhostUserClient.connect(victim.path)) {
+                    c.negotiate(PoolDevice.FEATURES, VhostUserMessage.PROTOCOL_SUPPORTED);
+                    c.setMemTable(List.of(m.region()));
+                    DriverVirtqueue tx = new DriverVirtqueue(m, 256, PoolDevice.FEATURES, 0, 0);
+                    c.setupRing(1, tx, kick, call);
+                    c.setVringEnable(1, true);
+                    assertEquals(2, pool.workers().get(0).queuePairs());
+                    Mman.ftruncate(m.fd(), 0);
+                    EventFd.signal(kick);
+                    assertEquals(VirtqError.MEMORY_FAULT, awaitBroken(victim.pair, QueuePair.TX), "round " + round);
+                }
+                awaitSessionEnd(victim);
+                assertNull(bystander.pair.brokenReason(QueuePair.RX), "round " + round + ": "
+                        + bystander.pair.brokenMessage(QueuePair.RX));
+                assertNull(bystander.pair.brokenReason(QueuePair.TX), "round " + round + ": "
+                        + bystander.pair.brokenMessage(QueuePair.TX));
+                assertEquals(0, bystander.pair.counters().get(Counter.MEMORY_FAULTS), "round " + round);
+            }
+            long rx0 = byRx.get();
+            awaitAtLeast(byRx::get, rx0 + 100, "bystander RX after");
+            assertTrue(victim.pair.counters().get(Counter.MEMORY_FAULTS) >= 20);
+            assertTrue(pool.workers().get(0).running());
+          } finally {
+            stopAll(stop, threads);
+          }
+        } finally {
+            stopAll(stop, threads);
+            for (int fd : new int[] {vt[0], vt[1], bt[0], bt[1], kick, call}) {
                 Fds.closeQuietly(fd);
             }
         }
