@@ -66,6 +66,12 @@ public final class QueuePair {
     private long tagBase;
     private final int[] registeredKick = {-1, -1};
     private int tapInterest = -1;
+    /**
+     * RX found the tap empty: it is read again once epoll reports it readable (or the guest kicks),
+     * not every cycle — an idle pair on a busy worker then costs no system call per cycle, and the
+     * worker learns about all its dry taps from one non-blocking epoll_wait.
+     */
+    private boolean tapDry;
     private boolean closed;
 
     /**
@@ -144,6 +150,7 @@ public final class QueuePair {
 
     /** Starts ring {@code role} on the current memory table. */
     void onStartRing(int role, RingSetup setup) {
+        tapDry = false;
         Vring r = ring(role);
         if (r.started()) {
             onStopRing(role);
@@ -172,6 +179,7 @@ public final class QueuePair {
     }
 
     void onSetRingEnabled(int role, boolean on) {
+        tapDry = false;
         Vring r = ring(role);
         if (role == TX && !on && r.enabled() && txRing.active()) {
             flushTx();
@@ -218,6 +226,7 @@ public final class QueuePair {
         // Held chains point into the old mappings: give them back, they are re-taken via the new table.
         tx.releasePending();
         rx.releaseWindow();
+        tapDry = false;
         memory = table;
         boolean ok = txRing.queue().setMemory(table);
         return rxRing.queue().setMemory(table) && ok;
@@ -254,6 +263,7 @@ public final class QueuePair {
         }
         txRing.reset();
         rxRing.reset();
+        tapDry = false;
         memory = GuestMemory.empty();
         if (failure instanceof RuntimeException re) {
             throw re;
@@ -329,8 +339,13 @@ public final class QueuePair {
         if (txOn() && !tx.backpressured()) {
             work += tx.process(weight, now);
         }
-        if (rxOn() && !rx.needsBuffers()) {
-            work += rx.process(weight, now);
+        if (rxOn() && !rx.needsBuffers() && !tapDry) {
+            int n = rx.process(weight, now);
+            work += n;
+            if (n == 0 && !rx.needsBuffers()) {
+                tapDry = true;
+                armTap();
+            }
         }
         return work;
     }
@@ -367,15 +382,16 @@ public final class QueuePair {
     }
 
     /**
-     * TX waits for the tap to take frames again (EAGAIN). Then, while other work keeps the worker from
-     * sleeping, {@link #armTapForWrite} and a non-blocking look at the epoll set tell it when to go on.
+     * TX waits for the tap to take frames again (EAGAIN), or RX for it to have frames again (it was
+     * found empty). Then, while other work keeps the worker from sleeping, {@link #armTapWait} and a
+     * non-blocking look at the epoll set tell it when to go on.
      */
     boolean waitsForTap() {
-        return txOn() && tx.backpressured();
+        return (txOn() && tx.backpressured()) || (tapDry && rxOn() && !rx.needsBuffers());
     }
 
-    /** Asks for EPOLLOUT on the tap (see {@link #waitsForTap}). */
-    void armTapForWrite() {
+    /** Asks for EPOLLOUT / EPOLLIN on the tap as {@link #waitsForTap} needs them. */
+    void armTapWait() {
         armTap();
     }
 
@@ -387,6 +403,7 @@ public final class QueuePair {
     /** After a sleep that had to poll ({@link #polled()}): no kick will come, look at the ring again. */
     void polledWake() {
         rx.kicked();
+        tapDry = false;
     }
 
     /** An epoll event with one of this pair's tags. */
@@ -400,8 +417,12 @@ public final class QueuePair {
                 EventFd.drain(rxRing.kickFd());
                 counters.increment(Counter.RX_KICKS);
                 rx.kicked();
+                tapDry = false;
             }
             default -> {
+                if ((events & (Epoll.EPOLLIN | Epoll.EPOLLERR | Epoll.EPOLLHUP)) != 0) {
+                    tapDry = false;
+                }
                 if ((events & (Epoll.EPOLLOUT | Epoll.EPOLLERR | Epoll.EPOLLHUP)) != 0) {
                     tx.writable();
                 }

@@ -366,8 +366,9 @@ public final class Worker implements AutoCloseable {
         }
         if (work > 0) {
             if (tapWait) {
-                // A pair waits for its tap while others keep the worker awake: it would otherwise wait
-                // until they all went idle.
+                // A pair waits for its tap (full, or found empty) while the worker stays awake: one
+                // non-blocking look at the epoll set for all of them, instead of waiting until the
+                // worker sleeps, or a read or write per pair per cycle.
                 pollEvents(qps);
             }
             load.increment(WorkerLoad.BUSY_CYCLES);
@@ -383,6 +384,9 @@ public final class Worker implements AutoCloseable {
         if (spin.keepPolling(now)) {
             for (QueuePair qp : qps) {
                 qp.polling();
+            }
+            if (tapWait) {
+                pollEvents(qps);
             }
             Thread.onSpinWait();
             return;
@@ -441,13 +445,13 @@ public final class Worker implements AutoCloseable {
         }
     }
 
-    /** The events of a busy cycle, without sleeping (see {@link QueuePair#waitsForTap}). */
+    /** The events of a cycle that does not sleep (see {@link QueuePair#waitsForTap}). */
     private void pollEvents(QueuePair[] qps) {
         for (QueuePair qp : qps) {
             last = qp;
             try {
                 if (qp.waitsForTap()) {
-                    qp.armTapForWrite();
+                    qp.armTapWait();
                 }
             } catch (RuntimeException | Error e) {
                 pairFailed(qp, e);
