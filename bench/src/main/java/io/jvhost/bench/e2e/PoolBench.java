@@ -50,7 +50,7 @@ public final class PoolBench {
 
     private final Path bin;
     private final Path out;
-    private final String jvhost;
+    private final String launcher;
     private final int repeats;
     private final double seconds;
     private final double warmup;
@@ -62,7 +62,7 @@ public final class PoolBench {
     private PoolBench(Map<String, String> a) {
         bin = Path.of(req(a, "bin"));
         out = Path.of(req(a, "out"));
-        jvhost = a.getOrDefault("jvhost", "tools/jvhost");
+        launcher = a.getOrDefault("jvhost", "tools/jvhost");
         repeats = Integer.parseInt(a.getOrDefault("repeats", "3"));
         seconds = Double.parseDouble(a.getOrDefault("seconds", "5"));
         warmup = Double.parseDouble(a.getOrDefault("warmup", "3"));
@@ -258,7 +258,7 @@ public final class PoolBench {
         }
 
         void startJvhost(String cpus, String... options) throws Exception {
-            List<String> cmd = new ArrayList<>(List.of(jvhost));
+            List<String> cmd = new ArrayList<>(List.of(launcher));
             cmd.addAll(Arrays.asList(options));
             for (int i = 0; i < devices; i++) {
                 cmd.add("--socket-path=" + socket(i));
