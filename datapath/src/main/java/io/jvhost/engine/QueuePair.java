@@ -72,6 +72,10 @@ public final class QueuePair {
      * worker learns about all its dry taps from one non-blocking epoll_wait.
      */
     private boolean tapDry;
+    /** Empty duty cycles in a row ({@link #maybePark}). */
+    private int emptyCycles;
+    /** Not polled: notifications and tap interest armed, an epoll event for it ends this. */
+    private boolean parked;
     private boolean closed;
 
     /**
@@ -350,6 +354,42 @@ public final class QueuePair {
         return work;
     }
 
+    /**
+     * On a worker serving several pairs: after {@code after} empty cycles in a row the pair is parked —
+     * its guest notifications and tap interest armed as before a sleep ({@link #prepareToSleep}) — and
+     * the worker stops polling it until an epoll event for it (a kick, the tap) or a command (vhost-net
+     * polls only kicked queues; DPDK's PMD polls every queue, so with many idle devices a busy one
+     * would pay for all of them on every cycle). A pair whose rings have no kick fd is never parked.
+     *
+     * @param work what the pair did this cycle
+     * @return true when the pair is parked now
+     */
+    boolean maybePark(int work, int after) {
+        if (work > 0) {
+            emptyCycles = 0;
+            return false;
+        }
+        if (++emptyCycles < after || polled()) {
+            return false;
+        }
+        emptyCycles = 0;
+        if (prepareToSleep()) {
+            return false; // work arrived while arming
+        }
+        parked = true;
+        return true;
+    }
+
+    boolean parked() {
+        return parked;
+    }
+
+    /** Polled again from the next cycle on (an event or a command concerns it). */
+    void unpark() {
+        parked = false;
+        emptyCycles = 0;
+    }
+
     /** The worker keeps polling instead of sleeping: look at the RX ring again without a kick. */
     void polling() {
         rx.kicked();
@@ -408,6 +448,7 @@ public final class QueuePair {
 
     /** An epoll event with one of this pair's tags. */
     void onEvent(int kind, int events) {
+        unpark();
         switch (kind) {
             case KIND_TX_KICK -> {
                 EventFd.drain(txRing.kickFd());

@@ -30,8 +30,12 @@ import java.util.concurrent.TimeUnit;
  * <h2>Duty cycle</h2>
  * Each cycle reads the clock once, drains control commands (bounded), and gives every pair one TX
  * and one RX batch bounded by the weight (so neither direction, nor one pair, starves the others;
- * each batch ends with one used publish and at most one call). A cycle that did work is followed by
- * another at once. An idle cycle asks the {@link SpinPolicy} whether to keep polling; if not, every
+ * each batch ends with one used publish and at most one call), a different pair going first each
+ * cycle. A cycle that did work is followed by another at once. On a worker with several pairs, a
+ * pair that stayed empty for {@value #PARK_AFTER} cycles is parked (notifications armed, not polled)
+ * until an epoll event or a command concerns it; a pair whose tap pushed back or ran empty is read
+ * or written again once epoll says so. While the worker stays awake, one non-blocking
+ * {@code epoll_wait} per cycle serves all of these. An idle cycle asks the {@link SpinPolicy} whether to keep polling; if not, every
  * pair re-enables guest notifications and re-checks its rings (no lost wake-up), and the worker
  * sleeps in {@code epoll_wait} on the kick eventfds, the taps (only the directions that can make
  * progress) and its command eventfd. Rings without a kick fd are re-checked every millisecond.
@@ -62,6 +66,8 @@ public final class Worker implements AutoCloseable {
     private static final int MAX_EVENTS = 64;
     private static final int POLL_INTERVAL_MS = 1;
     private static final int COMMANDS_PER_CYCLE = 16;
+    /** Empty cycles in a row after which a pair of a multi-pair worker is parked ({@link QueuePair#maybePark}). */
+    private static final int PARK_AFTER = 16;
 
     private static final QueuePair[] NO_PAIRS = new QueuePair[0];
 
@@ -345,30 +351,48 @@ public final class Worker implements AutoCloseable {
             return;
         }
         QueuePair[] qps = active;
+        if (work > 0) {
+            // A command may have changed what a parked pair waits for: poll everyone once.
+            for (QueuePair qp : qps) {
+                qp.unpark();
+            }
+        }
         // A different pair goes first each cycle: where pairs compete for something outside the
         // worker (tap space, a shared egress), none gets it first every time.
         int n = qps.length;
         int j = n == 0 ? 0 : (first = first + 1 >= n ? 0 : first + 1);
-        boolean tapWait = false;
+        boolean lookAtEvents = false;
+        // A worker with one pair never parks it: its idle cycles cost nothing extra, and it keeps
+        // busy-poll's promise of no guest kick while it polls.
+        boolean park = n > 1;
         for (int i = 0; i < n; i++) {
             QueuePair qp = qps[j];
             if (++j == n) {
                 j = 0;
             }
+            if (qp.parked()) {
+                lookAtEvents = true;
+                continue;
+            }
             last = qp;
             try {
-                work += qp.doWork(now);
-                tapWait |= qp.waitsForTap();
+                int w = qp.doWork(now);
+                work += w;
+                boolean parked = park && qp.maybePark(w, PARK_AFTER);
+                if (parked) {
+                    load.increment(WorkerLoad.PARKS);
+                }
+                lookAtEvents |= parked || qp.waitsForTap();
                 settle();
             } catch (RuntimeException | Error e) {
                 pairFailed(qp, e);
             }
         }
         if (work > 0) {
-            if (tapWait) {
-                // A pair waits for its tap (full, or found empty) while the worker stays awake: one
-                // non-blocking look at the epoll set for all of them, instead of waiting until the
-                // worker sleeps, or a read or write per pair per cycle.
+            if (lookAtEvents) {
+                // A pair waits for its tap (full, or found empty) or is parked while the worker stays
+                // awake: one non-blocking look at the epoll set for all of them, instead of waiting
+                // until the worker sleeps, or a read, write or ring check per pair per cycle.
                 pollEvents(qps);
             }
             load.increment(WorkerLoad.BUSY_CYCLES);
@@ -383,15 +407,20 @@ public final class Worker implements AutoCloseable {
         }
         if (spin.keepPolling(now)) {
             for (QueuePair qp : qps) {
-                qp.polling();
+                if (!qp.parked()) {
+                    qp.polling();
+                }
             }
-            if (tapWait) {
+            if (lookAtEvents) {
                 pollEvents(qps);
             }
             Thread.onSpinWait();
             return;
         }
         for (QueuePair qp : qps) {
+            if (qp.parked()) {
+                continue; // armed when it was parked
+            }
             last = qp;
             try {
                 boolean arrived = qp.prepareToSleep();

@@ -35,12 +35,14 @@ public final class WorkerLoad {
     public static final int COMMANDS = 6;
     /** Failures contained to one queue pair (guest-memory faults, other errors in a pair's work). */
     public static final int PAIR_FAULTS = 7;
+    /** Times an idle pair was parked (not polled until an event for it) while the worker stayed awake. */
+    public static final int PARKS = 8;
     /** Number of values. */
-    public static final int COUNT = 8;
+    public static final int COUNT = 9;
 
     /** Names of the values, as JSON and metrics show them (index = constant). */
     public static final List<String> NAMES = List.of("busy_cycles", "idle_cycles", "sleeps", "busy_ns", "idle_ns",
-            "sleep_ns", "commands", "pair_faults");
+            "sleep_ns", "commands", "pair_faults", "parks");
 
     private static final VarHandle LONGS = MethodHandles.arrayElementVarHandle(long[].class);
     private static final VarHandle INTS = MethodHandles.arrayElementVarHandle(int[].class);

@@ -353,6 +353,50 @@ class SharedWorkerTest {
         }
     }
 
+    /**
+     * A device that stays idle beside a busy one is parked (the worker stops polling it) and wakes up
+     * by itself when traffic comes: a frame from the host (tap readable) and one from the guest (its
+     * kick) both get through, several times over.
+     */
+    @Test
+    void aParkedDeviceWakesOnItsTapAndOnItsKick() throws Exception {
+        int[] bt = SeqPacketPair.open();
+        int[] qt = SeqPacketPair.open();
+        for (int fd : new int[] {bt[0], bt[1], qt[0], qt[1]}) {
+            Fds.setNonBlocking(fd, true);
+        }
+        AtomicBoolean stop = new AtomicBoolean();
+        List<Thread> threads = new ArrayList<>();
+        try (WorkerPool pool = oneWorker("park");
+             PoolDevice busy = new PoolDevice("busy", pool, bt[0]);
+             PoolDevice.Guest bg = new PoolDevice.Guest(busy, 256);
+             PoolDevice quiet = new PoolDevice("quiet", pool, qt[0]);
+             PoolDevice.Guest qg = new PoolDevice.Guest(quiet, 64)) {
+          try {
+            AtomicLong byRx = new AtomicLong();
+            threads.add(flood(bt[1], stop));
+            threads.add(guestLoop(bg, stop, byRx, null));
+            threads.add(drain(bt[1], stop, new AtomicLong()));
+            Worker w = pool.workers().get(0);
+            for (int i = 0; i < 5; i++) {
+                long parks = w.stats().get(WorkerLoad.PARKS);
+                awaitAtLeast(() -> w.stats().get(WorkerLoad.PARKS), parks + 1, "the quiet device parked (" + i + ")");
+                Thread.sleep(20);
+                exchange(qt[1], qg, "parked device, round " + i);
+            }
+            assertEquals(0, quiet.pair.counters().totalDrops());
+            System.out.println("worker with a busy and a quiet device: " + w.stats().get(WorkerLoad.PARKS) + " parks");
+          } finally {
+            stopAll(stop, threads);
+          }
+        } finally {
+            stopAll(stop, threads);
+            for (int fd : new int[] {bt[0], bt[1], qt[0], qt[1]}) {
+                Fds.closeQuietly(fd);
+            }
+        }
+    }
+
     // ------------------------------------------------------------------ helpers
 
     static void stopAll(AtomicBoolean stop, List<Thread> threads) throws InterruptedException {
