@@ -21,9 +21,10 @@ import java.util.regex.Pattern;
 
 /**
  * The worker-pool benchmark (issue 15): jvhost (tools/jvhost, a separate process pinned to the
- * back-end CPUs) serving several devices, Java-driver front-ends ({@link DriverFront} processes on
- * the front-end CPUs for traffic, in-process {@link GuestNic}s for idle devices), frames counted at
- * the taps. Scenarios, each one jvhost run with its variants alternating inside it (the order flips
+ * back-end CPUs) serving several devices; traffic front-ends on the front-end CPUs — testpmd
+ * virtio-user (default when dpdk-testpmd is installed: a spinning front-end, as bench/run-e2e uses
+ * for 64 B) or the Java driver ({@link DriverFront}) — and in-process {@link GuestNic}s for idle
+ * devices; frames counted at the taps. Scenarios, each one jvhost run with its variants alternating inside it (the order flips
  * every repeat, so drift on a shared machine hits both):
  * <ul>
  *   <li>{@code beside-idle}: TX 64 B of one device on a single worker ({@code --workers=1}), alone
@@ -37,7 +38,12 @@ import java.util.regex.Pattern;
  * <pre>
  * PoolBench --bin=DIR --out=DIR [--jvhost=tools/jvhost] [--scenarios=beside-idle,two-busy,scale-tx,scale-rx]
  *           [--repeats=3] [--seconds=5] [--warmup=3] [--idle=63] [--backend-cpus=0] [--frontend-cpus=1]
+ *           [--frontend=auto|testpmd|java-driver] [--busy-poll-us=N]
  * </pre>
+ * {@code --busy-poll-us} is passed to jvhost: with it (e.g. 1000000) a worker keeps polling while
+ * traffic flows, as a DPDK PMD does, so a busy device makes its worker CPU-bound; without it a
+ * worker sleeps whenever its rings are empty and a lone device is bound by wake-ups rather than
+ * by the worker's CPU.
  * Writes {@code OUT/pool.md} (tables) and prints it. Started by {@code bench/run-pool}. Single-threaded;
  * every process and namespace it starts is stopped / deleted after each scenario.
  */
@@ -57,6 +63,8 @@ public final class PoolBench {
     private final int idle;
     private final String beCpus;
     private final String feCpus;
+    private final boolean testpmd;
+    private final String busyPoll;
     private final StringBuilder report = new StringBuilder();
 
     private PoolBench(Map<String, String> a) {
@@ -69,6 +77,22 @@ public final class PoolBench {
         idle = Integer.parseInt(a.getOrDefault("idle", "63"));
         beCpus = a.getOrDefault("backend-cpus", "0");
         feCpus = a.getOrDefault("frontend-cpus", "1");
+        busyPoll = a.getOrDefault("busy-poll-us", "0");
+        testpmd = switch (a.getOrDefault("frontend", "auto")) {
+            case "auto" -> onPath(Dpdk.TESTPMD);
+            case "testpmd" -> true;
+            case "java-driver" -> false;
+            default -> throw new IllegalArgumentException("--frontend: auto, testpmd or java-driver");
+        };
+    }
+
+    private static boolean onPath(String exe) {
+        for (String d : System.getenv().getOrDefault("PATH", "").split(":")) {
+            if (Files.isExecutable(Path.of(d, exe))) {
+                return true;
+            }
+        }
+        return false;
     }
 
     public static void main(String[] argv) throws Exception {
@@ -83,8 +107,10 @@ public final class PoolBench {
         PoolBench b = new PoolBench(a);
         Files.createDirectories(b.out);
         b.report.append(String.format(Locale.ROOT, "PoolBench: %d repeat(s) x %.0f s windows (%.0f s warm-up), back-end"
-                        + " CPUs %s, front-end CPUs %s, load average at start %s%n%n", b.repeats, b.seconds, b.warmup,
-                b.beCpus, b.feCpus, Files.readString(Path.of("/proc/loadavg")).strip()));
+                        + " CPUs %s, front-end CPUs %s, front-end %s, jvhost --busy-poll-us=%s, load average at start %s%n%n",
+                b.repeats, b.seconds, b.warmup, b.beCpus, b.feCpus, b.testpmd ? "testpmd virtio-user" : "Java driver",
+                b.busyPoll,
+                Files.readString(Path.of("/proc/loadavg")).strip()));
         for (String s : a.getOrDefault("scenarios", "beside-idle,two-busy,scale-tx,scale-rx").split(",")) {
             switch (s.strip()) {
                 case "beside-idle" -> b.besideIdle();
@@ -145,7 +171,8 @@ public final class PoolBench {
                 report.append(String.format(Locale.ROOT, "| %d | %.0f | %.0f | %.3f |%n", r + 1, rows.get(r)[0],
                         rows.get(r)[1], rows.get(r)[2]));
             }
-            report.append(String.format(Locale.ROOT, "%nmedian beside / alone: **%.3f**%n%n", median(rows, 2)));
+            report.append(String.format(Locale.ROOT, "%nmedian beside / alone: **%.3f**; longest stretch without a frame on a measured tap: %d ms%n%n", median(rows, 2),
+                    bed.maxStallMs));
         }
     }
 
@@ -168,7 +195,8 @@ public final class PoolBench {
                 report.append(String.format(Locale.ROOT, "| %d | %.0f | %.0f | %.3f |%n", r + 1, pps[0], pps[1], share));
                 System.err.printf(Locale.ROOT, "pool: two-busy repeat %d: %.0f / %.0f pps%n", r + 1, pps[0], pps[1]);
             }
-            report.append(String.format(Locale.ROOT, "%nmedian min / max: **%.3f**%n%n", median(rows, 2)));
+            report.append(String.format(Locale.ROOT, "%nmedian min / max: **%.3f**; longest stretch without a frame on a measured tap: %d ms%n%n", median(rows, 2),
+                    bed.maxStallMs));
         }
     }
 
@@ -218,7 +246,8 @@ public final class PoolBench {
                 report.append(String.format(Locale.ROOT, "| %d | %.0f | %.0f | %.3f | %.2f | %.2f |%n", r + 1, x[0], x[1],
                         x[2], x[3], x[4]));
             }
-            report.append(String.format(Locale.ROOT, "%nmedian 2 qp / 1 qp: **%.3f**%n%n", median(rows, 2)));
+            report.append(String.format(Locale.ROOT, "%nmedian 2 qp / 1 qp: **%.3f**; longest stretch without a frame on a measured tap: %d ms%n%n", median(rows, 2),
+                    bed.maxStallMs));
         }
     }
 
@@ -231,7 +260,10 @@ public final class PoolBench {
         final Path dir;
         final Procs procs;
         final int devices;
+        final List<String> dpdkPrefixes = new ArrayList<>();
         Process jvhost;
+        /** Longest stretch without a frame seen in any window so far. */
+        long maxStallMs;
 
         Bed(String what, int devices) throws IOException, InterruptedException {
             this.devices = devices;
@@ -260,6 +292,7 @@ public final class PoolBench {
         void startJvhost(String cpus, String... options) throws Exception {
             List<String> cmd = new ArrayList<>(List.of(launcher));
             cmd.addAll(Arrays.asList(options));
+            cmd.add("--busy-poll-us=" + busyPoll);
             for (int i = 0; i < devices; i++) {
                 cmd.add("--socket-path=" + socket(i));
                 cmd.add("--tap=" + tap(i));
@@ -278,7 +311,24 @@ public final class PoolBench {
             }
         }
 
+        /** The traffic front-end of {@code device}: TX ({@code tx}) or RX ({@code rx}) on {@code queues} queue pairs. */
         Process driverFront(int device, String mode, int queues) throws IOException {
+            if (testpmd) {
+                String prefix = NetNs.PREFIX + "-" + hex + "-fe" + device + "-" + System.nanoTime() % 100000;
+                dpdkPrefixes.add(prefix);
+                List<String> cmd = Dpdk.eal(first(feCpus), prefix);
+                cmd.addAll(List.of("--vdev", "net_virtio_user0,path=" + socket(device) + ",queues=" + queues
+                        + ",queue_size=" + Dpdk.QUEUE_SIZE + ",mac=" + NetNs.GUEST_MAC));
+                cmd.addAll(Dpdk.app(mode.equals("tx") ? "txonly" : "rxonly"));
+                if (mode.equals("tx")) {
+                    cmd.add("--txpkts=64");
+                }
+                if (queues > 1) {
+                    cmd.addAll(List.of("--rxq=" + queues, "--txq=" + queues));
+                }
+                return procs.start("front-" + device + "-" + mode + queues + "-" + System.nanoTime() % 100000,
+                        inNs(first(feCpus), cmd));
+            }
             return procs.start("front-" + device + "-" + mode + queues + "-" + System.nanoTime() % 100000, List.of(
                     "taskset", "-c", feCpus, Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                     "--enable-native-access=ALL-UNNAMED", "-XX:+UseSerialGC", "-cp", System.getProperty("java.class.path"),
@@ -315,15 +365,32 @@ public final class PoolBench {
                 p0[k] = packets(taps.get(k), tx);
             }
             long t0 = System.nanoTime();
-            sleep(seconds);
-            double[] pps = new double[taps.size()];
-            long[] p1 = new long[taps.size()];
-            for (int k = 0; k < taps.size(); k++) {
-                p1[k] = packets(taps.get(k), tx);
+            // Sampled every 200 ms meanwhile: the longest stretch in which a tap saw no frame.
+            long[] last = p0.clone();
+            long[] since = new long[taps.size()];
+            Arrays.fill(since, t0);
+            long stall = 0;
+            long end = t0 + (long) (seconds * 1e9);
+            while (System.nanoTime() < end) {
+                Thread.sleep(Math.max(1, Math.min(200, (end - System.nanoTime()) / 1_000_000)));
+                long now = System.nanoTime();
+                for (int k = 0; k < taps.size(); k++) {
+                    long p = packets(taps.get(k), tx);
+                    if (p != last[k]) {
+                        last[k] = p;
+                        since[k] = now;
+                    }
+                    stall = Math.max(stall, now - since[k]);
+                }
             }
+            double[] pps = new double[taps.size()];
             double dt = (System.nanoTime() - t0) / 1e9;
             for (int k = 0; k < taps.size(); k++) {
-                pps[k] = (p1[k] - p0[k]) / dt;
+                pps[k] = (last[k] - p0[k]) / dt;
+            }
+            maxStallMs = Math.max(maxStallMs, stall / 1_000_000);
+            if (stall > 1_000_000_000L) {
+                System.err.printf(Locale.ROOT, "pool: a tap saw no frame for %d ms in this window%n", stall / 1_000_000);
             }
             if (!jvhost.isAlive()) {
                 throw new IOException("jvhost exited during the window; logs in " + dir);
@@ -334,6 +401,9 @@ public final class PoolBench {
         @Override
         public void close() {
             procs.close();
+            for (String p : dpdkPrefixes) {
+                deleteTree(Path.of("/var/run/dpdk", p));
+            }
             try {
                 Procs.run(20, "ip", "netns", "del", ns);
             } catch (IOException | InterruptedException e) {
@@ -365,6 +435,19 @@ public final class PoolBench {
     }
 
     // ------------------------------------------------------------------ helpers
+
+    private static void deleteTree(Path p) {
+        if (!Files.exists(p)) {
+            return;
+        }
+        try (var walk = Files.walk(p)) {
+            for (Path x : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(x);
+            }
+        } catch (IOException e) {
+            System.err.println("pool: could not delete " + p + ": " + e.getMessage());
+        }
+    }
 
     private static void closeAll(List<Front> fronts) {
         for (Front f : fronts) {
