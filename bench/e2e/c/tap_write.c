@@ -1,7 +1,10 @@
 /* tap_write: the tap-write limit of this machine. One thread, one core: writes [12-byte vnet hdr |
  * frame] to a tap as fast as write(2) goes, until SIGINT/SIGTERM or --seconds.
- *   tap_write --tap=NAME --size=BYTES [--gso] [--seconds=S] [--dst-mac=..]
- * --size is the Ethernet frame without FCS (64, 1514). --gso writes one TCPv4 super-frame of
+ *   tap_write --tap=NAME --size=BYTES [--gso|--uso] [--seconds=S] [--dst-mac=..]
+ * --size is the Ethernet frame without FCS (64, 1514). --uso writes one UDP/IPv4 super-frame of
+ * --size bytes (default 65549) with VIRTIO_NET_HDR_GSO_UDP_L4, gso_size 1472 and NEEDS_CSUM (the
+ * kernel cuts it into 1472-byte datagrams; Linux 6.2+), to the same address as --gso, without
+ * TUNSETOFFLOAD (a tap takes GSO writes with IFF_VNET_HDR alone). --gso writes one TCPv4 super-frame of
  * --size bytes (default 65549 = 14 + 65535) with VIRTIO_NET_HDR_GSO_TCPV4, gso_size 1448 and
  * NEEDS_CSUM, after TUNSETOFFLOAD(CSUM|TSO4|TSO6), to the tap's own IPv4 address (--dst-ip, the
  * harness gives the tap an address in its netns; --dst-mac = the tap's MAC) so the kernel takes
@@ -9,18 +12,25 @@
  * txonly's do, and are dropped by the stack after the tap counted them. Prints one line: RESULT frames=.. bytes=.. seconds=.. pps=.. gbps=.. */
 #include "e2e_common.h"
 
+/* linux/virtio_net.h (6.2+): not in bookworm's 6.1 headers. */
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4 5
+#endif
+
 int main(int argc, char **argv) {
     const char *tap = e2e_arg(argc, argv, "--tap", NULL);
-    if (!tap) { fprintf(stderr, "usage: tap_write --tap=NAME --size=N [--gso] [--seconds=S]\n"); return 1; }
+    if (!tap) { fprintf(stderr, "usage: tap_write --tap=NAME --size=N [--gso|--uso] [--seconds=S]\n"); return 1; }
     int gso = e2e_arg(argc, argv, "--gso", NULL) != NULL;
-    size_t size = strtoul(e2e_arg(argc, argv, "--size", gso ? "65549" : "64"), NULL, 0);
+    int uso = e2e_arg(argc, argv, "--uso", NULL) != NULL;
+    if (gso && uso) { fprintf(stderr, "--gso or --uso, not both\n"); return 1; }
+    size_t size = strtoul(e2e_arg(argc, argv, "--size", gso || uso ? "65549" : "64"), NULL, 0);
     double seconds = atof(e2e_arg(argc, argv, "--seconds", "0"));
     uint8_t dst[6] = {0x02, 0, 0, 0, 0, 0x00}, src[6] = {0x02, 0, 0, 0, 0, 0x02};
     const char *dm = e2e_arg(argc, argv, "--dst-mac", NULL);
     if (dm && e2e_parse_mac(dm, dst)) { fprintf(stderr, "bad --dst-mac\n"); return 1; }
     uint32_t saddr = inet_addr(e2e_arg(argc, argv, "--src-ip", "198.18.0.1"));
     uint32_t daddr = inet_addr(e2e_arg(argc, argv, "--dst-ip", "198.18.0.2"));
-    if (size < 60 || size > 65549 || (!gso && size > 9014)) { fprintf(stderr, "bad --size\n"); return 1; }
+    if (size < 60 || size > 65549 || (!gso && !uso && size > 9014)) { fprintf(stderr, "bad --size\n"); return 1; }
 
     e2e_install_signals();
     int fd = e2e_open_tap(tap, 1);
@@ -55,8 +65,24 @@ int main(int argc, char **argv) {
         h->csum_start = 14 + 20;
         h->csum_offset = 16;
     }
+    if (uso) {
+        /* Same addresses and ports as the plain frame; checksum left to the kernel (partial csum). */
+        struct udphdr *u = (void *)(f + 34);
+        uint32_t s = (ntohl(saddr) >> 16) + (ntohl(saddr) & 0xffff) + (ntohl(daddr) >> 16) +
+                     (ntohl(daddr) & 0xffff) + IPPROTO_UDP + (uint32_t)(size - 34);
+        while (s >> 16) s = (s & 0xffff) + (s >> 16);
+        u->check = htons((uint16_t)s);
+        struct virtio_net_hdr *h = (void *)buf;
+        h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+        h->gso_type = VIRTIO_NET_HDR_GSO_UDP_L4;
+        h->hdr_len = 14 + 20 + 8;
+        h->gso_size = 1472;
+        h->csum_start = 14 + 20;
+        h->csum_offset = 6;
+    }
     e2e_wait_up(tap, 30);
-    fprintf(stderr, "tap_write: writing %zu-byte frames%s to %s\n", size, gso ? " (GSO TCPv4)" : "", tap);
+    fprintf(stderr, "tap_write: writing %zu-byte frames%s to %s\n", size,
+            gso ? " (GSO TCPv4)" : uso ? " (GSO UDP_L4)" : "", tap);
 
     uint64_t frames = 0, errors = 0;
     double t0 = e2e_now(), end = seconds > 0 ? t0 + seconds : 1e300;

@@ -231,6 +231,12 @@ public final class NetDevice implements DeviceBackend {
         if (pairs.length > 1) {
             f |= 1L << VirtioFeatures.NET_F_MQ;
         }
+        if (tap.usoSupported()) {
+            // UDP GSO both ways (Linux 6.2+ taps); on an older kernel a guest's UDP_L4 frame would
+            // only earn EINVAL from the tap, so nothing is offered there.
+            f |= VirtioFeatures.bit(VirtioFeatures.NET_F_HOST_USO) | VirtioFeatures.bit(VirtioFeatures.NET_F_GUEST_USO4)
+                    | VirtioFeatures.bit(VirtioFeatures.NET_F_GUEST_USO6);
+        }
         return f;
     }
 
@@ -257,7 +263,8 @@ public final class NetDevice implements DeviceBackend {
     public void onMemoryTable(GuestMemory memory) {
         for (QueuePairProxy p : pairs) {
             if (!p.setMemory(memory)) {
-                LOG.log(System.Logger.Level.WARNING, "{0}: a running ring is outside the new memory table", p.name());
+                LOG.log(System.Logger.Level.WARNING, "{0}: a running ring is outside the new memory table; it stays"
+                        + " stopped until the front-end sends a table that covers it", p.name());
             }
         }
     }
@@ -326,7 +333,9 @@ public final class NetDevice implements DeviceBackend {
             MemorySegment.copy(frame, 0, seg, ValueLayout.JAVA_BYTE, hdr, frame.length);
             return Fds.write(tap.fd(0), seg, seg.byteSize()) > 0;
         } catch (RuntimeException e) {
-            LOG.log(System.Logger.Level.WARNING, "{0}: RARP not sent: {1}", config.name(), e.getMessage());
+            LOG.log(System.Logger.Level.WARNING, "{0}: RARP not sent: {1}; after a migration the network learns"
+                    + " the guest's MAC from its next frame instead (or reload its driver to announce it)",
+                    config.name(), e.getMessage());
             return false;
         }
     }
@@ -414,7 +423,8 @@ public final class NetDevice implements DeviceBackend {
             try {
                 capture.close();
             } catch (IOException | RuntimeException e) {
-                LOG.log(System.Logger.Level.WARNING, "{0}: capture: {1}", config.name(), e.getMessage());
+                LOG.log(System.Logger.Level.WARNING, "{0}: capture: {1}; the capture file may be incomplete",
+                        config.name(), e.getMessage());
             }
         }
         tap.close();

@@ -1,5 +1,7 @@
 package io.jvhost.engine;
 
+import io.jvhost.config.Configuration;
+import io.jvhost.jfr.JvhostEvents;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.memory.MemoryFault;
 import io.jvhost.nativ.Epoll;
@@ -17,6 +19,7 @@ import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.QueueLatency;
 import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.virtq.RingSetup;
+import io.jvhost.virtq.RingState;
 import io.jvhost.virtq.VirtqError;
 import io.jvhost.virtq.Vring;
 
@@ -50,7 +53,7 @@ public final class QueuePair {
     private final int weight;
     private final Arena arena = Arena.ofShared();
     private final QueueCounters counters = new QueueCounters();
-    private final QueueLatency latency = new QueueLatency();
+    private final QueueLatency latency;
     private final Vring rxRing;
     private final Vring txRing;
     private final TxEngine tx;
@@ -87,10 +90,13 @@ public final class QueuePair {
     public QueuePair(String device, int index, int tapFd, int weight, int ringSize) {
         this.name = device + " q" + index;
         this.index = index;
+        this.latency = new QueueLatency(device, index, Configuration.SLOW_BATCH_NANOS.get());
         this.tapFd = tapFd;
         this.weight = weight;
         this.rxRing = new Vring(device + " rx" + index);
         this.txRing = new Vring(device + " tx" + index);
+        rxRing.setBrokenListener(() -> broken(device, RX));
+        txRing.setBrokenListener(() -> broken(device, TX));
         this.tx = new TxEngine(index, txRing, arena, counters, latency);
         this.rx = new RxEngine(index, rxRing, arena, counters, latency, ringSize);
         this.txUring = openUring(name, Math.max(8, Math.min(weight, 64)));
@@ -107,7 +113,9 @@ public final class QueuePair {
         try {
             return IoUring.create(entries);
         } catch (NativeException e) {
-            LOG.log(System.Logger.Level.WARNING, "{0}: io_uring setup failed ({1}); one system call per frame",
+            LOG.log(System.Logger.Level.WARNING, "{0}: io_uring setup failed ({1}); one system call per frame"
+                    + " (lower throughput): raise the memlock limit (LimitMEMLOCK=infinity, ulimit -l) or set"
+                    + " --tap-io=syscalls to accept it",
                     name, e.getMessage());
             return null;
         }
@@ -138,6 +146,18 @@ public final class QueuePair {
 
     Vring ring(int role) {
         return role == TX ? txRing : rxRing;
+    }
+
+    /** The state of ring {@code role}. Any thread (volatile reads). */
+    public RingState ringState(int role) {
+        return ring(role).state();
+    }
+
+    /** Ring {@code role} was marked broken (worker thread): counted and recorded. */
+    private void broken(String device, int role) {
+        counters.increment(role == TX ? Counter.TX_RING_BROKEN : Counter.RX_RING_BROKEN);
+        Vring r = ring(role);
+        JvhostEvents.ringBroken(device, index, role == TX ? JvhostEvents.TX : JvhostEvents.RX, r.brokenReason(), r.brokenMessage());
     }
 
     /** Why ring {@code role} is broken, or null. Any thread. */

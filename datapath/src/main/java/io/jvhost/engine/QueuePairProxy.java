@@ -6,6 +6,7 @@ import io.jvhost.net.PacketCapture;
 import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.QueueLatency;
 import io.jvhost.virtq.RingSetup;
+import io.jvhost.virtq.RingState;
 import io.jvhost.virtq.VirtqError;
 
 import java.util.concurrent.Callable;
@@ -141,6 +142,11 @@ public final class QueuePairProxy {
         });
         worker = null;
         pool.release(w);
+    }
+
+    /** The pair itself, for tests in this package: touch it only through {@link Worker#call}. */
+    QueuePair pair() {
+        return pair;
     }
 
     private <T> T call(Callable<T> task) {
@@ -303,6 +309,11 @@ public final class QueuePairProxy {
 
     public QueueLatency latency() {
         return pair.latency();
+    }
+
+    /** The state of ring {@code role} (stopped, disabled, enabled, broken). Any thread; never wakes the worker. */
+    public RingState ringState(int role) {
+        return pair.ringState(role);
     }
 
     /** Why ring {@code role} is broken, or null. Any thread. */

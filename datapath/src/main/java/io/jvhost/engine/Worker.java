@@ -542,7 +542,8 @@ public final class Worker implements AutoCloseable {
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             } catch (IllegalStateException e) {
-                LOG.log(System.Logger.Level.WARNING, "{0}: {1}", name, e.getMessage());
+                LOG.log(System.Logger.Level.WARNING, "{0}: {1}; the worker is stuck (jstack shows where);"
+                        + " its resources stay allocated until the process exits", name, e.getMessage());
             }
         }
         if (!thread.isAlive()) {

@@ -22,6 +22,21 @@ public final class Offloads {
     public static final int TUN_F_UFO = Tun.TUN_F_UFO;
     public static final int TUN_F_USO4 = Tun.TUN_F_USO4;
     public static final int TUN_F_USO6 = Tun.TUN_F_USO6;
+    /**
+     * Both USO flags. The kernel takes them only as a pair (tun's {@code set_offload} maps the two
+     * onto one device feature, NETIF_F_GSO_UDP_L4, and refuses either alone with EINVAL; still so
+     * on 6.18), and kernels before 6.2 refuse both.
+     */
+    public static final int TUN_F_USO = TUN_F_USO4 | TUN_F_USO6;
+
+    /**
+     * One TUNSETOFFLOAD on every queue of a tap: 0 when the kernel took the flags, EINVAL when it
+     * refused them. Other failures are thrown, not returned.
+     */
+    @FunctionalInterface
+    public interface Ioctl {
+        int set(int tunFlags);
+    }
 
     /**
      * TUN_F_* flags for the given guest features. Every segmentation offload needs GUEST_CSUM: a
@@ -53,6 +68,26 @@ public final class Offloads {
             f |= TUN_F_USO6;
         }
         return f;
+    }
+
+    /**
+     * Sets {@code wanted} through {@code ioctl}. Where the kernel refuses it with EINVAL and it
+     * holds USO flags (a kernel before 6.2, or a guest that acknowledged only one of GUEST_USO4 and
+     * GUEST_USO6), sets it again without them: the guest then gets UDP GSO bursts as the kernel
+     * segments them, which every guest can receive.
+     *
+     * @return the flags in effect ({@code wanted}, or {@code wanted} without {@link #TUN_F_USO})
+     * @throws IllegalStateException when the kernel refuses the flags even without USO
+     */
+    public static int apply(int wanted, Ioctl ioctl) {
+        if (ioctl.set(wanted) == 0) {
+            return wanted;
+        }
+        int without = wanted & ~TUN_F_USO;
+        if (without != wanted && ioctl.set(without) == 0) {
+            return without;
+        }
+        throw new IllegalStateException("the kernel refuses tap offloads " + describe(without) + " (TUNSETOFFLOAD: EINVAL)");
     }
 
     /** Human-readable list, e.g. {@code "csum,tso4,tso6"}, for logs and stats. */

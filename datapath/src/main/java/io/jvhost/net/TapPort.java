@@ -1,5 +1,6 @@
 package io.jvhost.net;
 
+import io.jvhost.nativ.Errno;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.NativeException;
 import io.jvhost.nativ.Tun;
@@ -22,15 +23,42 @@ import java.nio.file.Path;
  * <p>The vnet header size follows the negotiated features (12 bytes with VERSION_1 or MRG_RXBUF,
  * else 10) so headers pass between guest and tap unchanged; offloads follow the guest's receive
  * features ({@link Offloads}). Both are re-applied by {@link #applyFeatures} whenever the front-end
- * sets features. Threading: control thread only; the fds themselves are used by the workers.
+ * sets features. Whether the kernel takes UDP segmentation offload on a tap (Linux 6.2+) is probed
+ * once at open ({@link #usoSupported}); where it refuses USO flags later, the tap runs without them
+ * (one log line). Threading: control thread only; the fds themselves are used by the workers.
  */
 public final class TapPort implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(TapPort.class.getName());
     /** Base flags of every queue fd. */
     public static final int BASE_FLAGS = Tun.IFF_TAP | Tun.IFF_NO_PI | Tun.IFF_VNET_HDR;
 
+    /**
+     * TUNSETOFFLOAD on one queue fd: 0, or EINVAL when the kernel refuses the flags (other errors
+     * are thrown). A seam for tests that play an older kernel.
+     */
+    @FunctionalInterface
+    interface OffloadIoctl {
+        int set(int fd, int tunFlags);
+    }
+
+    static final OffloadIoctl KERNEL = (fd, flags) -> {
+        try {
+            Tun.setOffload(fd, flags);
+            return 0;
+        } catch (NativeException e) {
+            if (e.errno() == Errno.EINVAL) {
+                return Errno.EINVAL;
+            }
+            throw e;
+        }
+    };
+
     private final String ifName;
     private final int[] fds;
+    private final OffloadIoctl ioctl;
+    private final boolean uso;
+    /** The offloads last refused in part (logged once per distinct set), or -1. */
+    private int refusedLogged = -1;
     private final boolean preExisting;
     private final boolean multiQueue;
     private final int originalHdrSize;
@@ -40,15 +68,45 @@ public final class TapPort implements AutoCloseable {
     private int offloads;
     private boolean offloadsChanged;
 
-    private TapPort(String ifName, int[] fds, boolean preExisting, boolean multiQueue, int originalHdrSize) {
+    private TapPort(String ifName, int[] fds, boolean preExisting, boolean multiQueue, int originalHdrSize,
+                    OffloadIoctl ioctl) {
         this.ifName = ifName;
         this.fds = fds;
+        this.ioctl = ioctl;
         this.preExisting = preExisting;
         this.multiQueue = multiQueue;
         this.originalHdrSize = originalHdrSize;
         this.hdrSize = originalHdrSize;
         this.queueAttached = new boolean[fds.length];
         java.util.Arrays.fill(queueAttached, true);
+        this.uso = probeUso();
+    }
+
+    /**
+     * Whether this kernel takes USO on the tap: TUNSETOFFLOAD(CSUM|USO4|USO6) is accepted from
+     * Linux 6.2, the same release that accepts VIRTIO_NET_HDR_GSO_UDP_L4 frames written to a tap.
+     * Leaves the offloads off, as a fresh tap has them until features are negotiated.
+     */
+    private boolean probeUso() {
+        int probe = Offloads.TUN_F_CSUM | Offloads.TUN_F_USO;
+        boolean ok = Offloads.apply(probe, this::setOffloads) == probe;
+        Offloads.apply(0, this::setOffloads);
+        offloadsChanged = true;
+        if (!ok) {
+            LOG.log(System.Logger.Level.INFO, "tap {0}: the kernel refuses UDP segmentation offload (TUN_F_USO4/6: "
+                    + "EINVAL, Linux before 6.2): host-uso, guest-uso4 and guest-uso6 are not offered", ifName);
+        }
+        return ok;
+    }
+
+    private int setOffloads(int flags) {
+        for (int fd : fds) {
+            int r = ioctl.set(fd, flags);
+            if (r != 0) {
+                return r;
+            }
+        }
+        return 0;
     }
 
     /**
@@ -59,6 +117,11 @@ public final class TapPort implements AutoCloseable {
      * @throws NativeException with a hint (missing /dev/net/tun, EPERM, busy, wrong flags)
      */
     public static TapPort open(String name, int queuePairs) {
+        return open(name, queuePairs, KERNEL);
+    }
+
+    /** {@link #open(String, int)} with TUNSETOFFLOAD going through {@code ioctl} (tests). */
+    static TapPort open(String name, int queuePairs, OffloadIoctl ioctl) {
         if (queuePairs < 1) {
             throw new IllegalArgumentException("queuePairs " + queuePairs);
         }
@@ -86,7 +149,7 @@ public final class TapPort implements AutoCloseable {
                 Fds.setNonBlocking(fds[i], true);
             }
             int original = Tun.vnetHdrSize(fds[0]);
-            TapPort p = new TapPort(actual, fds, exists, mq, original);
+            TapPort p = new TapPort(actual, fds, exists, mq, original, ioctl);
             LOG.log(System.Logger.Level.INFO, "tap {0}: {1} ({2} queue(s){3})", actual,
                     exists ? "attached" : "created", queuePairs, mq ? ", multi-queue" : "");
             return p;
@@ -115,10 +178,16 @@ public final class TapPort implements AutoCloseable {
      */
     public void applyFeatures(long features) {
         int size = VirtioNetHdr.size(features);
-        int off = Offloads.tunFlags(features);
+        int wanted = Offloads.tunFlags(features);
         for (int fd : fds) {
             Tun.setVnetHdrSize(fd, size);
-            Tun.setOffload(fd, off);
+        }
+        int off = Offloads.apply(wanted, this::setOffloads);
+        if (off != wanted && refusedLogged != wanted) {
+            refusedLogged = wanted;
+            LOG.log(System.Logger.Level.INFO, "tap {0}: the kernel refuses offloads {1} (EINVAL; it takes uso4 and "
+                    + "uso6 only together, from Linux 6.2): running with {2}, UDP GSO bursts reach the guest segmented",
+                    ifName, Offloads.describe(wanted), Offloads.describe(off));
         }
         if (size != hdrSize || off != offloads) {
             LOG.log(System.Logger.Level.DEBUG, "tap {0}: vnet header {1} bytes, offloads {2}", ifName, size,
@@ -177,8 +246,14 @@ public final class TapPort implements AutoCloseable {
         return hdrSize;
     }
 
+    /** The TUN_F_* offloads in effect (what the kernel took of what the negotiated features asked for). */
     public int offloads() {
         return offloads;
+    }
+
+    /** Whether the kernel takes UDP segmentation offload on this tap (probed at open). */
+    public boolean usoSupported() {
+        return uso;
     }
 
     /** Current MTU of the tap interface. */
@@ -194,10 +269,12 @@ public final class TapPort implements AutoCloseable {
                     Tun.setVnetHdrSize(fds[0], originalHdrSize);
                 }
                 if (offloadsChanged) {
-                    Tun.setOffload(fds[0], 0);
+                    Offloads.apply(0, this::setOffloads);
                 }
-            } catch (NativeException e) {
-                LOG.log(System.Logger.Level.WARNING, "tap {0}: could not restore settings: {1}", ifName, e.getMessage());
+            } catch (RuntimeException e) {
+                LOG.log(System.Logger.Level.WARNING, "tap {0}: could not restore settings: {1}; check it with"
+                        + " ip -d link show and reset its MTU/offloads by hand if another program uses it", ifName,
+                        e.getMessage());
             }
         }
         for (int i = 0; i < fds.length; i++) {

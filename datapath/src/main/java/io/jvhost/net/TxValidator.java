@@ -13,6 +13,12 @@ import java.lang.foreign.MemorySegment;
  * and is called only from the queue-pair worker.
  */
 public final class TxValidator {
+    /**
+     * Most segments the kernel makes of one UDP GSO frame ({@code UDP_MAX_SEGMENTS}: 128 on 6.18, checked by
+     * writing frames to a tap; older kernels allow 64, and refuse more with EINVAL, counted as TX_TAP_ERROR).
+     */
+    public static final int UDP_MAX_SEGMENTS = 128;
+
     private final long features;
     private final int maxPlainFrame;
     private final boolean csum;
@@ -81,6 +87,38 @@ public final class TxValidator {
             if (end > frameLen) {
                 return DropReason.TX_BAD_CSUM;
             }
+        }
+        return proto == VirtioNetHdr.GSO_UDP_L4 ? checkUdpL4(hdr, base, frameLen, flags, gsoType) : null;
+    }
+
+    /**
+     * What the kernel's {@code virtio_net_hdr_to_skb} demands of a UDP_L4 header (it refuses the
+     * frame with EINVAL otherwise; checked here so that the drop is counted under its reason): a
+     * partial checksum (each segment's checksum is completed from it) stored in the UDP header's
+     * check field after at least an IPv4 header, no ECN bit, at most {@link #UDP_MAX_SEGMENTS}
+     * segments. In addition each segment must fit the MTU as a plain frame must: Linux's own
+     * UDP_SEGMENT refuses a gso_size beyond it, and without the check a guest could push datagrams
+     * larger than its MTU through a device that drops such plain frames.
+     */
+    private DropReason checkUdpL4(MemorySegment hdr, long base, long frameLen, int flags, int gsoType) {
+        if ((gsoType & VirtioNetHdr.GSO_ECN) != 0) {
+            return DropReason.TX_BAD_GSO;
+        }
+        if ((flags & VirtioNetHdr.FLAG_NEEDS_CSUM) == 0
+                || VirtioNetHdr.csumOffset(hdr, base) != VirtioNetHdr.UDP_CSUM_OFFSET) {
+            return DropReason.TX_BAD_CSUM;
+        }
+        int l4 = VirtioNetHdr.csumStart(hdr, base);
+        long payloadStart = (long) l4 + VirtioNetHdr.UDP_HLEN;
+        if (l4 < VirtioNetHdr.ETH_HLEN + VirtioNetHdr.IPV4_MIN_HLEN || payloadStart > frameLen) {
+            return DropReason.TX_BAD_CSUM;
+        }
+        int gsoSize = VirtioNetHdr.gsoSize(hdr, base);
+        if (payloadStart + gsoSize > maxPlainFrame) {
+            return DropReason.TX_BAD_GSO;
+        }
+        if (frameLen - payloadStart > (long) gsoSize * UDP_MAX_SEGMENTS) {
+            return DropReason.TX_BAD_GSO;
         }
         return null;
     }

@@ -61,6 +61,12 @@ public final class VirtioNetHdr {
 
     /** Ethernet header length: the shortest frame a tap will take. */
     public static final int ETH_HLEN = 14;
+    /** Shortest IPv4 header (no options): where a transport header can start at the earliest after Ethernet. */
+    public static final int IPV4_MIN_HLEN = 20;
+    /** UDP header length. */
+    public static final int UDP_HLEN = 8;
+    /** Offset of the checksum field in the UDP header: csum_offset of every UDP_L4 frame. */
+    public static final int UDP_CSUM_OFFSET = 6;
     /** 802.1Q tag length, allowed on top of the MTU. */
     public static final int VLAN_HLEN = 4;
     /** Largest frame (without the virtio-net header) a GSO/TSO peer may produce. */

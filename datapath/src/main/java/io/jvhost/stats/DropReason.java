@@ -9,9 +9,15 @@ public enum DropReason {
     TX_TOO_SHORT,
     /** TX: frame larger than the negotiated maximum (MTU without GSO, 64 KiB with). */
     TX_TOO_LONG,
-    /** TX: gso_type unknown or not negotiated, gso_size 0, ECN without HOST_ECN, RSC_INFO from a guest. */
+    /**
+     * TX: gso_type unknown or not negotiated, gso_size 0, ECN without HOST_ECN (or on UDP_L4), RSC_INFO from
+     * a guest, a UDP_L4 frame whose segments would exceed the MTU or number more than 128.
+     */
     TX_BAD_GSO,
-    /** TX: NEEDS_CSUM without CSUM negotiated, or csum_start/offset outside the frame. */
+    /**
+     * TX: NEEDS_CSUM without CSUM negotiated, or csum_start/offset outside the frame; a UDP_L4 frame without
+     * NEEDS_CSUM or whose checksum is not the UDP header's (csum_offset 6, UDP header inside the frame).
+     */
     TX_BAD_CSUM,
     /** TX: chain without a complete header or with device-writable descriptors. */
     TX_BAD_CHAIN,

@@ -1,9 +1,12 @@
 package io.jvhost.vhostuser;
 
+import static io.jvhost.vhostuser.VhostUserMessage.*;
+
 import io.jvhost.memory.FdMapper;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.memory.MemoryRegion;
 import io.jvhost.nativ.Fds;
+import io.jvhost.jfr.JvhostEvents;
 
 import java.io.IOException;
 import java.lang.System.Logger.Level;
@@ -45,6 +48,57 @@ final class MemoryTables implements AutoCloseable {
         return current;
     }
 
+    // ------------------------------------------------------------------ messages
+
+    /** SET_MEM_TABLE: the table the message describes (its fds, one per region, stay with the message). */
+    GuestMemory replaced(VhostUserCodec codec) throws ProtocolException {
+        int size = codec.size();
+        if (size < MEM_REGIONS_OFFSET) {
+            throw new ProtocolException("payload size " + size + " shorter than the region count");
+        }
+        int n = codec.payloadInt(MEM_NREGIONS_OFFSET);
+        if (n < 1 || n > MEM_MAX_REGIONS) {
+            throw new ProtocolException(Integer.toUnsignedString(n) + " regions, expected 1.." + MEM_MAX_REGIONS);
+        }
+        int exact = MEM_REGIONS_OFFSET + n * REGION_SIZE;
+        int full = MEM_REGIONS_OFFSET + MEM_MAX_REGIONS * REGION_SIZE;
+        // QEMU sends exactly n regions; a front-end sending the whole fixed-size struct is accepted too.
+        if (size != exact && size != full) {
+            throw new ProtocolException("payload size " + size + " for " + n + " regions, expected " + exact);
+        }
+        if (codec.fdCount() != n) {
+            throw new ProtocolException(codec.fdCount() + " fds for " + n + " regions");
+        }
+        List<MemoryRegion> regions = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            regions.add(region(codec, MEM_REGIONS_OFFSET + i * REGION_SIZE, codec.fdAt(i)));
+        }
+        LOG.log(Level.DEBUG, "{0}: memory table with {1} regions", name, n);
+        return replaced(regions);
+    }
+
+    /** ADD_MEM_REG: the current table plus the message's region, or null (a duplicate, see {@link #added(MemoryRegion)}). */
+    GuestMemory added(VhostUserCodec codec) throws ProtocolException {
+        return added(region(codec, SINGLE_REGION_OFFSET, codec.fdAt(0)));
+    }
+
+    /** REM_MEM_REG: the current table without the message's region, or null (not in it). */
+    GuestMemory removed(VhostUserCodec codec) throws ProtocolException {
+        return removed(region(codec, SINGLE_REGION_OFFSET, -1));
+    }
+
+    private static MemoryRegion region(VhostUserCodec codec, int base, int fd) throws ProtocolException {
+        try {
+            return new MemoryRegion(codec.payloadLong(base + REGION_GPA_OFFSET),
+                    codec.payloadLong(base + REGION_SIZE_OFFSET), codec.payloadLong(base + REGION_UADDR_OFFSET),
+                    codec.payloadLong(base + REGION_MMAP_OFFSET_OFFSET), fd);
+        } catch (IllegalArgumentException e) {
+            throw new ProtocolException("bad region: " + e.getMessage());
+        }
+    }
+
+    // ------------------------------------------------------------------ building
+
     /** A table of exactly {@code regions} (SET_MEM_TABLE). */
     GuestMemory replaced(List<MemoryRegion> regions) throws ProtocolException {
         for (MemoryRegion r : regions) {
@@ -65,7 +119,7 @@ final class MemoryTables implements AutoCloseable {
      * pair on the same socket, so the second pair re-adds every region the first one added. The
      * same region again is a no-op, not an overlap.
      */
-    GuestMemory added(MemoryRegion r) throws ProtocolException {
+    private GuestMemory added(MemoryRegion r) throws ProtocolException {
         checkRegion(r);
         GuestMemory base = current != null ? current : GuestMemory.empty();
         if (indexOf(base, r, true) >= 0) {
@@ -81,7 +135,10 @@ final class MemoryTables implements AutoCloseable {
         checkNoOverlap(all);
         noteShrinkable(List.of(r));
         try {
-            return base.withAdded(r, mapper);
+            GuestMemory next = base.withAdded(r, mapper);
+            LOG.log(Level.DEBUG, "{0}: added region gpa=0x{1} size=0x{2} ({3} regions)", name,
+                    Long.toHexString(r.guestPhysAddr()), Long.toHexString(r.size()), next.regionCount());
+            return next;
         } catch (RuntimeException e) {
             throw new ProtocolException("mapping the region failed: " + e.getMessage());
         }
@@ -92,13 +149,16 @@ final class MemoryTables implements AutoCloseable {
      * when no such region is in it: the counterpart of the duplicate ADD_MEM_REG — with several
      * queue pairs QEMU removes a region once per pair; the first removal took it.
      */
-    GuestMemory removed(MemoryRegion r) {
+    private GuestMemory removed(MemoryRegion r) {
         if (current == null || indexOf(current, r, false) < 0) {
             LOG.log(Level.DEBUG, "{0}: no region gpa=0x{1} uaddr=0x{2} size=0x{3} (duplicate REM_MEM_REG): nothing to do",
                     name, Long.toHexString(r.guestPhysAddr()), Long.toHexString(r.userAddr()), Long.toHexString(r.size()));
             return null;
         }
-        return current.withRemoved(r.guestPhysAddr(), r.size());
+        GuestMemory next = current.withRemoved(r.guestPhysAddr(), r.size());
+        LOG.log(Level.DEBUG, "{0}: removed region gpa=0x{1} ({2} regions)", name, Long.toHexString(r.guestPhysAddr()),
+                next.regionCount());
+        return next;
     }
 
     /** {@code next} is now in use (the device took it): the old table's unshared mappings are unmapped. */
@@ -108,6 +168,7 @@ final class MemoryTables implements AutoCloseable {
         if (old != null) {
             old.retire(next);
         }
+        JvhostEvents.memoryTable(name, next.regionCount(), next.regions().stream().mapToLong(MemoryRegion::size).sum());
     }
 
     /** The device refused {@code next}: its own new mappings are unmapped, the current table stays. */

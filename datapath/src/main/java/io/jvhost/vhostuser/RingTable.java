@@ -1,10 +1,14 @@
 package io.jvhost.vhostuser;
 
+import static io.jvhost.vhostuser.VhostUserMessage.*;
+
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.virtq.RingLayout;
 import io.jvhost.virtq.RingSetup;
+import io.jvhost.jfr.JvhostEvents;
 
 import java.lang.System.Logger.Level;
+import java.lang.foreign.MemorySegment;
 import java.util.function.LongSupplier;
 import java.util.function.Supplier;
 
@@ -105,10 +109,101 @@ final class RingTable {
         }
     }
 
-    // ------------------------------------------------------------------ messages
+    // ------------------------------------------------------------------ messages (payload decoding)
+
+    private int stateIndex(VhostUserCodec codec) throws ProtocolException {
+        return index(Integer.toUnsignedLong(codec.payloadInt(STATE_INDEX_OFFSET)));
+    }
 
     /** SET_VRING_NUM. */
-    void setSize(int q, int num) throws ProtocolException {
+    void setSize(VhostUserCodec codec) throws ProtocolException {
+        setSize(stateIndex(codec), codec.payloadInt(STATE_NUM_OFFSET));
+    }
+
+    /** SET_VRING_BASE. */
+    void setBase(VhostUserCodec codec) throws ProtocolException {
+        setBase(stateIndex(codec), codec.payloadInt(STATE_NUM_OFFSET));
+    }
+
+    /** GET_VRING_BASE: stops the ring and replies with its base. */
+    void getBase(VhostUserCodec codec) throws ProtocolException, VhostUserCodec.StreamException {
+        int q = stateIndex(codec);
+        int base = getBase(q);
+        MemorySegment p = codec.txPayload();
+        p.set(U32, STATE_INDEX_OFFSET, q);
+        p.set(U32, STATE_NUM_OFFSET, base);
+        codec.reply(STATE_SIZE);
+    }
+
+    /** SET_VRING_ENABLE. */
+    void setEnabled(VhostUserCodec codec) throws ProtocolException {
+        int q = stateIndex(codec);
+        int num = codec.payloadInt(STATE_NUM_OFFSET);
+        if (num != 0 && num != 1) {
+            throw new ProtocolException("enable value " + Integer.toUnsignedString(num) + " is not 0 or 1");
+        }
+        setEnabled(q, num == 1);
+    }
+
+    /** SET_VRING_ADDR. */
+    void setAddresses(VhostUserCodec codec, boolean logSupported) throws ProtocolException {
+        int q = index(Integer.toUnsignedLong(codec.payloadInt(ADDR_INDEX_OFFSET)));
+        setAddresses(q, codec.payloadInt(ADDR_FLAGS_OFFSET), codec.payloadLong(ADDR_DESC_OFFSET),
+                codec.payloadLong(ADDR_AVAIL_OFFSET), codec.payloadLong(ADDR_USED_OFFSET),
+                codec.payloadLong(ADDR_LOG_OFFSET), logSupported);
+    }
+
+    /**
+     * The vring index of a SET_VRING_KICK / CALL / ERR payload, after checking that an fd came with
+     * it exactly when the NOFD flag is clear.
+     */
+    private int vringFdIndex(VhostUserCodec codec) throws ProtocolException {
+        long u = codec.payloadLong(0);
+        if ((u & ~(VRING_IDX_MASK | VRING_NOFD_MASK)) != 0) {
+            throw new ProtocolException("unknown bits in 0x" + Long.toHexString(u));
+        }
+        int q = index(u & VRING_IDX_MASK);
+        boolean nofd = (u & VRING_NOFD_MASK) != 0;
+        int wantFds = nofd ? 0 : 1;
+        if (codec.fdCount() != wantFds) {
+            throw new ProtocolException(codec.fdCount() + " fds attached, expected " + wantFds
+                    + (nofd ? " (NOFD flag set)" : ""));
+        }
+        return q;
+    }
+
+    /** SET_VRING_KICK: the table takes the message's fd. */
+    void setKick(VhostUserCodec codec) throws ProtocolException {
+        int q = vringFdIndex(codec);
+        setKick(q, codec.fdCount() == 0 ? -1 : codec.takeFd(0));
+    }
+
+    /**
+     * SET_VRING_CALL: the device gets the fd first; only once it accepted does the table own it (a
+     * refusal leaves the old fd in place and the new one closes with the message).
+     */
+    void setCall(VhostUserCodec codec) throws ProtocolException {
+        int q = vringFdIndex(codec);
+        boolean fd = codec.fdCount() == 1;
+        setCall(q, fd ? codec.fdAt(0) : -1);
+        if (fd) {
+            codec.takeFd(0);
+        }
+    }
+
+    /** SET_VRING_ERR, as {@link #setCall(VhostUserCodec)}. */
+    void setErr(VhostUserCodec codec) throws ProtocolException {
+        int q = vringFdIndex(codec);
+        boolean fd = codec.fdCount() == 1;
+        setErr(q, fd ? codec.fdAt(0) : -1);
+        if (fd) {
+            codec.takeFd(0);
+        }
+    }
+
+    // ------------------------------------------------------------------ messages (state)
+
+    private void setSize(int q, int num) throws ProtocolException {
         String bad = layout().checkSize(num);
         if (bad != null) {
             throw new ProtocolException("ring " + q + ": " + layout() + " " + bad);
@@ -117,8 +212,7 @@ final class RingTable {
         rings[q].size = num;
     }
 
-    /** SET_VRING_BASE. */
-    void setBase(int q, int num) throws ProtocolException {
+    private void setBase(int q, int num) throws ProtocolException {
         Entry r = rings[q];
         String bad = layout().checkBase(num, r.size > 0 ? r.size : RingLayout.MAX_SIZE);
         if (bad != null) {
@@ -128,8 +222,8 @@ final class RingTable {
         r.base = num;
     }
 
-    /** GET_VRING_BASE: stops the ring, drops its kick and returns the base the next start uses. */
-    int getBase(int q) {
+    /** Stops the ring, drops its kick and returns the base the next start uses. */
+    private int getBase(int q) {
         Entry r = rings[q];
         stop(q);
         // The ring needs a new kick (fd or NOFD) before it starts again.
@@ -146,7 +240,7 @@ final class RingTable {
      *
      * @param logSupported whether dirty logging is on offer (VHOST_VRING_F_LOG allowed)
      */
-    void setAddresses(int q, int flags, long desc, long driver, long device, long log, boolean logSupported)
+    private void setAddresses(int q, int flags, long desc, long driver, long device, long log, boolean logSupported)
             throws ProtocolException {
         if ((flags & ~VhostUserMessage.VRING_F_LOG) != 0) {
             throw new ProtocolException("ring " + q + ": unknown address flags 0x" + Integer.toHexString(flags));
@@ -175,8 +269,8 @@ final class RingTable {
         maybeStart(q);
     }
 
-    /** SET_VRING_KICK: {@code fd} (owned by the table from now on) or -1 for "poll". */
-    void setKick(int q, int fd) throws ProtocolException {
+    /** A new kick: {@code fd} (owned by the table from now on) or -1 for "poll". */
+    private void setKick(int q, int fd) throws ProtocolException {
         Entry r = rings[q];
         if (memory.get() != null && r.size > 0 && r.addrSet) {
             checkMapped(q, memory.get(), r.size, r.desc, r.driver, r.device);
@@ -188,11 +282,8 @@ final class RingTable {
         maybeStart(q);
     }
 
-    /**
-     * SET_VRING_CALL: the device gets {@code fd} first; if it refuses (throws) the old fd stays and
-     * the caller still owns {@code fd}. Once this returns the table owns it.
-     */
-    void setCall(int q, int fd) {
+    /** A new call fd: the device gets it first; if it refuses (throws) the old fd stays. */
+    private void setCall(int q, int fd) {
         Entry r = rings[q];
         if (r.started) {
             backend.setCallFd(q, fd);
@@ -201,8 +292,7 @@ final class RingTable {
         r.callFd = fd;
     }
 
-    /** SET_VRING_ERR, as {@link #setCall}. */
-    void setErr(int q, int fd) {
+    private void setErr(int q, int fd) {
         Entry r = rings[q];
         if (r.started) {
             backend.setErrFd(q, fd);
@@ -234,6 +324,7 @@ final class RingTable {
         if (r.started) {
             r.started = false;
             r.base = backend.stopRing(q);
+            JvhostEvents.ringStopped(name, q, r.base);
         }
     }
 
@@ -262,6 +353,7 @@ final class RingTable {
         backend.startRing(q, new RingSetup(r.size, r.desc, r.driver, r.device, r.base, f,
                 (r.addrFlags & VhostUserMessage.VRING_F_LOG) != 0, r.log, r.kickFd, r.callFd, r.errFd, r.enabled));
         r.started = true;
+        JvhostEvents.ringStarted(name, q, r.size, r.base, r.enabled);
         LOG.log(Level.DEBUG, "{0}: ring {1} started (size {2}, base {3}, {4}, {5}, {6})", name, q, r.size, r.base,
                 r.kickFd < 0 ? "polled" : "kicked", r.enabled ? "enabled" : "disabled", layout);
     }
@@ -290,7 +382,8 @@ final class RingTable {
                 try {
                     maybeStart(q);
                 } catch (ProtocolException | IllegalArgumentException e) {
-                    LOG.log(Level.WARNING, "{0}: ring {1} stays stopped: {2}", name, q, e.getMessage());
+                    LOG.log(Level.WARNING, "{0}: ring {1} stays stopped: {2}; its queue is silent until the"
+                            + " front-end sets the ring up again", name, q, e.getMessage());
                 }
             } else if (canStart(r)) {
                 LOG.log(Level.DEBUG, "{0}: ring {1} waits for a memory table that covers it", name, q);

@@ -4,15 +4,14 @@ import static io.jvhost.vhostuser.VhostUserMessage.*;
 
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.memory.MemoryFault;
-import io.jvhost.memory.MemoryRegion;
 import io.jvhost.nativ.Fds;
 import io.jvhost.net.VirtioNetConfig;
 import io.jvhost.virtio.VirtioFeatures;
+import io.jvhost.jfr.JvhostEvents;
 
 import java.lang.System.Logger.Level;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -69,6 +68,10 @@ public final class Session implements AutoCloseable {
     private long messages;
     private boolean closed;
 
+    /** What follows a session's end, for the operator reading the warning. */
+    private static final String AFTER_CLOSE = "the device was reset and waits for a new session (QEMU reconnects"
+            + " with reconnect= on its chardev; jvhost --client reconnects by itself)";
+
     /**
      * @param name     device name for log lines
      * @param socketFd connected socket; the session owns it and closes it in {@link #close()}
@@ -95,6 +98,7 @@ public final class Session implements AutoCloseable {
         this.rings = new RingTable(name, 2 * backend.maxQueuePairs(), backend, memory::current, () -> ackedFeatures);
         this.config = new ConfigSpace(name, backend);
         this.table = buildTable();
+        JvhostEvents.sessionConnected(name);
     }
 
     // ------------------------------------------------------------------ the dispatch table
@@ -128,15 +132,15 @@ public final class Session implements AutoCloseable {
                 row(ADD_MEM_REG, new int[] {SINGLE_REGION_SIZE}, 1, PROTOCOL_F_CONFIGURE_MEM_SLOTS, this::addMemReg),
                 // the spec tolerates one (unused) fd for compatibility; it is closed with the message
                 row(REM_MEM_REG, new int[] {SINGLE_REGION_SIZE}, 0, 1, PROTOCOL_F_CONFIGURE_MEM_SLOTS, this::remMemReg),
-                row(SET_VRING_NUM, STATE, 0, none, () -> rings.setSize(stateIndex(), stateNum())),
+                row(SET_VRING_NUM, STATE, 0, none, () -> rings.setSize(codec)),
                 row(SET_VRING_ADDR, new int[] {ADDR_SIZE}, 0, none, this::setVringAddr),
-                row(SET_VRING_BASE, STATE, 0, none, () -> rings.setBase(stateIndex(), stateNum())),
-                reply(GET_VRING_BASE, STATE, 0, none, this::getVringBase),
-                row(SET_VRING_KICK, U64, 0, 1, none, this::setVringKick),
-                row(SET_VRING_CALL, U64, 0, 1, none, this::setVringCall),
-                row(SET_VRING_ERR, U64, 0, 1, none, this::setVringErr),
+                row(SET_VRING_BASE, STATE, 0, none, () -> rings.setBase(codec)),
+                reply(GET_VRING_BASE, STATE, 0, none, () -> rings.getBase(codec)),
+                row(SET_VRING_KICK, U64, 0, 1, none, () -> rings.setKick(codec)),
+                row(SET_VRING_CALL, U64, 0, 1, none, () -> rings.setCall(codec)),
+                row(SET_VRING_ERR, U64, 0, 1, none, () -> rings.setErr(codec)),
                 reply(GET_QUEUE_NUM, EMPTY, 0, PROTOCOL_F_MQ, () -> codec.replyU64(rings.count() / 2)),
-                row(SET_VRING_ENABLE, STATE, 0, none, this::setVringEnable),
+                row(SET_VRING_ENABLE, STATE, 0, none, () -> rings.setEnabled(codec)),
                 row(SEND_RARP, U64, 0, PROTOCOL_F_RARP, this::sendRarp),
                 row(NET_SET_MTU, U64, 0, PROTOCOL_F_MTU, this::setMtu),
                 // GET_CONFIG answers a bad request with an empty payload: it checks everything itself
@@ -207,7 +211,7 @@ public final class Session implements AutoCloseable {
                 return false;
             }
         } catch (VhostUserCodec.StreamException e) {
-            LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
+            LOG.log(Level.WARNING, "{0}: closing session: {1}; {2}", name, e.getMessage(), AFTER_CLOSE);
             return false;
         }
         messages++;
@@ -237,14 +241,15 @@ public final class Session implements AutoCloseable {
             // the device refused a value the session already validated: same treatment as a bad request
             return reject(req, "device refused: " + e.getMessage(), ack);
         } catch (VhostUserCodec.StreamException e) {
-            LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
+            LOG.log(Level.WARNING, "{0}: closing session: {1}; {2}", name, e.getMessage(), AFTER_CLOSE);
             return false;
         } catch (RuntimeException | Error e) {
             if (MemoryFault.is(e)) {
                 // The device touched guest memory that vanished under its mapping (the front-end shrank a
                 // region it passed): the affected queue pair is already marked broken; end this session.
                 LOG.log(Level.WARNING, "{0}: closing session: {1} faulted on guest memory ({2}): the front-end"
-                        + " shrank or unmapped memory it passed", name, requestName(req), rootMessage(e));
+                        + " shrank or unmapped memory it passed; restart the VM's device (reboot or QEMU restart), and"
+                        + " give it sealed memfd memory to prevent this", name, requestName(req), rootMessage(e));
                 return false;
             }
             if (e instanceof Error err) {
@@ -282,16 +287,20 @@ public final class Session implements AutoCloseable {
 
     private boolean reject(int req, String why, boolean ack) {
         if (ack) {
-            LOG.log(Level.WARNING, "{0}: {1} rejected: {2}", name, requestName(req), why);
+            LOG.log(Level.WARNING, "{0}: {1} rejected: {2}; the front-end was told (REPLY_ACK) and goes on;"
+                    + " if the guest then lacks networking, check the front-end's version and options", name,
+                    requestName(req), why);
             try {
                 codec.replyU64(1);
                 return true;
             } catch (VhostUserCodec.StreamException e) {
-                LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
+                LOG.log(Level.WARNING, "{0}: closing session: {1}; {2}", name, e.getMessage(), AFTER_CLOSE);
                 return false;
             }
         }
-        LOG.log(Level.WARNING, "{0}: closing session: {1} rejected: {2}", name, requestName(req), why);
+        LOG.log(Level.WARNING, "{0}: closing session: {1} rejected: {2}; the front-end sent what jvhost cannot"
+                + " accept: check its version and options (--disable-features switches off what it misuses); {3}",
+                name, requestName(req), why, AFTER_CLOSE);
         return false;
     }
 
@@ -323,6 +332,7 @@ public final class Session implements AutoCloseable {
         }
         backend.onFeaturesSet(f);
         ackedFeatures = f;
+        JvhostEvents.featuresNegotiated(name, f);
         LOG.log(Level.DEBUG, "{0}: features {1}", name, VirtioFeatures.describe(f));
         if (!VirtioFeatures.has(f, VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES)) {
             // vhost-user.rst, "Ring states": SET_FEATURES without PROTOCOL_FEATURES enables all rings.
@@ -342,55 +352,21 @@ public final class Session implements AutoCloseable {
 
     // ------------------------------------------------------------------ memory
 
-    private MemoryRegion readRegion(int base, int fd) throws ProtocolException {
-        try {
-            return new MemoryRegion(codec.payloadLong(base + REGION_GPA_OFFSET),
-                    codec.payloadLong(base + REGION_SIZE_OFFSET), codec.payloadLong(base + REGION_UADDR_OFFSET),
-                    codec.payloadLong(base + REGION_MMAP_OFFSET_OFFSET), fd);
-        } catch (IllegalArgumentException e) {
-            throw new ProtocolException("bad region: " + e.getMessage());
-        }
-    }
-
     private void setMemTable() throws ProtocolException {
-        int size = codec.size();
-        if (size < MEM_REGIONS_OFFSET) {
-            throw new ProtocolException("payload size " + size + " shorter than the region count");
-        }
-        int n = codec.payloadInt(MEM_NREGIONS_OFFSET);
-        if (n < 1 || n > MEM_MAX_REGIONS) {
-            throw new ProtocolException(Integer.toUnsignedString(n) + " regions, expected 1.." + MEM_MAX_REGIONS);
-        }
-        int exact = MEM_REGIONS_OFFSET + n * REGION_SIZE;
-        int full = MEM_REGIONS_OFFSET + MEM_MAX_REGIONS * REGION_SIZE;
-        // QEMU sends exactly n regions; a front-end sending the whole fixed-size struct is accepted too.
-        if (size != exact && size != full) {
-            throw new ProtocolException("payload size " + size + " for " + n + " regions, expected " + exact);
-        }
-        if (codec.fdCount() != n) {
-            throw new ProtocolException(codec.fdCount() + " fds for " + n + " regions");
-        }
-        List<MemoryRegion> regions = new ArrayList<>(n);
-        for (int i = 0; i < n; i++) {
-            regions.add(readRegion(MEM_REGIONS_OFFSET + i * REGION_SIZE, codec.fdAt(i)));
-        }
-        install(memory.replaced(regions));
-        LOG.log(Level.DEBUG, "{0}: memory table with {1} regions", name, n);
+        install(memory.replaced(codec));
     }
 
     private void addMemReg() throws ProtocolException {
-        GuestMemory next = memory.added(readRegion(SINGLE_REGION_OFFSET, codec.fdAt(0)));
+        GuestMemory next = memory.added(codec);
         if (next != null) {
             install(next);
-            LOG.log(Level.DEBUG, "{0}: added a region ({1} regions)", name, next.regionCount());
         }
     }
 
     private void remMemReg() throws ProtocolException {
-        GuestMemory next = memory.removed(readRegion(SINGLE_REGION_OFFSET, -1));
+        GuestMemory next = memory.removed(codec);
         if (next != null) {
             install(next);
-            LOG.log(Level.DEBUG, "{0}: removed a region ({1} regions)", name, next.regionCount());
         }
     }
 
@@ -430,81 +406,10 @@ public final class Session implements AutoCloseable {
 
     // ------------------------------------------------------------------ rings
 
-    private int stateIndex() throws ProtocolException {
-        return rings.index(Integer.toUnsignedLong(codec.payloadInt(STATE_INDEX_OFFSET)));
-    }
-
-    private int stateNum() {
-        return codec.payloadInt(STATE_NUM_OFFSET);
-    }
-
-    private void getVringBase() throws ProtocolException, VhostUserCodec.StreamException {
-        int q = stateIndex();
-        int base = rings.getBase(q);
-        MemorySegment p = codec.txPayload();
-        p.set(U32, STATE_INDEX_OFFSET, q);
-        p.set(U32, STATE_NUM_OFFSET, base);
-        codec.reply(STATE_SIZE);
-    }
+    // ------------------------------------------------------------------ rings
 
     private void setVringAddr() throws ProtocolException {
-        int q = rings.index(Integer.toUnsignedLong(codec.payloadInt(ADDR_INDEX_OFFSET)));
-        rings.setAddresses(q, codec.payloadInt(ADDR_FLAGS_OFFSET), codec.payloadLong(ADDR_DESC_OFFSET),
-                codec.payloadLong(ADDR_AVAIL_OFFSET), codec.payloadLong(ADDR_USED_OFFSET),
-                codec.payloadLong(ADDR_LOG_OFFSET), VirtioFeatures.has(offeredFeatures, VirtioFeatures.F_LOG_ALL));
-    }
-
-    private void setVringEnable() throws ProtocolException {
-        int q = stateIndex();
-        int num = stateNum();
-        if (num != 0 && num != 1) {
-            throw new ProtocolException("enable value " + Integer.toUnsignedString(num) + " is not 0 or 1");
-        }
-        rings.setEnabled(q, num == 1);
-    }
-
-    /**
-     * The vring index of a SET_VRING_KICK / CALL / ERR payload, after checking that an fd came with
-     * it exactly when the NOFD flag is clear.
-     */
-    private int vringFdIndex() throws ProtocolException {
-        long u = codec.payloadLong(0);
-        if ((u & ~(VRING_IDX_MASK | VRING_NOFD_MASK)) != 0) {
-            throw new ProtocolException("unknown bits in 0x" + Long.toHexString(u));
-        }
-        int q = rings.index(u & VRING_IDX_MASK);
-        boolean nofd = (u & VRING_NOFD_MASK) != 0;
-        int wantFds = nofd ? 0 : 1;
-        if (codec.fdCount() != wantFds) {
-            throw new ProtocolException(codec.fdCount() + " fds attached, expected " + wantFds
-                    + (nofd ? " (NOFD flag set)" : ""));
-        }
-        return q;
-    }
-
-    private void setVringKick() throws ProtocolException {
-        int q = vringFdIndex();
-        rings.setKick(q, codec.fdCount() == 0 ? -1 : codec.takeFd(0));
-    }
-
-    private void setVringCall() throws ProtocolException {
-        int q = vringFdIndex();
-        boolean fd = codec.fdCount() == 1;
-        // The device gets the fd first; only once it accepted does the session own it (a refusal
-        // leaves the old fd in place and the new one closes with the message).
-        rings.setCall(q, fd ? codec.fdAt(0) : -1);
-        if (fd) {
-            codec.takeFd(0);
-        }
-    }
-
-    private void setVringErr() throws ProtocolException {
-        int q = vringFdIndex();
-        boolean fd = codec.fdCount() == 1;
-        rings.setErr(q, fd ? codec.fdAt(0) : -1);
-        if (fd) {
-            codec.takeFd(0);
-        }
+        rings.setAddresses(codec, VirtioFeatures.has(offeredFeatures, VirtioFeatures.F_LOG_ALL));
     }
 
     // ------------------------------------------------------------------ net
@@ -558,6 +463,7 @@ public final class Session implements AutoCloseable {
         resetDeviceState();
         codec.close();
         VhostUserCodec.closeQuietly(socketFd);
+        JvhostEvents.sessionDisconnected(name, messages);
     }
 
     /** For tests and logs: whether ring {@code q} is running. */

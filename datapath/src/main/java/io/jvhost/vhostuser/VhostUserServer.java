@@ -92,6 +92,10 @@ public final class VhostUserServer implements AutoCloseable {
         }
         s.thread.start();
         LOG.log(Level.INFO, "{0}: serving inherited fd {1}{2}", name, fd, s.singleConnection ? " (connected)" : "");
+        if (s.session != null) {
+            // Socket activation: the connection that made systemd start us was already waiting.
+            LOG.log(Level.INFO, "{0}: front-end connected", name);
+        }
         return s;
     }
 
@@ -145,7 +149,8 @@ public final class VhostUserServer implements AutoCloseable {
                 try {
                     Files.deleteIfExists(Path.of(socketPath));
                 } catch (IOException e) {
-                    LOG.log(Level.WARNING, "{0}: could not remove {1}: {2}", name, socketPath, e.getMessage());
+                    LOG.log(Level.WARNING, "{0}: could not remove {1}: {2}; remove it by hand"
+                            + " (a later start replaces a stale socket by itself)", name, socketPath, e.getMessage());
                 }
             }
             running = false;
@@ -157,7 +162,8 @@ public final class VhostUserServer implements AutoCloseable {
         try {
             fd = UnixSocket.accept(listenFd);
         } catch (NativeException e) {
-            LOG.log(Level.WARNING, "{0}: accept failed: {1}", name, e.getMessage());
+            LOG.log(Level.WARNING, "{0}: accept failed: {1}; still listening: if it repeats,"
+                    + " check the process's open-file limit (ulimit -n, LimitNOFILE)", name, e.getMessage());
             return;
         }
         if (fd < 0) {
@@ -170,7 +176,8 @@ public final class VhostUserServer implements AutoCloseable {
         }
         if (session != null) {
             refused.incrementAndGet();
-            LOG.log(Level.WARNING, "{0}: refusing a second front-end connection: the device already has an owner",
+            LOG.log(Level.WARNING, "{0}: refusing a second front-end connection: the device already has an owner;"
+                    + " give each VM its own socket (one jvhost device per vhost-user socket)",
                     name);
             Fds.closeQuietly(fd);
             return;
@@ -260,7 +267,8 @@ public final class VhostUserServer implements AutoCloseable {
                 Thread.currentThread().interrupt();
             }
             if (thread.isAlive()) {
-                LOG.log(Level.WARNING, "{0}: control thread did not stop within 5 s", name);
+                LOG.log(Level.WARNING, "{0}: control thread did not stop within 5 s (a front-end"
+                        + " request hangs?); the process exits anyway", name);
             }
         }
     }

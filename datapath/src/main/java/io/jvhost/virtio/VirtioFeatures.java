@@ -68,6 +68,9 @@ public final class VirtioFeatures {
         m.put("host-tso6", NET_F_HOST_TSO6);
         m.put("host-ecn", NET_F_HOST_ECN);
         m.put("host-ufo", NET_F_HOST_UFO);
+        m.put("guest-uso4", NET_F_GUEST_USO4);
+        m.put("guest-uso6", NET_F_GUEST_USO6);
+        m.put("host-uso", NET_F_HOST_USO);
         m.put("mrg-rxbuf", NET_F_MRG_RXBUF);
         m.put("status", NET_F_STATUS);
         m.put("guest-announce", NET_F_GUEST_ANNOUNCE);

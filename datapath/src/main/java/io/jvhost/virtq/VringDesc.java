@@ -72,13 +72,15 @@ public final class VringDesc {
     }
 
     /**
-     * Checks a queue size: a power of two from 1 to 32768 (virtio 1.x split ring).
+     * Checks a split-ring queue size ({@link RingLayout#SPLIT}: a power of two up to
+     * {@link RingLayout#MAX_SIZE}).
      *
      * @throws IllegalArgumentException otherwise
      */
     public static int checkQueueSize(int size) {
-        if (size < 1 || size > 32768 || (size & (size - 1)) != 0) {
-            throw new IllegalArgumentException("queue size must be a power of two in [1, 32768]: " + size);
+        String bad = RingLayout.SPLIT.checkSize(size);
+        if (bad != null) {
+            throw new IllegalArgumentException("queue " + bad);
         }
         return size;
     }

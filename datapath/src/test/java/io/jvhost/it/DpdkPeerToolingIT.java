@@ -140,7 +140,7 @@ class DpdkPeerToolingIT {
                     Cmd.Result p = ns.ping(GUEST_IP, 3, Duration.ofMillis(200), Duration.ofSeconds(30));
                     assertTrue(p.ok() && p.output().contains("3 packets received"), "round " + round + ": " + p.output());
                     NetNs.Received r = ns.receive(GUEST_IP, 5002, STEP);
-                    assertEquals(g.awaitMarker("TX-MD5", STEP).first(), r.md5(), "round " + round);
+                    assertEquals(g.awaitSourceMarker(r.md5(), STEP).first(), r.md5(), "round " + round);
                     assertNotEquals(firstMd5, r.md5());
                     firstMd5 = r.md5();
                 }

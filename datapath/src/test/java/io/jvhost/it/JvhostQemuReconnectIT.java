@@ -112,7 +112,7 @@ class JvhostQemuReconnectIT {
         ns.send(GUEST_IP, 5001, data, STEP);
         assertEquals(NetNs.md5(data), g.awaitMarker("RX-MD5", STEP).first(), round + ": host → guest stream intact");
         NetNs.Received back = ns.receive(GUEST_IP, 5002, STEP);
-        assertEquals(g.awaitMarker("TX-MD5", STEP).first(), back.md5(), round + ": guest source stream intact");
+        assertEquals(g.awaitSourceMarker(back.md5(), STEP).first(), back.md5(), round + ": guest source stream intact");
         return back.md5();
     }
 }

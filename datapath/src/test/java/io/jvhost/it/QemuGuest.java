@@ -245,6 +245,28 @@ public final class QemuGuest implements AutoCloseable {
         return end == line.length() || line.charAt(end) == ' ';
     }
 
+    /**
+     * The guest source's TX-MD5 marker for the stream the host read: {@code md5} when one of the
+     * markers printed from the next one on carries it, else the next one (and the caller's
+     * assertion fails on it). The source prints a marker for every connection it accepts; when the
+     * host's first connection ended with nothing (a slow guest under load), {@link NetNs#receive}
+     * connects again and the stream it reads is a later connection's, announced by a later marker.
+     */
+    public Marker awaitSourceMarker(String md5, Duration timeout) throws InterruptedException {
+        Marker next = awaitMarker("TX-MD5", timeout);
+        long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+        while (!md5.equals(next.first()) && System.nanoTime() < deadline) {
+            for (Marker m : markers("TX-MD5")) {
+                if (m.line() > next.line() && md5.equals(m.first())) {
+                    cursors.put("TX-MD5", m.line() + 1);
+                    return m;
+                }
+            }
+            Thread.sleep(100);
+        }
+        return next;
+    }
+
     /** All {@code JVHOST-word} markers seen so far. */
     public List<Marker> markers(String word) {
         String tag = PREFIX + word;

@@ -16,12 +16,17 @@ import io.jvhost.nativ.gen.virtio_net_hdr_mrg_rxbuf;
 import io.jvhost.nativ.gen.virtio_net_hdr_v1;
 import io.jvhost.nativ.gen.vring_avail;
 import io.jvhost.nativ.gen.vring_desc;
+import io.jvhost.nativ.gen.vring_packed_desc;
+import io.jvhost.nativ.gen.vring_packed_desc_event;
 import io.jvhost.nativ.gen.vring_used;
 import io.jvhost.nativ.gen.vring_used_elem;
 import io.jvhost.net.NativeMemory;
 import io.jvhost.net.VirtioNetConfig;
 import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.vhostuser.VhostUserMessage;
+import io.jvhost.virtq.PackedDesc;
+import io.jvhost.virtq.PackedEvent;
+import io.jvhost.virtq.RingLayout;
 import io.jvhost.virtq.VringAvail;
 import io.jvhost.virtq.VringDesc;
 import io.jvhost.virtq.VringUsed;
@@ -44,6 +49,43 @@ import org.junit.jupiter.api.Test;
 class HandWrittenLayoutsTest {
 
     private static final ValueLayout U8 = ValueLayout.JAVA_BYTE;
+
+    @Test
+    void packedDesc() {
+        assertEquals(vring_packed_desc.sizeof(), PackedDesc.SIZE, "sizeof(struct vring_packed_desc)");
+        field("vring_packed_desc.addr", vring_packed_desc.addr$offset(), vring_packed_desc.addr$layout(),
+                PackedDesc.ADDR_OFFSET, VringDesc.LE_LONG);
+        field("vring_packed_desc.len", vring_packed_desc.len$offset(), vring_packed_desc.len$layout(),
+                PackedDesc.LEN_OFFSET, VringDesc.LE_INT);
+        field("vring_packed_desc.id", vring_packed_desc.id$offset(), vring_packed_desc.id$layout(),
+                PackedDesc.ID_OFFSET, VringDesc.LE_SHORT);
+        field("vring_packed_desc.flags", vring_packed_desc.flags$offset(), vring_packed_desc.flags$layout(),
+                PackedDesc.FLAGS_OFFSET, VringDesc.LE_SHORT);
+        // linux/virtio_ring.h gives AVAIL and USED as bit numbers
+        assertEquals(1 << Linux.VRING_PACKED_DESC_F_AVAIL(), PackedDesc.F_AVAIL, "1 << VRING_PACKED_DESC_F_AVAIL");
+        assertEquals(1 << Linux.VRING_PACKED_DESC_F_USED(), PackedDesc.F_USED, "1 << VRING_PACKED_DESC_F_USED");
+        assertEquals(Linux.VRING_DESC_F_NEXT(), PackedDesc.F_NEXT, "VRING_DESC_F_NEXT");
+        assertEquals(Linux.VRING_DESC_F_WRITE(), PackedDesc.F_WRITE, "VRING_DESC_F_WRITE");
+        assertEquals(Linux.VRING_DESC_F_INDIRECT(), PackedDesc.F_INDIRECT, "VRING_DESC_F_INDIRECT");
+        for (int n : new int[] {1, 255, 256, 32768}) {
+            assertEquals(vring_packed_desc.sizeof() * n, RingLayout.PACKED.descBytes(n), "packed ring of " + n);
+        }
+    }
+
+    @Test
+    void packedEvent() {
+        assertEquals(vring_packed_desc_event.sizeof(), PackedEvent.SIZE, "sizeof(struct vring_packed_desc_event)");
+        field("vring_packed_desc_event.off_wrap", vring_packed_desc_event.off_wrap$offset(),
+                vring_packed_desc_event.off_wrap$layout(), PackedEvent.OFF_WRAP_OFFSET, VringDesc.LE_SHORT);
+        field("vring_packed_desc_event.flags", vring_packed_desc_event.flags$offset(),
+                vring_packed_desc_event.flags$layout(), PackedEvent.FLAGS_OFFSET, VringDesc.LE_SHORT);
+        assertEquals(Linux.VRING_PACKED_EVENT_FLAG_ENABLE(), PackedEvent.FLAG_ENABLE, "VRING_PACKED_EVENT_FLAG_ENABLE");
+        assertEquals(Linux.VRING_PACKED_EVENT_FLAG_DISABLE(), PackedEvent.FLAG_DISABLE, "VRING_PACKED_EVENT_FLAG_DISABLE");
+        assertEquals(Linux.VRING_PACKED_EVENT_FLAG_DESC(), PackedEvent.FLAG_DESC, "VRING_PACKED_EVENT_FLAG_DESC");
+        assertEquals(Linux.VRING_PACKED_EVENT_F_WRAP_CTR(), PackedEvent.WRAP_SHIFT, "VRING_PACKED_EVENT_F_WRAP_CTR");
+        assertEquals(PackedEvent.SIZE, RingLayout.PACKED.driverBytes(256));
+        assertEquals(PackedEvent.SIZE, RingLayout.PACKED.deviceBytes(256));
+    }
 
     @Test
     void vringDesc() {

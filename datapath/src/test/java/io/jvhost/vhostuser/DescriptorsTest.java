@@ -35,7 +35,8 @@ class DescriptorsTest {
                 VirtioFeatures.NET_F_GUEST_ECN, VirtioFeatures.NET_F_GUEST_UFO, VirtioFeatures.NET_F_HOST_TSO4,
                 VirtioFeatures.NET_F_HOST_TSO6, VirtioFeatures.NET_F_HOST_ECN, VirtioFeatures.NET_F_HOST_UFO,
                 VirtioFeatures.NET_F_MQ, VirtioFeatures.NET_F_MTU, VirtioFeatures.NET_F_STATUS,
-                VirtioFeatures.NET_F_GUEST_ANNOUNCE, VirtioFeatures.NET_F_MAC,
+                VirtioFeatures.NET_F_GUEST_ANNOUNCE, VirtioFeatures.NET_F_MAC, VirtioFeatures.NET_F_HOST_USO,
+                VirtioFeatures.NET_F_GUEST_USO4, VirtioFeatures.NET_F_GUEST_USO6,
                 VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES}) {
             assertTrue(VirtioFeatures.has(s, bit), "bit " + bit);
             s &= ~(1L << bit);

@@ -102,28 +102,38 @@ final class StatsEndpoint implements AutoCloseable {
 
     /** Client side of {@code jvhost stats}: prints what the back-end answers. */
     static int query(String path, boolean json) {
+        String body = fetch(path, json ? "json" : "table");
+        if (body == null) {
+            return 1;
+        }
+        System.out.print(body);
+        return 0;
+    }
+
+    /** Asks the back-end at {@code path} for {@code request} ("json" or "table"); null (reported) when none answers. */
+    static String fetch(String path, String request) {
         int fd;
         try {
             fd = UnixSocket.connect(path);
         } catch (NativeException e) {
-            System.err.println("jvhost: no running back-end answers on " + path + " (" + e.getMessage() + ")");
-            return 1;
+            System.err.println("jvhost: no running back-end answers on " + path + " (" + e.getMessage()
+                    + "); start one, or give its --socket-path / --stats-path");
+            return null;
         }
         try (Arena arena = Arena.ofConfined()) {
-            byte[] req = (json ? "json\n" : "table\n").getBytes(StandardCharsets.US_ASCII);
+            byte[] req = (request + "\n").getBytes(StandardCharsets.US_ASCII);
             MemorySegment buf = arena.allocate(1 << 16);
             MemorySegment.copy(req, 0, buf, ValueLayout.JAVA_BYTE, 0, req.length);
             Fds.write(fd, buf, req.length);
-            StringBuilder sb = new StringBuilder();
+            java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
             while (true) {
                 long n = Fds.read(fd, buf, buf.byteSize());
                 if (n <= 0) {
                     break;
                 }
-                sb.append(new String(buf.asSlice(0, n).toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8));
+                out.write(buf.asSlice(0, n).toArray(ValueLayout.JAVA_BYTE), 0, (int) n);
             }
-            System.out.print(sb);
-            return 0;
+            return out.toString(StandardCharsets.UTF_8);
         } finally {
             Fds.closeQuietly(fd);
         }

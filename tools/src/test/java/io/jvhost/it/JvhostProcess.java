@@ -46,13 +46,25 @@ public final class JvhostProcess implements AutoCloseable {
      * use {@link #awaitLog} for "listening on" (server) or "connected to" (client).
      */
     public static JvhostProcess start(String name, NetNs ns, String... args) throws IOException {
+        return start(name, ns, List.of(), List.of(), args);
+    }
+
+    /**
+     * {@link #start(String, NetNs, String...)} under {@code wrapper} (a program that execs the rest of
+     * the command line, e.g. {@code systemd-socket-activate -l PATH}) with extra JVM options.
+     */
+    public static JvhostProcess start(String name, NetNs ns, List<String> wrapper, List<String> jvmArgs, String... args)
+            throws IOException {
         List<String> cmd = new ArrayList<>();
         if (ns != null) {
             cmd.addAll(List.of("ip", "netns", "exec", ns.name()));
         }
+        cmd.addAll(wrapper);
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         // As tools/jvhost runs it.
-        cmd.addAll(List.of("--enable-native-access=ALL-UNNAMED", "-XX:+UseZGC", "-jar", JAR.toString()));
+        cmd.addAll(List.of("--enable-native-access=ALL-UNNAMED", "-XX:+UseZGC"));
+        cmd.addAll(jvmArgs);
+        cmd.addAll(List.of("-jar", JAR.toString()));
         cmd.addAll(List.of(args));
         Path log = Cmd.logDir().resolve(name + "-" + Cmd.randomHex(3) + ".log");
         return new JvhostProcess(LineProcess.start(name, cmd, log));
@@ -81,6 +93,11 @@ public final class JvhostProcess implements AutoCloseable {
 
     public long pid() {
         return proc.process().pid();
+    }
+
+    /** Every line logged so far. */
+    public List<String> lines() {
+        return proc.lines();
     }
 
     public boolean isAlive() {

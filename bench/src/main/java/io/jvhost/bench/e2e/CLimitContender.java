@@ -35,6 +35,11 @@ final class CLimitContender implements Contender {
             case TX_GSO -> cmd.addAll(List.of(run.bin("tap_write").toString(), tap, "--gso",
                     "--size=" + s.frameSize, "--dst-mac=" + NetNs.TAP_MAC, "--dst-ip=" + NetNs.HOST_IP,
                     "--src-ip=" + NetNs.GUEST_IP));
+            case TX_USO -> cmd.addAll(List.of(run.bin("tap_write").toString(), tap, "--uso",
+                    "--size=" + s.frameSize, "--dst-mac=" + NetNs.TAP_MAC, "--dst-ip=" + NetNs.HOST_IP,
+                    "--src-ip=" + NetNs.GUEST_IP));
+            case TX_DGRAM -> cmd.addAll(List.of(run.bin("tap_write").toString(), tap, "--size=" + s.frameSize,
+                    "--dst-mac=" + NetNs.TAP_MAC, "--dst-ip=" + NetNs.HOST_IP, "--src-ip=" + NetNs.GUEST_IP));
             case RX -> cmd.addAll(List.of(run.bin("tap_read").toString(), tap, SPIN));
             case RR -> cmd.addAll(List.of(run.bin("tap_read").toString(), tap, SPIN, "--echo",
                     "--mac=" + NetNs.GUEST_MAC));

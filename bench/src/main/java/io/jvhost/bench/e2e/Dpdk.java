@@ -48,8 +48,8 @@ final class Dpdk {
 
         @Override
         public String unsupported(Scenario s) {
-            return s.kind == Scenario.Kind.TX_GSO
-                    ? "n/a: DPDK's tap PMD opens the tap without IFF_VNET_HDR, so no GSO/TSO frame can pass" : null;
+            return s.kind == Scenario.Kind.TX_GSO || s.kind == Scenario.Kind.TX_USO
+                    ? "n/a: DPDK's tap PMD opens the tap without IFF_VNET_HDR, so no GSO/TSO/USO frame can pass" : null;
         }
 
         @Override
@@ -75,8 +75,11 @@ final class Dpdk {
 
         @Override
         public String unsupported(Scenario s) {
-            return s.kind == Scenario.Kind.TX_GSO
-                    ? "pending: needs the Java driver front-end (testpmd txonly cannot build GSO frames)" : null;
+            return switch (s.kind) {
+                case TX_GSO, TX_USO -> "pending: needs the Java driver front-end (testpmd txonly cannot build GSO frames)";
+                case TX_DGRAM -> "n/a: compared with USO from the same front-end, the Java driver";
+                default -> null;
+            };
         }
 
         @Override
@@ -85,7 +88,7 @@ final class Dpdk {
             cmd.addAll(List.of("--vdev", "net_virtio_user0,path=" + run.socket() + ",queues=1,queue_size=" + QUEUE_SIZE + ",mac=" + NetNs.GUEST_MAC));
             Scenario s = run.scenario();
             switch (s.kind) {
-                case TX, TX_GSO -> {
+                case TX, TX_GSO, TX_USO, TX_DGRAM -> {
                     cmd.addAll(app("txonly"));
                     cmd.add("--txpkts=" + s.frameSize);
                 }

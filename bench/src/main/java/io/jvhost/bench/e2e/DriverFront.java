@@ -4,11 +4,14 @@ import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
 import io.jvhost.driver.VhostUserClient;
 import io.jvhost.driver.net.GuestNic;
+import io.jvhost.driver.net.Packets;
+import io.jvhost.driver.net.UdpGso;
 import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.vhostuser.VhostUserMessage;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.net.InetAddress;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
@@ -17,11 +20,15 @@ import java.util.concurrent.CountDownLatch;
 
 /**
  * The Java driver (io.jvhost.driver) as a bench front-end process, for any vhost-user back-end:
- * <pre>DriverFront --socket-path=SOCK --mode=tx|rx|echo [--size=N] [--gso] [--ring=1024] [--tx-window=N]
- *             [--count-file=PATH] [--queues=N]</pre>
+ * <pre>DriverFront --socket-path=SOCK --mode=tx|rx|echo [--size=N] [--gso|--uso|--to-host] [--ring=1024]
+ *             [--tx-window=N] [--count-file=PATH] [--queues=N]</pre>
  * tx: sends the frame testpmd txonly sends (UDP 198.18.0.1 → 198.18.0.2 to 02:00:00:00:00:00),
  * or with --gso one TCPv4 super-frame of --size bytes to the tap's address with GSO_TCPV4 /
- * NEEDS_CSUM (HOST_TSO4 and CSUM negotiated), as fast as TX buffers come back; the frame is written
+ * NEEDS_CSUM (HOST_TSO4 and CSUM negotiated), or with --uso one UDP super-frame of --size bytes
+ * (IPv4, 10.99.0.2:40000 → the tap's 10.99.0.1:9) with GSO_UDP_L4, gso_size 1472, NEEDS_CSUM
+ * (HOST_USO and CSUM negotiated), or with --to-host a plain UDP datagram frame of --size bytes on
+ * that same path (full checksum: what the USO frame's data is as 1472-byte datagrams at --size
+ * 1514), as fast as TX buffers come back; the frame is written
  * into every TX buffer once ({@link GuestNic#prefillTx}) and each send posts a buffer with only its
  * header written ({@link GuestNic#sendPrefilled}), so the front-end copies nothing per frame;
  * --tx-window caps the frames in flight (default: the ring).
@@ -44,6 +51,8 @@ public final class DriverFront {
         String mode = "tx";
         int size = 64;
         boolean gso = false;
+        boolean uso = false;
+        boolean toHost = false;
         int ring = 1024;
         String countFile = null;
         int txWindow = Integer.MAX_VALUE;
@@ -57,6 +66,10 @@ public final class DriverFront {
                 size = Integer.parseInt(a.substring(7));
             } else if (a.equals("--gso")) {
                 gso = true;
+            } else if (a.equals("--uso")) {
+                uso = true;
+            } else if (a.equals("--to-host")) {
+                toHost = true;
             } else if (a.startsWith("--ring=")) {
                 ring = Integer.parseInt(a.substring(7));
             } else if (a.startsWith("--tx-window=")) {
@@ -76,6 +89,9 @@ public final class DriverFront {
                 | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF) | VirtioFeatures.bit(VirtioFeatures.RING_F_EVENT_IDX);
         if (gso) {
             features |= VirtioFeatures.bit(VirtioFeatures.NET_F_CSUM) | VirtioFeatures.bit(VirtioFeatures.NET_F_HOST_TSO4);
+        }
+        if (uso) {
+            features |= VirtioFeatures.bit(VirtioFeatures.NET_F_CSUM) | VirtioFeatures.bit(VirtioFeatures.NET_F_HOST_USO);
         }
         if (queues > 1) {
             features |= VirtioFeatures.bit(VirtioFeatures.NET_F_MQ);
@@ -115,17 +131,18 @@ public final class DriverFront {
             }
             switch (mode) {
                 case "tx" -> {
-                    byte[] f = gso ? tcpGso(size) : udp(size);
-                    int flags = gso ? VirtioNetHdr.FLAG_NEEDS_CSUM : 0;
-                    int type = gso ? VirtioNetHdr.GSO_TCPV4 : VirtioNetHdr.GSO_NONE;
+                    UdpGso.Frame u = uso || toHost ? udpToHost(size, uso) : null;
+                    byte[] f = u != null ? u.frame() : gso ? tcpGso(size) : udp(size);
+                    int flags = u != null ? u.flags() : gso ? VirtioNetHdr.FLAG_NEEDS_CSUM : 0;
+                    int type = u != null ? u.gsoType() : gso ? VirtioNetHdr.GSO_TCPV4 : VirtioNetHdr.GSO_NONE;
                     // Every TX buffer holds the frame once; each send writes only the virtio-net header
                     // (zero-copy, as a guest transmitting skbs in place), so the back-end, not a 64 KiB
                     // memcpy per frame in this front-end, sets the pace.
                     nic.prefillTx(0, f, 0, f.length);
-                    int hdrLenField = gso ? 54 : 0;
-                    int gsoSize = gso ? 1448 : 0;
-                    int csumStart = gso ? 34 : 0;
-                    int csumOffset = gso ? 16 : 0;
+                    int hdrLenField = u != null ? u.hdrLen() : gso ? 54 : 0;
+                    int gsoSize = u != null ? u.gsoSize() : gso ? 1448 : 0;
+                    int csumStart = u != null ? u.csumStart() : gso ? 34 : 0;
+                    int csumOffset = u != null ? u.csumOffset() : gso ? 16 : 0;
                     while (!stop) {
                         // Window full: wait until half of it is back (one call per half window,
                         // as a TSQ-limited guest refills after a batch of TX completions).
@@ -240,6 +257,38 @@ public final class DriverFront {
         }
         b.putShort((short) s).putShort((short) 0);
         return f;
+    }
+
+    /** USO segment size: 1472-byte datagrams, the most a 1500-byte MTU carries over IPv4. */
+    static final int USO_GSO_SIZE = 1472;
+
+    /**
+     * A UDP frame of {@code size} bytes from the guest (10.99.0.2:40000) to the tap's address
+     * (10.99.0.1:9, tap MAC): with {@code uso} one super-frame the kernel cuts into
+     * {@link #USO_GSO_SIZE}-byte datagrams (partial checksum, GSO_UDP_L4), else one datagram with its
+     * full checksum.
+     */
+    static UdpGso.Frame udpToHost(int size, boolean uso) {
+        InetAddress src = UdpGso.address("10.99.0.2");
+        InetAddress dst = UdpGso.address("10.99.0.1");
+        int len = size - 42;
+        byte[] payload = new byte[len];
+        for (int i = 0; i < len; i++) {
+            payload[i] = (byte) (i * 7 + (i >>> 8));
+        }
+        UdpGso.Frame f = UdpGso.build(GUEST_MAC, new byte[] {2, 0, 0, 0, 0, 1}, src, dst, 40000, 9, payload, 0, len,
+                uso ? USO_GSO_SIZE : Integer.MAX_VALUE);
+        if (uso) {
+            return f;
+        }
+        byte[] fr = f.frame();
+        int l4 = f.csumStart();
+        fr[l4 + 6] = 0;
+        fr[l4 + 7] = 0;
+        int c = Packets.checksum(fr, l4, 8 + len, UdpGso.pseudo(src, dst, 8 + len));
+        fr[l4 + 6] = (byte) ((c == 0 ? 0xffff : c) >>> 8);
+        fr[l4 + 7] = (byte) (c == 0 ? 0xffff : c);
+        return new UdpGso.Frame(fr, 0, VirtioNetHdr.GSO_NONE, 0, 0, 0, 0);
     }
 
     private static void ipv4(ByteBuffer b, int totalLen, int proto, byte[] src, byte[] dst) {

@@ -14,9 +14,9 @@ import java.util.Map;
  * bench/RESULTS.md. Started by {@code bench/run-e2e}, which builds the C tools and cleans up.
  *
  * <pre>
- * E2eMain --bin=DIR --out=DIR [--results=bench/RESULTS.md] [--scenarios=tx64,tx1514,tx64k,rx64,rx1514,rr64]
+ * E2eMain --bin=DIR --out=DIR [--results=bench/RESULTS.md] [--scenarios=tx64,tx1514,tx64k,tx64k-uso,tx1472-udp,rx64,rx1514,rr64]
  *         [--contenders=c-limit,dpdk,jvhost,jvhost-bp] [--repeats=3] [--seconds=5] [--warmup=3]
- *         [--jvhost=tools/jvhost] [--jvhost-interim=true|false] [--busy-poll-us=N]
+ *         [--jvhost=tools/jvhost] [--jvhost-alt=LAUNCHER] [--jvhost-interim=true|false] [--busy-poll-us=N]
  *         [--frontend=auto|testpmd|java-driver]
  *         [--backend-cpus=0] [--frontend-cpus=1] [--nice=N] [--command="how it was started"]
  * </pre>
@@ -44,7 +44,7 @@ public final class E2eMain {
         Path out = Path.of(req(a, "out"));
         Files.createDirectories(out);
         List<Scenario> scenarios = new ArrayList<>();
-        for (String s : a.getOrDefault("scenarios", "tx64,tx1514,tx64k,rx64,rx1514,rr64").split(",")) {
+        for (String s : a.getOrDefault("scenarios", "tx64,tx1514,tx64k,tx64k-uso,tx1472-udp,rx64,rx1514,rr64").split(",")) {
             scenarios.add(Scenario.byId(s.strip()));
         }
         int repeats = Integer.parseInt(a.getOrDefault("repeats", quick ? "2" : "3"));
@@ -88,7 +88,12 @@ public final class E2eMain {
                             }
                         }
                     }
-                    contenders.add(new VhostContender(new Jvhost.Backend(jvhostCmd, bp, jvhostWhy,
+                    List<String> cmd = jvhostCmd;
+                    if (alt && a.containsKey("jvhost-alt")) {
+                        // another build (e.g. the commit before a change) as jvhost-alt: A/B across code
+                        cmd = List.of(Path.of(a.get("jvhost-alt")).toString());
+                    }
+                    contenders.add(new VhostContender(new Jvhost.Backend(cmd, bp, jvhostWhy,
                             alt ? System.getenv().getOrDefault("E2E_ALT_JAVA_OPTS", "") : null), fe));
                 }
                 default -> throw new IllegalArgumentException("unknown contender " + name + " (c-limit, dpdk, jvhost, jvhost-bp, jvhost-alt)");

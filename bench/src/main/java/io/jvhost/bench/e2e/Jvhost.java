@@ -121,6 +121,8 @@ final class Jvhost {
             switch (run.scenario().kind) {
                 case TX -> cmd.add("--mode=tx");
                 case TX_GSO -> cmd.addAll(List.of("--mode=tx", "--gso", "--tx-window=" + GSO_TX_WINDOW));
+                case TX_USO -> cmd.addAll(List.of("--mode=tx", "--uso", "--tx-window=" + GSO_TX_WINDOW));
+                case TX_DGRAM -> cmd.addAll(List.of("--mode=tx", "--to-host"));
                 case RX -> cmd.addAll(List.of("--mode=rx", "--count-file=" + run.dir().resolve(Measure.GUEST_COUNT_FILE)));
                 case RR -> cmd.add("--mode=echo");
             }

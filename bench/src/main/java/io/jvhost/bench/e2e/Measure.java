@@ -64,7 +64,7 @@ final class Measure {
             Process backend = c.start(run);
             ns.configureTap(START_TIMEOUT_MS, backend);
             return switch (s.kind) {
-                case TX, TX_GSO -> throughput(run, c, repeat, backend, NetNs.Counters::rxPackets, NetNs.Counters::rxBytes);
+                case TX, TX_GSO, TX_USO, TX_DGRAM -> throughput(run, c, repeat, backend, NetNs.Counters::rxPackets, NetNs.Counters::rxBytes);
                 case RX -> {
                     procs.start("generator", ns.exec(frontendCpus, List.of(binDir.resolve("pkt_gen").toString(),
                             "--dev=" + ns.tap, "--mode=packet", "--size=" + s.frameSize,

@@ -315,6 +315,14 @@ final class Report {
               with `IFF_VNET_HDR` alone; `TUNSETOFFLOAD` (which `tap_write` sets anyway) only governs what the tap
               may hand *to* a reader, and the address matters only for where the skb goes after the tap counted
               it. DPDK's tap PMD opens the tap without `IFF_VNET_HDR`, so it has no way to pass a GSO frame.
+            - 64 KiB USO TX (`tx64k-uso`): the Java driver (HOST_USO + CSUM negotiated) sends one 65549-byte UDP/IPv4
+              frame per buffer with `VIRTIO_NET_HDR_GSO_UDP_L4`, gso_size 1472, `NEEDS_CSUM`, from 10.99.0.2 to the
+              tap's own MAC and 10.99.0.1 port 9, 16 frames in flight as for TSO; `tap_write --uso` writes the same frame.
+              The stack takes each as one skb (no socket on port 9: one NoPorts per frame, nothing segmented).
+              `tx1472-udp` sends the same payload as 1472-byte datagrams (1514-byte frames, full checksums) on the same
+              path from the same front-end (`tap_write --size=1514` to the same address for c-limit); the line under the
+              USO table compares UDP payload Gbit/s (pps × 65507 vs pps × 1472). DPDK's back-end cannot pass USO
+              frames (tap PMD without `IFF_VNET_HDR`); for `tx1472-udp` it runs with the Java driver too.
             - CPU s / Mpkt of a spinning back-end (testpmd) is its whole CPU share divided by the frames it
               moved: when the front-end, not the back-end, is the bottleneck, that number includes idle polling.
 
@@ -347,6 +355,36 @@ final class Report {
              .append(' ').append(l.size()).append(" |\n");
         }
         b.append('\n').append(ratios(med, false)).append("\n\n");
+        if (s.kind == Scenario.Kind.TX_USO) {
+            b.append(usoVsDatagrams(s)).append("\n\n");
+        }
+    }
+
+    /**
+     * The USO question: UDP payload per second as 64 KiB USO frames against the same data as
+     * 1472-byte datagrams (scenario tx1472-udp of the same run, same front-end), per contender.
+     */
+    private String usoVsDatagrams(Scenario uso) {
+        Scenario dg = scenarios.stream().filter(x -> x.kind == Scenario.Kind.TX_DGRAM).findFirst().orElse(null);
+        if (dg == null) {
+            return "USO vs datagrams: run `tx1472-udp` in the same run to compare.";
+        }
+        StringBuilder r = new StringBuilder("UDP payload Gbit/s, 64 KiB USO frames vs the same data as 1472-byte datagrams ("
+                + dg.id + ", same front-end):");
+        String sep = " ";
+        for (Contender c : contenders) {
+            List<Sample> a = ok(uso, c.name());
+            List<Sample> d = ok(dg, c.name());
+            if (a.isEmpty() || d.isEmpty()) {
+                continue;
+            }
+            double ga = median(values(a, Sample::pps)) * uso.udpPayload() * 8 / 1e9;
+            double gd = median(values(d, Sample::pps)) * dg.udpPayload() * 8 / 1e9;
+            r.append(sep).append(c.name()).append(' ').append(f("%.2f", ga)).append(" vs ").append(f("%.2f", gd))
+             .append(" (×").append(f("%.1f", ga / gd)).append(')');
+            sep = "; ";
+        }
+        return sep.equals(" ") ? r.append(" no contender has both.").toString() : r.append('.').toString();
     }
 
     private void rrTable(StringBuilder b, Scenario s, String rel) {

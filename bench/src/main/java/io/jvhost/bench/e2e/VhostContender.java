@@ -47,7 +47,7 @@ final class VhostContender implements Contender {
 
         @Override
         public String name() {
-            return javaDriver.name() + " for RX and GSO TX, else " + testpmd.name();
+            return javaDriver.name() + " for RX, GSO TX and UDP TX to the host, else " + testpmd.name();
         }
 
         @Override
