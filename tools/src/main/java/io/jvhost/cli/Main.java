@@ -205,8 +205,6 @@ public final class Main {
             pool.close();
             throw e;
         }
-        LOG.log(Level.INFO, "jvhost: {0} device(s), up to {1} worker thread(s){2}", count, pool.size(),
-                pool.settings().cpus().length == 0 ? "" : " pinned to CPUs " + CpuList.format(pool.settings().cpus()));
         CountDownLatch stopped = new CountDownLatch(1);
         CountDownLatch done = new CountDownLatch(1);
         AtomicInteger signals = new AtomicInteger();
@@ -228,6 +226,9 @@ public final class Main {
                 Thread.currentThread().interrupt();
             }
         }, "jvhost-shutdown"));
+        // After the stop handlers: this line says the process is up and stops cleanly on SIGTERM.
+        LOG.log(Level.INFO, "jvhost: {0} device(s), up to {1} worker thread(s){2}", count, pool.size(),
+                pool.settings().cpus().length == 0 ? "" : " pinned to CPUs " + CpuList.format(pool.settings().cpus()));
         if (Systemd.notify("READY=1\nSTATUS=serving " + count + " device(s)\nMAINPID=" + ProcessHandle.current().pid())) {
             LOG.log(Level.DEBUG, "jvhost: READY=1 sent to NOTIFY_SOCKET");
         }
