@@ -31,7 +31,8 @@ import java.util.regex.Pattern;
  *       vs. with {@code --idle} idle devices attached to the same worker; ratio beside / alone.</li>
  *   <li>{@code two-busy}: two devices sending TX 64 B on one worker; each one's share (min / max).</li>
  *   <li>{@code scale-tx}, {@code scale-rx}: one device with 2 queue pairs on 2 workers pinned to the
- *       back-end CPUs ({@code --queues=2 --workers=2 --cpus=...}); the front-end uses 1 queue pair,
+ *       back-end CPUs when there are two of them, else to the back-end and front-end CPUs
+ *       ({@code --queues=2 --workers=2 --cpus=...}); the front-end uses 1 queue pair,
  *       then 2 (TX 64 B; RX 64 B from pkt_gen with 64 flows so the tap spreads them over its
  *       queues); aggregate frames per second, 2 / 1.</li>
  * </ul>
@@ -201,7 +202,10 @@ public final class PoolBench {
     }
 
     private void scale(boolean rx) throws Exception {
-        String cpus = beCpus.equals(feCpus) ? beCpus : beCpus + "," + feCpus;
+        // Two workers need two CPUs: the back-end's when it has two (a machine with CPUs to spare),
+        // else the back-end's and the front-end's (2 cores: the second worker shares the front-end's CPU).
+        String cpus = io.jvhost.config.CpuList.parse(beCpus).length >= 2 || beCpus.equals(feCpus) ? beCpus
+                : beCpus + "," + feCpus;
         try (Bed bed = new Bed(rx ? "srx" : "stx", 1)) {
             bed.startJvhost(cpus, "--queues=2", "--workers=2", "--cpus=" + cpus);
             List<double[]> rows = new ArrayList<>();
