@@ -35,8 +35,9 @@ import java.util.concurrent.TimeUnit;
  * pair that stayed empty for {@value #PARK_AFTER} cycles is parked (notifications armed, not polled)
  * until an epoll event or a command concerns it; a pair whose tap pushed back or ran empty is read
  * or written again once epoll says so. While the worker stays awake, one non-blocking
- * {@code epoll_wait} per cycle serves all of these. An idle cycle asks the {@link SpinPolicy} whether to keep polling; if not, every
- * pair re-enables guest notifications and re-checks its rings (no lost wake-up), and the worker
+ * {@code epoll_wait} per cycle serves all of these. An idle cycle asks the {@link SpinPolicy}
+ * whether to keep polling; if not, every (unparked) pair re-enables guest notifications and
+ * re-checks its rings (no lost wake-up), and the worker
  * sleeps in {@code epoll_wait} on the kick eventfds, the taps (only the directions that can make
  * progress) and its command eventfd. Rings without a kick fd are re-checked every millisecond.
  *
