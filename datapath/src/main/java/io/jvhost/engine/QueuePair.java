@@ -69,6 +69,17 @@ public final class QueuePair {
     private long tagBase;
     private final int[] registeredKick = {-1, -1};
     private int tapInterest = -1;
+    /**
+     * RX found the tap empty: it is read again once epoll reports it readable (or the guest kicks),
+     * not every cycle — an idle pair on a busy worker then costs no system call per cycle, and the
+     * worker learns about all its dry taps from one non-blocking epoll_wait.
+     */
+    private boolean tapDry;
+    /** Empty duty cycles in a row ({@link #maybePark}). */
+    private int emptyCycles;
+    /** Not polled: notifications and tap interest armed, an epoll event for it ends this. */
+    private boolean parked;
+    private boolean closed;
 
     /**
      * @param device   device name, for logs
@@ -163,6 +174,7 @@ public final class QueuePair {
 
     /** Starts ring {@code role} on the current memory table. */
     void onStartRing(int role, RingSetup setup) {
+        tapDry = false;
         Vring r = ring(role);
         if (r.started()) {
             onStopRing(role);
@@ -191,6 +203,7 @@ public final class QueuePair {
     }
 
     void onSetRingEnabled(int role, boolean on) {
+        tapDry = false;
         Vring r = ring(role);
         if (role == TX && !on && r.enabled() && txRing.active()) {
             flushTx();
@@ -237,6 +250,7 @@ public final class QueuePair {
         // Held chains point into the old mappings: give them back, they are re-taken via the new table.
         tx.releasePending();
         rx.releaseWindow();
+        tapDry = false;
         memory = table;
         boolean ok = txRing.queue().setMemory(table);
         return rxRing.queue().setMemory(table) && ok;
@@ -273,6 +287,7 @@ public final class QueuePair {
         }
         txRing.reset();
         rxRing.reset();
+        tapDry = false;
         memory = GuestMemory.empty();
         if (failure instanceof RuntimeException re) {
             throw re;
@@ -348,10 +363,51 @@ public final class QueuePair {
         if (txOn() && !tx.backpressured()) {
             work += tx.process(weight, now);
         }
-        if (rxOn() && !rx.needsBuffers()) {
-            work += rx.process(weight, now);
+        if (rxOn() && !rx.needsBuffers() && !tapDry) {
+            int n = rx.process(weight, now);
+            work += n;
+            if (n == 0 && !rx.needsBuffers()) {
+                tapDry = true;
+                armTap();
+            }
         }
         return work;
+    }
+
+    /**
+     * On a worker serving several pairs: after {@code after} empty cycles in a row the pair is parked —
+     * its guest notifications and tap interest armed as before a sleep ({@link #prepareToSleep}) — and
+     * the worker stops polling it until an epoll event for it (a kick, the tap) or a command (vhost-net
+     * polls only kicked queues; DPDK's PMD polls every queue, so with many idle devices a busy one
+     * would pay for all of them on every cycle). A pair whose rings have no kick fd is never parked.
+     *
+     * @param work what the pair did this cycle
+     * @return true when the pair is parked now
+     */
+    boolean maybePark(int work, int after) {
+        if (work > 0) {
+            emptyCycles = 0;
+            return false;
+        }
+        if (++emptyCycles < after || polled()) {
+            return false;
+        }
+        emptyCycles = 0;
+        if (prepareToSleep()) {
+            return false; // work arrived while arming
+        }
+        parked = true;
+        return true;
+    }
+
+    boolean parked() {
+        return parked;
+    }
+
+    /** Polled again from the next cycle on (an event or a command concerns it). */
+    void unpark() {
+        parked = false;
+        emptyCycles = 0;
     }
 
     /** The worker keeps polling instead of sleeping: look at the RX ring again without a kick. */
@@ -371,14 +427,32 @@ public final class QueuePair {
         if (rxOn() && rx.needsBuffers() && rx.armNotify()) {
             return true;
         }
-        // tap interest: EPOLLIN only while the guest has RX buffers, EPOLLOUT only while TX is backpressured
+        armTap();
+        return false;
+    }
+
+    /** Tap interest: EPOLLIN only while the guest has RX buffers, EPOLLOUT only while TX is backpressured. */
+    private void armTap() {
         int interest = (rxOn() && !rx.needsBuffers() ? Epoll.EPOLLIN : 0)
                 | (txOn() && tx.backpressured() ? Epoll.EPOLLOUT : 0);
         if (interest != tapInterest && ep >= 0) {
             Epoll.modify(ep, tapFd, interest, tagBase | KIND_TAP);
             tapInterest = interest;
         }
-        return false;
+    }
+
+    /**
+     * TX waits for the tap to take frames again (EAGAIN), or RX for it to have frames again (it was
+     * found empty). Then, while other work keeps the worker from sleeping, {@link #armTapWait} and a
+     * non-blocking look at the epoll set tell it when to go on.
+     */
+    boolean waitsForTap() {
+        return (txOn() && tx.backpressured()) || (tapDry && rxOn() && !rx.needsBuffers());
+    }
+
+    /** Asks for EPOLLOUT / EPOLLIN on the tap as {@link #waitsForTap} needs them. */
+    void armTapWait() {
+        armTap();
     }
 
     /** A running ring without a kick fd: the worker must wake up periodically. */
@@ -389,10 +463,12 @@ public final class QueuePair {
     /** After a sleep that had to poll ({@link #polled()}): no kick will come, look at the ring again. */
     void polledWake() {
         rx.kicked();
+        tapDry = false;
     }
 
     /** An epoll event with one of this pair's tags. */
     void onEvent(int kind, int events) {
+        unpark();
         switch (kind) {
             case KIND_TX_KICK -> {
                 EventFd.drain(txRing.kickFd());
@@ -402,8 +478,12 @@ public final class QueuePair {
                 EventFd.drain(rxRing.kickFd());
                 counters.increment(Counter.RX_KICKS);
                 rx.kicked();
+                tapDry = false;
             }
             default -> {
+                if ((events & (Epoll.EPOLLIN | Epoll.EPOLLERR | Epoll.EPOLLHUP)) != 0) {
+                    tapDry = false;
+                }
                 if ((events & (Epoll.EPOLLOUT | Epoll.EPOLLERR | Epoll.EPOLLHUP)) != 0) {
                     tx.writable();
                 }
@@ -465,8 +545,12 @@ public final class QueuePair {
         }
     }
 
-    /** Frees the pair's io_urings and native memory; after its worker stopped running it. */
+    /** Frees the pair's io_urings and native memory (once); after its worker stopped running it. */
     void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
         if (txUring != null) {
             txUring.close();
         }

@@ -3,7 +3,9 @@ package io.jvhost.cli;
 import io.jvhost.device.NetDevice;
 import io.jvhost.engine.QueuePair;
 import io.jvhost.engine.QueuePairProxy;
+import io.jvhost.config.CpuList;
 import io.jvhost.engine.WorkerConfig;
+import io.jvhost.engine.WorkerPool;
 import io.jvhost.metrics.DeviceSample;
 import io.jvhost.metrics.JvhostMetrics;
 import io.jvhost.nativ.NativeException;
@@ -172,6 +174,9 @@ public final class Main {
             throw new IllegalArgumentException("more --tap than devices (one device per --socket-path or inherited socket)");
         }
         WorkerConfig worker = WorkerConfig.defaults();
+        checkAffinityNames(o, count, o.queues());
+        // One pool for every device: queue pairs join its workers when their front-end starts them.
+        WorkerPool pool = WorkerPool.configured(o.queueAffinity(), worker);
         Recording recording = o.has(Options.JFR) ? FlightRecording.start(Path.of(o.string(Options.JFR, ""))) : null;
         List<Device> devices = new ArrayList<>();
         HTTPServer metrics = null;
@@ -179,23 +184,25 @@ public final class Main {
             for (int i = 0; i < count; i++) {
                 int fd = activated.length > 0 ? activated[i] : o.has(Options.FD) ? o.integer(Options.FD, -1, 0, Integer.MAX_VALUE) : -1;
                 devices.add(open(o, i, inherited ? null : sockets.get(i), fd, i < taps.size() ? taps.get(i) : "jvhost%d",
-                        client, worker, features));
+                        client, worker, features, pool));
             }
             if (o.has(Options.METRICS)) {
                 List<Supplier<DeviceSample>> samplers = new ArrayList<>();
                 for (Device d : devices) {
                     samplers.add(d::sample);
                 }
-                metrics = JvhostMetrics.serve(o.string(Options.METRICS, ""), samplers);
+                metrics = JvhostMetrics.serve(o.string(Options.METRICS, ""), samplers, pool::stats);
                 LOG.log(Level.INFO, "jvhost: Prometheus metrics on http://{0}:{1}/metrics",
                         o.string(Options.METRICS, "").replaceAll(":[0-9]+$", ""), metrics.getPort());
             }
         } catch (IOException e) {
             closeAll(devices, null, recording);
+            pool.close();
             throw new IllegalArgumentException("--metrics=" + o.string(Options.METRICS, "") + ": cannot listen ("
                     + e.getMessage() + "): is another process using that port?", e);
         } catch (RuntimeException e) {
             closeAll(devices, metrics, recording);
+            pool.close();
             throw e;
         }
         CountDownLatch stopped = new CountDownLatch(1);
@@ -219,6 +226,9 @@ public final class Main {
                 Thread.currentThread().interrupt();
             }
         }, "jvhost-shutdown"));
+        // After the stop handlers: this line says the process is up and stops cleanly on SIGTERM.
+        LOG.log(Level.INFO, "jvhost: {0} device(s), up to {1} worker thread(s){2}", count, pool.size(),
+                pool.settings().cpus().length == 0 ? "" : " pinned to CPUs " + CpuList.format(pool.settings().cpus()));
         if (Systemd.notify("READY=1\nSTATUS=serving " + count + " device(s)\nMAINPID=" + ProcessHandle.current().pid())) {
             LOG.log(Level.DEBUG, "jvhost: READY=1 sent to NOTIFY_SOCKET");
         }
@@ -234,6 +244,8 @@ public final class Main {
             for (Device d : devices) {
                 summary.append(StatsRenderer.table(d.device().stats()));
             }
+            summary.append(StatsRenderer.workers(pool.stats()));
+            pool.close();
             System.err.print(summary);
             done.countDown();
         }
@@ -257,11 +269,33 @@ public final class Main {
         }
     }
 
+    /** Every device a {@code --queue-affinity} names must exist (a typo would otherwise place nothing). */
+    private static void checkAffinityNames(Options o, int devices, int queuePairs) {
+        for (String key : o.queueAffinity().keySet()) {
+            int colon = key.lastIndexOf(':');
+            String dev = key.substring(0, colon);
+            int q = Integer.parseInt(key.substring(colon + 1));
+            boolean known = false;
+            for (int i = 0; i < devices; i++) {
+                known |= dev.equals(deviceName(i));
+            }
+            if (!known || q >= queuePairs) {
+                throw new IllegalArgumentException("--queue-affinity names " + key + ", but the devices are vm0..vm"
+                        + (devices - 1) + " with queue pairs 0.." + (queuePairs - 1));
+            }
+        }
+    }
+
+    private static String deviceName(int index) {
+        return "vm" + index;
+    }
+
     private static Device open(Options o, int index, String socketPath, int fd, String tap, boolean client,
-                               WorkerConfig worker, FeatureSet features) {
-        String name = "vm" + index;
+                               WorkerConfig worker, FeatureSet features, WorkerPool pool) {
+        String name = deviceName(index);
         LogLineFormatter.knownDevice(name);
-        NetDevice.Config cfg = NetDevice.Config.of(name, tap, o.queues()).withMtu(o.mtu()).withWorker(worker);
+        NetDevice.Config cfg = NetDevice.Config.of(name, tap, o.queues()).withMtu(o.mtu()).withWorker(worker)
+                .withPool(pool);
         if (o.tapSndBuf() > 0) {
             cfg = cfg.withTapSndBuf(o.tapSndBuf());
         }

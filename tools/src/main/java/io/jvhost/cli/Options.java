@@ -35,6 +35,7 @@ public final class Options {
     public static final String TAP_SNDBUF = "tap-sndbuf";
     public static final int TAP_SNDBUF_DEFAULT = 0;
     public static final String DISABLE_FEATURES = "disable-features";
+    public static final String QUEUE_AFFINITY = "queue-affinity";
     public static final String METRICS = "metrics";
     public static final String JFR = "jfr";
     public static final String LOG_LEVEL = "log-level";
@@ -60,6 +61,8 @@ public final class Options {
         HELP_TEXT.put(TAP_SNDBUF + "=BYTES", "cap the tap's send buffer (TUNSETSNDBUF) so a slow host path pushes back"
                 + " on the guest instead of queueing without bound (default 0: kernel default, unlimited)");
         HELP_TEXT.put(DISABLE_FEATURES + "=A,B", "switch off virtio features by name (e.g. mrg-rxbuf,event-idx,host-tso4; _ works too)");
+        HELP_TEXT.put(QUEUE_AFFINITY + "=DEV:Q=W,...", "place queue pair Q of device DEV (vm0, vm1 ... in --socket-path order)"
+                + " on worker W by hand; such a worker then takes no other pairs (default: least loaded)");
         HELP_TEXT.put(METRICS + "=HOST:PORT", "serve Prometheus metrics on http://HOST:PORT/metrics (e.g. 127.0.0.1:9477; default off)");
         HELP_TEXT.put(JFR + "=FILE", "record a JFR flight recording (JDK default settings + jvhost events) into FILE, written at stop");
         HELP_TEXT.put(LOG_LEVEL + "=LEVEL", "error, warn, info, debug or trace (default " + LOG_LEVEL_DEFAULT + ")");
@@ -214,6 +217,11 @@ public final class Options {
                 Configuration.applyFlag(t.flag(), v);
             }
         }
+    }
+
+    /** {@code --queue-affinity} as {@code "<device>:<queue pair>"} → worker index (empty when absent). */
+    public java.util.Map<String, Integer> queueAffinity() {
+        return io.jvhost.engine.WorkerPool.parseAffinity(values.get(QUEUE_AFFINITY));
     }
 
     public int tapSndBuf() {

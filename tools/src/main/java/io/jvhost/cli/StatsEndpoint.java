@@ -1,11 +1,13 @@
 package io.jvhost.cli;
 
+import io.jvhost.engine.WorkerPool;
 import io.jvhost.stats.StatsRenderer;
 import io.jvhost.nativ.Fds;
 import io.jvhost.nativ.NativeException;
 import io.jvhost.nativ.Poll;
 import io.jvhost.nativ.UnixSocket;
 import io.jvhost.device.NetDevice;
+import io.jvhost.vhostuser.FdPoller;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -17,30 +19,34 @@ import java.nio.file.Path;
 
 /**
  * A unix socket ({@code <socket-path>.stats}) on which a running back-end answers with its
- * per-queue counters and latency percentiles: a client sends {@code "json\n"} or {@code "table\n"}
- * and reads until EOF. Served by its own thread ({@code jvhost-stats}); reading the counters never
- * stops traffic (they are single-writer values read with opaque loads).
+ * per-queue counters and latency percentiles, and the load of the workers (shared by every device
+ * of the process): a client sends {@code "json\n"} or {@code "table\n"} and reads until EOF. Served
+ * by a virtual thread ({@code jvhost-<device>-stats}) that waits through the {@link FdPoller}: no OS
+ * thread per device, no wake-up while nobody asks. Reading the counters never stops traffic (they are
+ * single-writer values read with opaque loads).
  */
 final class StatsEndpoint implements AutoCloseable {
-    private static final int POLL_MS = 50;
     private static final int MAX_REQUEST = 64;
 
     private final String path;
     private final int listenFd;
     private final NetDevice device;
+    private final WorkerPool pool;
     private final Thread thread;
+    private final FdPoller.Waiter waiter = new FdPoller.Waiter();
     private volatile boolean running = true;
 
     private StatsEndpoint(String path, int listenFd, NetDevice device) {
         this.path = path;
         this.listenFd = listenFd;
         this.device = device;
-        this.thread = new Thread(this::serve, "jvhost-stats");
-        this.thread.setDaemon(true);
+        this.pool = device.pool();
+        this.thread = Thread.ofVirtual().name("jvhost-" + device.name() + "-stats").unstarted(this::serve);
     }
 
     static StatsEndpoint start(String path, NetDevice device) {
         StatsEndpoint s = new StatsEndpoint(path, UnixSocket.listen(path, 4), device);
+        Fds.setNonBlocking(s.listenFd, true);
         s.thread.start();
         return s;
     }
@@ -48,7 +54,7 @@ final class StatsEndpoint implements AutoCloseable {
     private void serve() {
         while (running) {
             try {
-                if (Poll.poll(listenFd, Poll.POLLIN, POLL_MS) == 0) {
+                if (!waiter.await(listenFd, Poll.POLLIN, -1) || !running) {
                     continue;
                 }
                 int fd = UnixSocket.accept(listenFd);
@@ -72,14 +78,14 @@ final class StatsEndpoint implements AutoCloseable {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment req = arena.allocate(MAX_REQUEST);
             String request = "";
-            if (Poll.poll(fd, Poll.POLLIN, 1000) != 0) {
+            if (FdPoller.await(fd, Poll.POLLIN, 1000)) {
                 long n = Fds.read(fd, req, MAX_REQUEST);
                 if (n > 0) {
                     request = new String(req.asSlice(0, n).toArray(ValueLayout.JAVA_BYTE), StandardCharsets.US_ASCII).trim();
                 }
             }
-            String body = request.startsWith("json") ? StatsRenderer.json(device.stats())
-                    : StatsRenderer.table(device.stats());
+            String body = request.startsWith("json") ? StatsRenderer.json(device.stats(), pool.stats())
+                    : StatsRenderer.table(device.stats()) + "\n" + StatsRenderer.workers(pool.stats());
             byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
             MemorySegment out = arena.allocate(Math.max(1, bytes.length));
             MemorySegment.copy(bytes, 0, out, ValueLayout.JAVA_BYTE, 0, bytes.length);
@@ -136,6 +142,7 @@ final class StatsEndpoint implements AutoCloseable {
     @Override
     public void close() {
         running = false;
+        waiter.wake();
         try {
             thread.join(1000);
         } catch (InterruptedException e) {

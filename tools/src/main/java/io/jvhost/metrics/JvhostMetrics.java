@@ -3,11 +3,16 @@ package io.jvhost.metrics;
 import io.jvhost.stats.Counter;
 import io.jvhost.stats.DropReason;
 import io.jvhost.stats.QueueStats;
+import io.jvhost.stats.WorkerLoad;
+import io.jvhost.stats.WorkerStats;
 import io.jvhost.virtq.RingState;
 import io.jvhost.virtio.VirtioFeatures;
 import io.prometheus.metrics.exporter.httpserver.HTTPServer;
 import io.prometheus.metrics.model.registry.MultiCollector;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
+import io.prometheus.metrics.model.snapshots.CounterSnapshot;
+import io.prometheus.metrics.model.snapshots.GaugeSnapshot;
+import io.prometheus.metrics.model.snapshots.Labels;
 import io.prometheus.metrics.model.snapshots.MetricSnapshot;
 import io.prometheus.metrics.model.snapshots.MetricSnapshots;
 
@@ -28,6 +33,10 @@ import java.util.function.Supplier;
  * <p>Labels: {@code device} (vm0, vm1, ... in command-line order), {@code queue} (queue pair index),
  * {@code direction} ({@code tx}: guest → tap, {@code rx}: tap → guest), {@code reason} (drop reason,
  * as in {@code jvhost stats}), {@code state} (ring state), {@code feature} (virtio feature name).
+ *
+ * <p>The workers shared by all devices ({@link #WORKER_FAMILIES}, from the pool's
+ * {@link WorkerStats}) are labelled {@code worker} (its index in the pool, as
+ * {@code --queue-affinity} names it).
  */
 public final class JvhostMetrics implements MultiCollector {
     private static final String[] DQ = {"device", "queue"};
@@ -93,11 +102,26 @@ public final class JvhostMetrics implements MultiCollector {
                     QueueStats::serviceTime, SECONDS, 1e9),
             Family.histogram("jvhost_batch_frames", "Frames per batch, both directions", QueueStats::batchSizes, FRAMES, 1));
 
+    /** The worker families, in exposition order after {@link #FAMILIES}. */
+    public static final List<String> WORKER_FAMILIES = List.of("jvhost_worker_queue_pairs", "jvhost_worker_cycles",
+            "jvhost_worker_seconds", "jvhost_worker_sleeps", "jvhost_worker_commands", "jvhost_worker_pair_faults",
+            "jvhost_worker_parks");
+
     private final List<Supplier<DeviceSample>> devices;
+    private final Supplier<List<WorkerStats>> workers;
 
     /** @param devices one sampler per device, called on the scraping thread */
     public JvhostMetrics(List<Supplier<DeviceSample>> devices) {
+        this(devices, List::of);
+    }
+
+    /**
+     * @param devices one sampler per device, called on the scraping thread
+     * @param workers the worker pool's load ({@code WorkerPool::stats}), called on the scraping thread
+     */
+    public JvhostMetrics(List<Supplier<DeviceSample>> devices, Supplier<List<WorkerStats>> workers) {
         this.devices = List.copyOf(devices);
+        this.workers = workers;
     }
 
     @Override
@@ -106,11 +130,56 @@ public final class JvhostMetrics implements MultiCollector {
         for (Supplier<DeviceSample> d : devices) {
             samples.add(d.get());
         }
-        List<MetricSnapshot> out = new ArrayList<>(FAMILIES.size());
+        List<MetricSnapshot> out = new ArrayList<>(FAMILIES.size() + WORKER_FAMILIES.size());
         for (Family f : FAMILIES) {
             out.add(f.collect(samples));
         }
+        out.addAll(workerFamilies(workers.get()));
         return new MetricSnapshots(out);
+    }
+
+    /** The per-worker families of one reading of the pool. */
+    static List<MetricSnapshot> workerFamilies(List<WorkerStats> ws) {
+        String[] w = {"worker"};
+        String[] wk = {"worker", "kind"};
+        String[] wst = {"worker", "state"};
+        GaugeSnapshot.Builder pairs = GaugeSnapshot.builder().name("jvhost_worker_queue_pairs")
+                .help("Queue pairs the worker holds now");
+        CounterSnapshot.Builder cycles = CounterSnapshot.builder().name("jvhost_worker_cycles")
+                .help("Worker duty cycles: busy (moved frames or ran commands) or idle (found nothing)");
+        CounterSnapshot.Builder seconds = CounterSnapshot.builder().name("jvhost_worker_seconds")
+                .help("Worker time by state: busy cycles, idle cycles awake (polling), asleep in epoll_wait");
+        CounterSnapshot.Builder sleeps = CounterSnapshot.builder().name("jvhost_worker_sleeps")
+                .help("Times the worker went to sleep in epoll_wait");
+        CounterSnapshot.Builder commands = CounterSnapshot.builder().name("jvhost_worker_commands")
+                .help("Control commands the worker ran");
+        CounterSnapshot.Builder faults = CounterSnapshot.builder().name("jvhost_worker_pair_faults")
+                .help("Failures contained to one queue pair (guest-memory faults, errors in a pair's work)");
+        CounterSnapshot.Builder parks = CounterSnapshot.builder().name("jvhost_worker_parks")
+                .help("Times an idle queue pair was parked (not polled until an event for it)");
+        for (WorkerStats s : ws) {
+            String idx = Integer.toString(s.index());
+            pairs.dataPoint(gauge(s.queuePairs().size(), w, idx));
+            cycles.dataPoint(counter(s.get(WorkerLoad.BUSY_CYCLES), wk, idx, "busy"));
+            cycles.dataPoint(counter(s.get(WorkerLoad.IDLE_CYCLES), wk, idx, "idle"));
+            seconds.dataPoint(counter(s.get(WorkerLoad.BUSY_NANOS) / 1e9, wst, idx, "busy"));
+            seconds.dataPoint(counter(s.get(WorkerLoad.IDLE_NANOS) / 1e9, wst, idx, "idle"));
+            seconds.dataPoint(counter(s.get(WorkerLoad.SLEEP_NANOS) / 1e9, wst, idx, "asleep"));
+            sleeps.dataPoint(counter(s.get(WorkerLoad.SLEEPS), w, idx));
+            commands.dataPoint(counter(s.get(WorkerLoad.COMMANDS), w, idx));
+            faults.dataPoint(counter(s.get(WorkerLoad.PAIR_FAULTS), w, idx));
+            parks.dataPoint(counter(s.get(WorkerLoad.PARKS), w, idx));
+        }
+        return List.of(pairs.build(), cycles.build(), seconds.build(), sleeps.build(), commands.build(), faults.build(),
+                parks.build());
+    }
+
+    private static GaugeSnapshot.GaugeDataPointSnapshot gauge(double v, String[] names, String... values) {
+        return GaugeSnapshot.GaugeDataPointSnapshot.builder().value(v).labels(Labels.of(names, values)).build();
+    }
+
+    private static CounterSnapshot.CounterDataPointSnapshot counter(double v, String[] names, String... values) {
+        return CounterSnapshot.CounterDataPointSnapshot.builder().value(v).labels(Labels.of(names, values)).build();
     }
 
     /**
@@ -119,6 +188,12 @@ public final class JvhostMetrics implements MultiCollector {
      * @param hostPort {@code HOST:PORT} ({@code [::1]:PORT} for IPv6; port 0: any free port)
      */
     public static HTTPServer serve(String hostPort, List<Supplier<DeviceSample>> devices) throws IOException {
+        return serve(hostPort, devices, List::of);
+    }
+
+    /** As {@link #serve(String, List)}, with the worker pool's load ({@code WorkerPool::stats}). */
+    public static HTTPServer serve(String hostPort, List<Supplier<DeviceSample>> devices,
+                                   Supplier<List<WorkerStats>> workers) throws IOException {
         int colon = hostPort.lastIndexOf(':');
         if (colon <= 0 || colon == hostPort.length() - 1) {
             throw new IllegalArgumentException("--metrics=" + hostPort + " is not HOST:PORT (e.g. 127.0.0.1:9477)");
@@ -137,7 +212,7 @@ public final class JvhostMetrics implements MultiCollector {
             throw new IllegalArgumentException("--metrics=" + hostPort + ": port out of range");
         }
         PrometheusRegistry registry = new PrometheusRegistry();
-        registry.register(new JvhostMetrics(devices));
+        registry.register(new JvhostMetrics(devices, workers));
         return HTTPServer.builder().hostname(host).port(port).registry(registry).buildAndStart();
     }
 

@@ -5,6 +5,7 @@ import io.jvhost.stats.DropReason;
 import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.QueueLatency;
 import io.jvhost.stats.QueueStats;
+import io.jvhost.stats.WorkerLoad;
 import io.jvhost.virtq.RingState;
 import io.jvhost.virtio.VirtioFeatures;
 import io.prometheus.metrics.exporter.httpserver.HTTPServer;
@@ -90,6 +91,36 @@ class JvhostMetricsTest {
             assertLine(scrape(server.getPort()), "jvhost_frames_total{device=\"vm0\",direction=\"tx\",queue=\"0\"} 15.0");
             System.out.println("metrics sample:\n" + body.lines().filter(x -> x.startsWith("jvhost_frames")
                     || x.startsWith("jvhost_service_time_seconds_bucket")).reduce("", (a, b) -> a + b + "\n"));
+        } finally {
+            server.close();
+        }
+    }
+
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void workersOfThePoolAreExported() throws Exception {
+        WorkerLoad w0 = new WorkerLoad();
+        w0.add(WorkerLoad.BUSY_CYCLES, 5);
+        w0.add(WorkerLoad.IDLE_CYCLES, 9);
+        w0.add(WorkerLoad.BUSY_NANOS, 2_000_000_000L);
+        w0.add(WorkerLoad.SLEEP_NANOS, 500_000_000L);
+        w0.add(WorkerLoad.PARKS, 3);
+        w0.setPairs(List.of("vm0 q0", "vm1 q0"));
+        HTTPServer server = JvhostMetrics.serve("127.0.0.1:0", List.of(),
+                () -> List.of(w0.snapshot(0, "jvhost-w0", 1, 42), new WorkerLoad().snapshot(1, "jvhost-w1", -1, 43)));
+        try {
+            String body = scrape(server.getPort());
+            assertLine(body, "jvhost_worker_queue_pairs{worker=\"0\"} 2.0");
+            assertLine(body, "jvhost_worker_queue_pairs{worker=\"1\"} 0.0");
+            assertLine(body, "jvhost_worker_cycles_total{kind=\"busy\",worker=\"0\"} 5.0");
+            assertLine(body, "jvhost_worker_cycles_total{kind=\"idle\",worker=\"0\"} 9.0");
+            assertLine(body, "jvhost_worker_seconds_total{state=\"busy\",worker=\"0\"} 2.0");
+            assertLine(body, "jvhost_worker_seconds_total{state=\"asleep\",worker=\"0\"} 0.5");
+            assertLine(body, "jvhost_worker_parks_total{worker=\"0\"} 3.0");
+            for (String f : JvhostMetrics.WORKER_FAMILIES) {
+                assertTrue(body.contains("# TYPE " + f), "family " + f + " in\n" + body);
+            }
+            promtool(body);
         } finally {
             server.close();
         }
