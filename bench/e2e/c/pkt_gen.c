@@ -1,8 +1,9 @@
 /* pkt_gen: the RX-side generator, run inside the bench netns. Sends frames of --size bytes out of
  * the tap (the kernel's transmit = the back-end's receive) as fast as one core allows.
- *   pkt_gen --dev=TAP --size=BYTES --mode=packet|udp --dst-ip=A --dst-mac=M [--seconds=S]
+ *   pkt_gen --dev=TAP --size=BYTES --mode=packet|udp --dst-ip=A --dst-mac=M [--seconds=S] [--flows=N]
  * packet: AF_PACKET raw socket bound to the tap, PACKET_QDISC_BYPASS, sendmmsg of 64 prebuilt
- *         frames per call (pktgen-like: no IP stack on the send side).
+ *         frames per call (pktgen-like: no IP stack on the send side); --flows=N (1..64) gives them
+ *         N UDP source ports in turn, so a multi-queue tap spreads them over its queues by flow hash.
  * udp:    a connected UDP socket to --dst-ip (the harness adds a static ARP entry so frames go
  *         straight out the tap), sendmmsg of 64 datagrams per call; payload = size - 42.
  * Frames the tap cannot queue (its reader too slow) are dropped by the tap and counted there
@@ -21,12 +22,14 @@ int main(int argc, char **argv) {
     const char *sip = e2e_arg(argc, argv, "--src-ip", "10.99.0.1");
     uint8_t dmac[6] = {0x02, 0, 0, 0, 0, 0x02}, smac[6] = {0x02, 0, 0, 0, 0, 0x01};
     const char *dm = e2e_arg(argc, argv, "--dst-mac", NULL);
-    if (!dev || (dm && e2e_parse_mac(dm, dmac)) || size < 60 || size > 9014) {
-        fprintf(stderr, "usage: pkt_gen --dev=TAP --size=N --mode=packet|udp [--dst-ip=A] [--dst-mac=M]\n");
+    int flows = atoi(e2e_arg(argc, argv, "--flows", "1"));
+    if (!dev || (dm && e2e_parse_mac(dm, dmac)) || size < 60 || size > 9014 || flows < 1 || flows > BATCH) {
+        fprintf(stderr, "usage: pkt_gen --dev=TAP --size=N --mode=packet|udp [--dst-ip=A] [--dst-mac=M] [--flows=1..64]\n");
         return 1;
     }
     e2e_install_signals();
     static uint8_t frame[9014];
+    static uint8_t flowFrames[BATCH][9014];
     struct iovec iov[BATCH];
     struct mmsghdr msgs[BATCH];
     memset(msgs, 0, sizeof msgs);
@@ -41,7 +44,12 @@ int main(int argc, char **argv) {
         ll.sll_ifindex = e2e_ifindex(dev);
         if (bind(s, (struct sockaddr *)&ll, sizeof ll) < 0) e2e_die("bind(AF_PACKET)");
         e2e_build_udp(frame, size, dmac, smac, inet_addr(sip), inet_addr(dip));
-        for (int i = 0; i < BATCH; i++) { iov[i].iov_base = frame; iov[i].iov_len = size; }
+        for (int f = 0; f < flows; f++) {
+            /* UDP checksum 0 (none, IPv4): only the source port changes */
+            memcpy(flowFrames[f], frame, size);
+            ((struct udphdr *)(flowFrames[f] + 34))->source = htons((uint16_t)(flows > 1 ? 1024 + f : 9));
+        }
+        for (int i = 0; i < BATCH; i++) { iov[i].iov_base = flowFrames[i % flows]; iov[i].iov_len = size; }
     } else {
         s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (s < 0) e2e_die("socket(UDP)");

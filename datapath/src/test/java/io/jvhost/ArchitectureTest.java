@@ -36,6 +36,7 @@ class ArchitectureTest {
         return layeredArchitecture().consideringOnlyDependenciesInLayers()
                 .layer("config").definedBy("io.jvhost.config..")
                 .layer("virtio").definedBy("io.jvhost.virtio..")
+                .layer("jfr").definedBy("io.jvhost.jfr..")
                 .layer("memory").definedBy("io.jvhost.memory..")
                 .layer("virtq").definedBy("io.jvhost.virtq..")
                 .layer("stats").definedBy("io.jvhost.stats..")
@@ -55,7 +56,10 @@ class ArchitectureTest {
                 .whereLayer("virtq").mayOnlyBeAccessedByLayers("net", "engine", "vhostuser", "device", "driver", "demo")
                 .whereLayer("memory").mayOnlyBeAccessedByLayers("virtq", "net", "engine", "vhostuser", "device", "driver",
                         "demo")
-                .whereLayer("virtio").mayOnlyBeAccessedByLayers("virtq", "net", "engine", "vhostuser", "device",
+                .whereLayer("virtio").mayOnlyBeAccessedByLayers("jfr", "virtq", "net", "engine", "vhostuser", "device",
+                        "driver", "demo")
+                // JFR events: emitted from every layer that sees something happen (one line per call site)
+                .whereLayer("jfr").mayOnlyBeAccessedByLayers("virtq", "stats", "net", "engine", "vhostuser", "device",
                         "driver", "demo")
                 .whereLayer("config").mayOnlyBeAccessedByLayers("net", "engine", "device", "demo");
     }

@@ -1,5 +1,6 @@
 package io.jvhost.bench;
 
+import io.jvhost.config.Configuration;
 import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.demo.Netns;
 import io.jvhost.driver.DriverMemory;
@@ -61,7 +62,9 @@ import java.util.concurrent.TimeUnit;
  * the profiler's own per-iteration allocations (a few hundred KB/s spread over few ops); so
  * {@link ThreadAlloc} also reports the exact bytes the benchmark thread allocated per iteration
  * ({@code :benchThreadBytes}), which must be 0. Guest callbacks are disabled (a polling guest), so
- * no call eventfd is written.
+ * no call eventfd is written. The latency recorder uses the slow-batch threshold of
+ * {@code Configuration.SLOW_BATCH_NANOS}: {@code -jvmArgsAppend -Djvhost.jfr.slowBatchNanos=0} makes
+ * every batch "slow", which must still be 0 B/op without a recording.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
@@ -175,7 +178,7 @@ public class EngineBench {
         }
         GuestMemory table = mem.guestMemory(1);
         QueueCounters counters = new QueueCounters();
-        QueueLatency latency = new QueueLatency();
+        QueueLatency latency = new QueueLatency("bench", 0, Configuration.SLOW_BATCH_NANOS.get());
         int fd = tap.fd(0);
 
         gTx = new DriverVirtqueue(mem, RING, FEATURES, 0, 0);

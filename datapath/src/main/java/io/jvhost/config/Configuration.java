@@ -167,10 +167,29 @@ public final class Configuration {
     public static final Tunable<Boolean> NATIVE_CRITICAL_NONBLOCKING = boolTunable("native-critical-nonblocking",
             "jvhost.native.criticalNonBlocking", "link non-blocking tap readv/writev as critical (default false)");
 
+    /**
+     * Worker threads shared by every device's queue pairs (OVS-DPDK's PMD threads). 0: one per queue
+     * pair in use, up to the CPUs the process may use (or up to the {@link #CPUS} given).
+     */
+    public static final Tunable<Integer> WORKERS = intTunable("workers", "jvhost.pool.workers", 0, 0, 4096,
+            "worker threads for all devices' queue pairs (0: one per queue pair, up to the CPUs available)");
+
+    /**
+     * CPUs the workers are pinned to, one CPU per worker in turn (Linux cpu-list, e.g. {@code 0-3,8};
+     * OVS-DPDK's {@code pmd-cpu-mask}). Empty: not pinned.
+     */
+    public static final Tunable<String> CPUS = new Tunable<>("cpus", "jvhost.pool.cpus", "", 1, 0, 0, "LIST",
+            "pin the workers, one CPU each in turn (cpu-list like 0-3,8; default: not pinned)",
+            v -> CpuList.format(CpuList.parse(v)));
+
+    /** JFR: a TX or RX batch slower than this (kick to used-ring publish), in ns, is an io.jvhost.SlowBatch event. */
+    public static final Tunable<Long> SLOW_BATCH_NANOS = longTunable("jfr-slow-batch-us", "jvhost.jfr.slowBatchNanos",
+            1_000_000, 1000, 0, 10_000_000, "N", "JFR: record batches slower than N microseconds as SlowBatch events");
+
     /** Every tunable, in the order {@code --help} lists them. */
     public static final List<Tunable<?>> ALL = List.of(WEIGHT, BUSY_POLL_NANOS, ADAPTIVE_SPIN_NANOS, ACK_TIMEOUT_MS,
-            TAP_IO, RX_URING_BATCH, TX_PUBLISH_BYTES, TAP_URING_NO_FIXED, TAP_URING_NO_PLAIN_WRITE, NATIVE_CRITICAL,
-            NATIVE_CRITICAL_NONBLOCKING);
+            WORKERS, CPUS, TAP_IO, RX_URING_BATCH, TX_PUBLISH_BYTES, TAP_URING_NO_FIXED, TAP_URING_NO_PLAIN_WRITE,
+            NATIVE_CRITICAL, NATIVE_CRITICAL_NONBLOCKING, SLOW_BATCH_NANOS);
 
     /** The tunable with command-line flag {@code flag}, or null. */
     public static Tunable<?> byFlag(String flag) {

@@ -7,7 +7,7 @@ import io.jvhost.net.VirtioNetHdr;
 import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.engine.QueuePair;
 import io.jvhost.engine.QueuePairProxy;
-import io.jvhost.engine.Worker;
+import io.jvhost.engine.WorkerPool;
 import io.jvhost.stats.QueueStats;
 import io.jvhost.engine.WorkerConfig;
 import io.jvhost.memory.DirtyLog;
@@ -28,8 +28,13 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * The virtio-net device: a {@link TapPort} plus one {@link QueuePair} per queue pair, each run by a
- * {@link Worker}, driven by a vhost-user session through {@link DeviceBackend} (or directly by tests).
+ * The virtio-net device: a {@link TapPort} plus one {@link QueuePair} per queue pair, driven by a
+ * vhost-user session through {@link DeviceBackend} (or directly by tests).
+ *
+ * <p>Workers: a pair runs on a worker of the device's {@link WorkerPool} from the start of its first
+ * ring until the device is reset (the front-end's session ended): the pool shared by every device of
+ * the process when {@link Config#withPool} gives one (the CLI does), else a pool of the device's own
+ * with one worker per queue pair ({@link WorkerPool#perDevice}).
  *
  * <p>Threading: every {@link DeviceBackend} method runs on the session's control thread; each
  * forwards to the affected pair through its {@link QueuePairProxy}, which returns after the worker
@@ -51,9 +56,10 @@ public final class NetDevice implements DeviceBackend {
      * @param tapSndBuf   per-queue cap on guest frames the kernel may hold before tap writes return
      *                    EAGAIN and TX pushes back on the guest ({@link TapPort#setSndBuf}); 0: the
      *                    kernel default (unlimited: a slow egress drops instead)
+     * @param pool        the workers shared with other devices, or null: workers of the device's own
      */
     public record Config(String name, String tapName, int queuePairs, int mtu, byte[] mac, WorkerConfig worker,
-                         Path capture, int tapSndBuf) {
+                         Path capture, int tapSndBuf, WorkerPool pool) {
         public Config {
             if (queuePairs < 1) {
                 throw new IllegalArgumentException("queuePairs " + queuePairs);
@@ -74,27 +80,36 @@ public final class NetDevice implements DeviceBackend {
 
         public static Config of(String name, String tapName, int queuePairs) {
             return new Config(name, tapName, queuePairs, 0, new byte[]{0x52, 0x54, 0x00, 0x12, 0x34, 0x56},
-                    WorkerConfig.defaults(), null, 0);
+                    WorkerConfig.defaults(), null, 0, null);
         }
 
         public Config withMtu(int m) {
-            return new Config(name, tapName, queuePairs, m, mac, worker, capture, tapSndBuf);
+            return new Config(name, tapName, queuePairs, m, mac, worker, capture, tapSndBuf, pool);
         }
 
         public Config withWorker(WorkerConfig w) {
-            return new Config(name, tapName, queuePairs, mtu, mac, w, capture, tapSndBuf);
+            return new Config(name, tapName, queuePairs, mtu, mac, w, capture, tapSndBuf, pool);
         }
 
         public Config withCapture(Path p) {
-            return new Config(name, tapName, queuePairs, mtu, mac, worker, p, tapSndBuf);
+            return new Config(name, tapName, queuePairs, mtu, mac, worker, p, tapSndBuf, pool);
         }
 
         public Config withTapSndBuf(int bytes) {
-            return new Config(name, tapName, queuePairs, mtu, mac, worker, capture, bytes);
+            return new Config(name, tapName, queuePairs, mtu, mac, worker, capture, bytes, pool);
+        }
+
+        /**
+         * Runs the pairs on {@code p}, shared with other devices, instead of workers of the device's own
+         * (then {@link #worker()}'s weight still applies per pair; the pool's workers have their own
+         * tuning). The pool outlives the device: its owner closes it.
+         */
+        public Config withPool(WorkerPool p) {
+            return new Config(name, tapName, queuePairs, mtu, mac, worker, capture, tapSndBuf, p);
         }
 
         public Config withMac(byte[] m) {
-            return new Config(name, tapName, queuePairs, mtu, m, worker, capture, tapSndBuf);
+            return new Config(name, tapName, queuePairs, mtu, m, worker, capture, tapSndBuf, pool);
         }
     }
 
@@ -104,7 +119,9 @@ public final class NetDevice implements DeviceBackend {
 
     private final Config config;
     private final TapPort tap;
-    private final Worker[] workers;
+    private final WorkerPool pool;
+    /** Whether {@link #pool} is the device's own (closed with it). */
+    private final boolean ownPool;
     private final QueuePairProxy[] pairs;
     private final PacketCapture capture;
     private volatile long features;
@@ -125,41 +142,54 @@ public final class NetDevice implements DeviceBackend {
         this.mac = config.mac();
         this.mtu = config.mtu() > 0 ? config.mtu() : tap.mtu();
         PacketCapture pc = null;
-        List<Worker> ws = new ArrayList<>();
+        WorkerPool pl = config.pool() != null ? config.pool()
+                : WorkerPool.perDevice(config.name(), config.queuePairs(), config.worker());
         List<QueuePairProxy> ps = new ArrayList<>();
         try {
             if (config.capture() != null) {
                 pc = new PacketCapture(config.capture(), CAPTURE_SNAPLEN, CAPTURE_FRAMES);
             }
             for (int i = 0; i < config.queuePairs(); i++) {
-                Worker w = new Worker(config.name() + "-q" + i, config.worker());
-                ws.add(w);
-                QueuePairProxy p = new QueuePairProxy(w,
+                QueuePairProxy p = new QueuePairProxy(pl, config.name(),
                         new QueuePair(config.name(), i, tap.fd(i), config.worker().weight(), MAX_RING_SIZE));
                 ps.add(p);
                 p.setFeatures(0, mtu);
                 if (pc != null) {
                     p.setCapture(pc);
                 }
-                w.start();
                 if (i > 0) {
                     tap.setQueueEnabled(i, false); // no RX ring yet: let the kernel steer to live queues
                 }
             }
         } catch (IOException e) {
-            ws.forEach(Worker::close);
+            release(ps, pl, config.pool() == null);
             tap.close();
             throw new UncheckedIOException("cannot open capture file " + config.capture(), e);
         } catch (RuntimeException e) {
-            ws.forEach(Worker::close);
+            release(ps, pl, config.pool() == null);
             tap.close();
             throw e;
         }
         this.capture = pc;
-        this.workers = ws.toArray(new Worker[0]);
+        this.pool = pl;
+        this.ownPool = config.pool() == null;
         this.pairs = ps.toArray(new QueuePairProxy[0]);
         LOG.log(System.Logger.Level.INFO, "{0}: tap {1}, {2} queue pair(s), mtu {3}", config.name(), tap.ifName(),
-                workers.length, mtu);
+                pairs.length, mtu);
+    }
+
+    private static void release(List<QueuePairProxy> ps, WorkerPool pool, boolean ownPool) {
+        for (QueuePairProxy p : ps) {
+            p.free();
+        }
+        if (ownPool) {
+            pool.close();
+        }
+    }
+
+    /** The workers the device's pairs run on (shared with other devices, or its own). */
+    public WorkerPool pool() {
+        return pool;
     }
 
     public TapPort tap() {
@@ -236,7 +266,8 @@ public final class NetDevice implements DeviceBackend {
     public void onMemoryTable(GuestMemory memory) {
         for (QueuePairProxy p : pairs) {
             if (!p.setMemory(memory)) {
-                LOG.log(System.Logger.Level.WARNING, "{0}: a running ring is outside the new memory table", p.name());
+                LOG.log(System.Logger.Level.WARNING, "{0}: a running ring is outside the new memory table; it stays"
+                        + " stopped until the front-end sends a table that covers it", p.name());
             }
         }
     }
@@ -264,6 +295,7 @@ public final class NetDevice implements DeviceBackend {
     @Override
     public void startRing(int queueIndex, RingSetup ring) {
         QueuePairProxy p = pairFor(queueIndex);
+        p.attach();
         p.startRing(role(queueIndex), ring);
         if (role(queueIndex) == QueuePair.RX && p.queuePair() > 0) {
             tap.setQueueEnabled(p.queuePair(), ring.enabled());
@@ -311,7 +343,9 @@ public final class NetDevice implements DeviceBackend {
             MemorySegment.copy(frame, 0, seg, ValueLayout.JAVA_BYTE, hdr, frame.length);
             return Fds.write(tap.fd(0), seg, seg.byteSize()) > 0;
         } catch (RuntimeException e) {
-            LOG.log(System.Logger.Level.WARNING, "{0}: RARP not sent: {1}", config.name(), e.getMessage());
+            LOG.log(System.Logger.Level.WARNING, "{0}: RARP not sent: {1}; after a migration the network learns"
+                    + " the guest's MAC from its next frame instead (or reload its driver to announce it)",
+                    config.name(), e.getMessage());
             return false;
         }
     }
@@ -347,26 +381,60 @@ public final class NetDevice implements DeviceBackend {
         return true;
     }
 
+    /** Stops every pair and takes it off its worker (the front-end's session ended). */
     @Override
     public void reset() {
+        RuntimeException failure = null;
         for (QueuePairProxy p : pairs) {
-            p.reset();
+            try {
+                p.reset();
+            } catch (RuntimeException e) {
+                failure = failure == null ? e : failure;
+            } finally {
+                // Off the worker even when the reset failed: a session's end must never leave a pair behind.
+                detachQuietly(p);
+            }
             if (p.queuePair() > 0) {
                 tap.setQueueEnabled(p.queuePair(), false);
             }
+        }
+        if (failure != null) {
+            throw failure;
+        }
+    }
+
+    private static void detachQuietly(QueuePairProxy p) {
+        try {
+            p.detach();
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.ERROR, p.name() + ": could not leave its worker", e);
         }
     }
 
     @Override
     public void close() {
-        for (Worker w : workers) {
-            w.close();
+        for (QueuePairProxy p : pairs) {
+            try {
+                p.reset();
+            } catch (RuntimeException e) {
+                LOG.log(System.Logger.Level.WARNING, "{0}: reset at close: {1}", p.name(), e.getMessage());
+            }
+            detachQuietly(p);
+        }
+        if (ownPool) {
+            pool.close();
+        }
+        for (QueuePairProxy p : pairs) {
+            if (!p.attached()) {
+                p.free();
+            }
         }
         if (capture != null) {
             try {
                 capture.close();
             } catch (IOException | RuntimeException e) {
-                LOG.log(System.Logger.Level.WARNING, "{0}: capture: {1}", config.name(), e.getMessage());
+                LOG.log(System.Logger.Level.WARNING, "{0}: capture: {1}; the capture file may be incomplete",
+                        config.name(), e.getMessage());
             }
         }
         tap.close();

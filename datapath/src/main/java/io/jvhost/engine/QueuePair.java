@@ -1,5 +1,7 @@
 package io.jvhost.engine;
 
+import io.jvhost.config.Configuration;
+import io.jvhost.jfr.JvhostEvents;
 import io.jvhost.memory.DirtyLog;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.memory.MemoryFault;
@@ -18,6 +20,7 @@ import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.QueueLatency;
 import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.virtq.RingSetup;
+import io.jvhost.virtq.RingState;
 import io.jvhost.virtq.VirtqError;
 import io.jvhost.virtq.Vring;
 
@@ -51,7 +54,7 @@ public final class QueuePair {
     private final int weight;
     private final Arena arena = Arena.ofShared();
     private final QueueCounters counters = new QueueCounters();
-    private final QueueLatency latency = new QueueLatency();
+    private final QueueLatency latency;
     private final Vring rxRing;
     private final Vring txRing;
     private final TxEngine tx;
@@ -73,6 +76,17 @@ public final class QueuePair {
     private long tagBase;
     private final int[] registeredKick = {-1, -1};
     private int tapInterest = -1;
+    /**
+     * RX found the tap empty: it is read again once epoll reports it readable (or the guest kicks),
+     * not every cycle — an idle pair on a busy worker then costs no system call per cycle, and the
+     * worker learns about all its dry taps from one non-blocking epoll_wait.
+     */
+    private boolean tapDry;
+    /** Empty duty cycles in a row ({@link #maybePark}). */
+    private int emptyCycles;
+    /** Not polled: notifications and tap interest armed, an epoll event for it ends this. */
+    private boolean parked;
+    private boolean closed;
 
     /**
      * @param device   device name, for logs
@@ -83,10 +97,13 @@ public final class QueuePair {
     public QueuePair(String device, int index, int tapFd, int weight, int ringSize) {
         this.name = device + " q" + index;
         this.index = index;
+        this.latency = new QueueLatency(device, index, Configuration.SLOW_BATCH_NANOS.get());
         this.tapFd = tapFd;
         this.weight = weight;
         this.rxRing = new Vring(device + " rx" + index);
         this.txRing = new Vring(device + " tx" + index);
+        rxRing.setBrokenListener(() -> broken(device, RX));
+        txRing.setBrokenListener(() -> broken(device, TX));
         this.tx = new TxEngine(index, txRing, arena, counters, latency);
         this.rx = new RxEngine(index, rxRing, arena, counters, latency, ringSize);
         this.txUring = openUring(name, Math.max(8, Math.min(weight, 64)));
@@ -103,7 +120,9 @@ public final class QueuePair {
         try {
             return IoUring.create(entries);
         } catch (NativeException e) {
-            LOG.log(System.Logger.Level.WARNING, "{0}: io_uring setup failed ({1}); one system call per frame",
+            LOG.log(System.Logger.Level.WARNING, "{0}: io_uring setup failed ({1}); one system call per frame"
+                    + " (lower throughput): raise the memlock limit (LimitMEMLOCK=infinity, ulimit -l) or set"
+                    + " --tap-io=syscalls to accept it",
                     name, e.getMessage());
             return null;
         }
@@ -136,6 +155,18 @@ public final class QueuePair {
         return role == TX ? txRing : rxRing;
     }
 
+    /** The state of ring {@code role}. Any thread (volatile reads). */
+    public RingState ringState(int role) {
+        return ring(role).state();
+    }
+
+    /** Ring {@code role} was marked broken (worker thread): counted and recorded. */
+    private void broken(String device, int role) {
+        counters.increment(role == TX ? Counter.TX_RING_BROKEN : Counter.RX_RING_BROKEN);
+        Vring r = ring(role);
+        JvhostEvents.ringBroken(device, index, role == TX ? JvhostEvents.TX : JvhostEvents.RX, r.brokenReason(), r.brokenMessage());
+    }
+
     /** Why ring {@code role} is broken, or null. Any thread. */
     public VirtqError brokenReason(int role) {
         return ring(role).brokenReason();
@@ -150,6 +181,7 @@ public final class QueuePair {
 
     /** Starts ring {@code role} on the current memory table. */
     void onStartRing(int role, RingSetup setup) {
+        tapDry = false;
         Vring r = ring(role);
         if (r.started()) {
             onStopRing(role);
@@ -178,6 +210,7 @@ public final class QueuePair {
     }
 
     void onSetRingEnabled(int role, boolean on) {
+        tapDry = false;
         Vring r = ring(role);
         if (role == TX && !on && r.enabled() && txOn()) {
             flushTx();
@@ -224,6 +257,7 @@ public final class QueuePair {
         // Held chains point into the old mappings: give them back, they are re-taken via the new table.
         tx.releasePending();
         rx.releaseWindow();
+        tapDry = false;
         memory = table;
         boolean ok = txRing.queue().setMemory(table);
         return rxRing.queue().setMemory(table) && ok;
@@ -284,6 +318,7 @@ public final class QueuePair {
         }
         txRing.reset();
         rxRing.reset();
+        tapDry = false;
         memory = GuestMemory.empty();
         logHeld = false;
         if (failure instanceof RuntimeException re) {
@@ -360,10 +395,51 @@ public final class QueuePair {
         if (txOn() && !tx.backpressured()) {
             work += tx.process(weight, now);
         }
-        if (rxOn() && !rx.needsBuffers()) {
-            work += rx.process(weight, now);
+        if (rxOn() && !rx.needsBuffers() && !tapDry) {
+            int n = rx.process(weight, now);
+            work += n;
+            if (n == 0 && !rx.needsBuffers()) {
+                tapDry = true;
+                armTap();
+            }
         }
         return work;
+    }
+
+    /**
+     * On a worker serving several pairs: after {@code after} empty cycles in a row the pair is parked —
+     * its guest notifications and tap interest armed as before a sleep ({@link #prepareToSleep}) — and
+     * the worker stops polling it until an epoll event for it (a kick, the tap) or a command (vhost-net
+     * polls only kicked queues; DPDK's PMD polls every queue, so with many idle devices a busy one
+     * would pay for all of them on every cycle). A pair whose rings have no kick fd is never parked.
+     *
+     * @param work what the pair did this cycle
+     * @return true when the pair is parked now
+     */
+    boolean maybePark(int work, int after) {
+        if (work > 0) {
+            emptyCycles = 0;
+            return false;
+        }
+        if (++emptyCycles < after || polled()) {
+            return false;
+        }
+        emptyCycles = 0;
+        if (prepareToSleep()) {
+            return false; // work arrived while arming
+        }
+        parked = true;
+        return true;
+    }
+
+    boolean parked() {
+        return parked;
+    }
+
+    /** Polled again from the next cycle on (an event or a command concerns it). */
+    void unpark() {
+        parked = false;
+        emptyCycles = 0;
     }
 
     /** The worker keeps polling instead of sleeping: look at the RX ring again without a kick. */
@@ -383,14 +459,32 @@ public final class QueuePair {
         if (rxOn() && rx.needsBuffers() && rx.armNotify()) {
             return true;
         }
-        // tap interest: EPOLLIN only while the guest has RX buffers, EPOLLOUT only while TX is backpressured
+        armTap();
+        return false;
+    }
+
+    /** Tap interest: EPOLLIN only while the guest has RX buffers, EPOLLOUT only while TX is backpressured. */
+    private void armTap() {
         int interest = (rxOn() && !rx.needsBuffers() ? Epoll.EPOLLIN : 0)
                 | (txOn() && tx.backpressured() ? Epoll.EPOLLOUT : 0);
         if (interest != tapInterest && ep >= 0) {
             Epoll.modify(ep, tapFd, interest, tagBase | KIND_TAP);
             tapInterest = interest;
         }
-        return false;
+    }
+
+    /**
+     * TX waits for the tap to take frames again (EAGAIN), or RX for it to have frames again (it was
+     * found empty). Then, while other work keeps the worker from sleeping, {@link #armTapWait} and a
+     * non-blocking look at the epoll set tell it when to go on.
+     */
+    boolean waitsForTap() {
+        return (txOn() && tx.backpressured()) || (tapDry && rxOn() && !rx.needsBuffers());
+    }
+
+    /** Asks for EPOLLOUT / EPOLLIN on the tap as {@link #waitsForTap} needs them. */
+    void armTapWait() {
+        armTap();
     }
 
     /** A running ring without a kick fd: the worker must wake up periodically. */
@@ -401,10 +495,12 @@ public final class QueuePair {
     /** After a sleep that had to poll ({@link #polled()}): no kick will come, look at the ring again. */
     void polledWake() {
         rx.kicked();
+        tapDry = false;
     }
 
     /** An epoll event with one of this pair's tags. */
     void onEvent(int kind, int events) {
+        unpark();
         switch (kind) {
             case KIND_TX_KICK -> {
                 EventFd.drain(txRing.kickFd());
@@ -414,8 +510,12 @@ public final class QueuePair {
                 EventFd.drain(rxRing.kickFd());
                 counters.increment(Counter.RX_KICKS);
                 rx.kicked();
+                tapDry = false;
             }
             default -> {
+                if ((events & (Epoll.EPOLLIN | Epoll.EPOLLERR | Epoll.EPOLLHUP)) != 0) {
+                    tapDry = false;
+                }
                 if ((events & (Epoll.EPOLLOUT | Epoll.EPOLLERR | Epoll.EPOLLHUP)) != 0) {
                     tx.writable();
                 }
@@ -477,8 +577,12 @@ public final class QueuePair {
         }
     }
 
-    /** Frees the pair's io_urings and native memory; after its worker stopped running it. */
+    /** Frees the pair's io_urings and native memory (once); after its worker stopped running it. */
     void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
         if (txUring != null) {
             txUring.close();
         }

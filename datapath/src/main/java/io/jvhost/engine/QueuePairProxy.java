@@ -7,33 +7,57 @@ import io.jvhost.net.PacketCapture;
 import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.QueueLatency;
 import io.jvhost.virtq.RingSetup;
+import io.jvhost.virtq.RingState;
 import io.jvhost.virtq.VirtqError;
 
 import java.util.concurrent.Callable;
 
 /**
  * The control side's handle on one {@link QueuePair}: one named method per command (Aeron's
- * {@code SenderProxy} is the shape). Each command is queued to the pair's {@link Worker}, run on
- * that thread ({@code QueuePair.on…}) and acknowledged; the method returns only then, with the
- * command's result or its exception. A command that faults on guest memory marks the pair broken
- * ({@link VirtqError#MEMORY_FAULT}) before the exception reaches the caller.
+ * {@code SenderProxy} is the shape). While the pair is on a {@link Worker} each command is queued to
+ * it, run on that thread ({@code QueuePair.on…}) and acknowledged; the method returns only then,
+ * with the command's result or its exception. While it is on no worker (before {@link #attach}, after
+ * {@link #detach}) nothing else touches the pair and commands run on the calling thread. A command
+ * that faults on guest memory marks the pair broken ({@link VirtqError#MEMORY_FAULT}) before the
+ * exception reaches the caller.
  *
- * <p>Threading: any thread but the worker's; calls from several threads are serialised by the
- * worker. Statistics ({@link #counters()}, {@link #latency()}, {@link #brokenReason}) are read
- * directly, without a command.
+ * <p>A pair joins a worker of its {@link WorkerPool} with {@link #attach} (the device does it when
+ * the front-end starts the pair's first ring) and leaves it with {@link #detach} (at the session's
+ * end): both are commands to that worker, which meanwhile keeps serving its other pairs.
+ *
+ * <p>Threading: any thread but a worker's; calls from several threads are serialised by the worker
+ * (or, detached, by the pair's monitor). {@link #attach} / {@link #detach} from one control thread at a
+ * time. Statistics ({@link #counters()}, {@link #latency()}, {@link #brokenReason}) are read directly,
+ * without a command.
  */
 public final class QueuePairProxy {
-    private final Worker worker;
     private final QueuePair pair;
+    private final String device;
+    /** Where the pair may run; null for a pair fixed to one worker. */
+    private final WorkerPool pool;
+    /** The worker running the pair, or null while it runs on none. */
+    private volatile Worker worker;
 
-    /** Hands {@code pair} to {@code worker}: from now on only the worker touches it. */
+    /** Hands {@code pair} to {@code worker} for good: from now on only the worker touches it. */
     public QueuePairProxy(Worker worker, QueuePair pair) {
-        this.worker = worker;
+        this.pool = null;
+        this.device = null;
         this.pair = pair;
         worker.call(() -> {
             worker.onAdd(pair);
             return null;
         });
+        this.worker = worker;
+    }
+
+    /**
+     * A pair of device {@code device} that runs on a worker of {@code pool} once {@link #attach}ed;
+     * until then on no worker.
+     */
+    public QueuePairProxy(WorkerPool pool, String device, QueuePair pair) {
+        this.pool = pool;
+        this.device = device;
+        this.pair = pair;
     }
 
     /**
@@ -57,7 +81,10 @@ public final class QueuePairProxy {
 
     /** Ends the pair's worker, resetting its rings (a pair made by {@link #withOwnWorker}). */
     public void close() {
-        worker.close();
+        Worker w = worker;
+        if (w != null) {
+            w.close();
+        }
     }
 
     public String name() {
@@ -68,14 +95,67 @@ public final class QueuePairProxy {
         return pair.index();
     }
 
+    /** The worker running the pair now, or null. */
     public Worker worker() {
         return worker;
     }
 
+    /** Whether the pair is on a worker. */
+    public boolean attached() {
+        return worker != null;
+    }
+
+    /**
+     * Joins a worker of the pool (the one the pool assigns: by hand, else the least loaded): its fds
+     * enter that worker's epoll set and the worker starts giving it a share of every cycle. No-op
+     * while on a worker.
+     */
+    public void attach() {
+        if (worker != null || pool == null) {
+            return;
+        }
+        Worker w = pool.assign(device, pair.index());
+        try {
+            w.call(() -> {
+                w.onAdd(pair);
+                return null;
+            });
+        } catch (RuntimeException | Error e) {
+            pool.release(w);
+            throw e;
+        }
+        worker = w;
+    }
+
+    /**
+     * Leaves the worker: its fds leave the epoll set and from now on commands run on the caller. The
+     * rings keep their state (reset them first to stop them). No-op while on no worker or for a pair
+     * fixed to one worker.
+     */
+    public void detach() {
+        Worker w = worker;
+        if (w == null || pool == null) {
+            return;
+        }
+        w.call(() -> {
+            w.onRemove(pair);
+            return null;
+        });
+        worker = null;
+        pool.release(w);
+    }
+
+    /** The pair itself, for tests in this package: touch it only through {@link Worker#call}. */
+    QueuePair pair() {
+        return pair;
+    }
+
     private <T> T call(Callable<T> task) {
-        return worker.call(() -> {
+        Callable<T> guarded = () -> {
             try {
-                return task.call();
+                T r = task.call();
+                Worker.deliverPendingFault();
+                return r;
             } catch (RuntimeException | Error e) {
                 if (MemoryFault.is(e)) {
                     // A command that touched a ring (start, stop, TX flush) found the memory gone; the
@@ -84,7 +164,32 @@ public final class QueuePairProxy {
                 }
                 throw e;
             }
-        });
+        };
+        Worker w = worker;
+        if (w != null) {
+            return w.call(guarded);
+        }
+        synchronized (pair) {
+            try {
+                return guarded.call();
+            } catch (RuntimeException e) {
+                throw e;
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+        }
+    }
+
+    /** The worker whose settings a per-worker command changes: the current one, else the one placement fixes. */
+    private Worker settingsWorker() {
+        Worker w = worker;
+        if (w == null && pool != null) {
+            w = pool.placed(device, pair.index());
+        }
+        if (w == null) {
+            throw new IllegalStateException(pair.name() + " is on no worker yet");
+        }
+        return w;
     }
 
     /** Starts ring {@code role} ({@link QueuePair#RX} / {@link QueuePair#TX}) on the current memory table. */
@@ -177,25 +282,43 @@ public final class QueuePairProxy {
         });
     }
 
-    /** How long the worker polls before sleeping (0: sleep at once); applies to the whole worker. */
+    /**
+     * How long the worker polls before sleeping (0: sleep at once); applies to the whole worker (the
+     * pair's, or the one its placement names).
+     */
     public void setBusyPollNanos(long nanos) {
-        worker.call(() -> {
-            worker.onSetBusyPollNanos(nanos);
+        Worker w = settingsWorker();
+        w.call(() -> {
+            w.onSetBusyPollNanos(nanos);
             return null;
         });
     }
 
-    /** The worker's adaptive spin (0: off); applies to the whole worker. */
+    /** The worker's adaptive spin (0: off); applies to the whole worker, as {@link #setBusyPollNanos}. */
     public void setAdaptiveSpinNanos(long nanos) {
-        worker.call(() -> {
-            worker.onSetAdaptiveSpinNanos(nanos);
+        Worker w = settingsWorker();
+        w.call(() -> {
+            w.onSetAdaptiveSpinNanos(nanos);
             return null;
         });
     }
 
     /** Waits until the worker has run everything submitted before (a no-op command). */
     public void sync() {
-        worker.call(() -> null);
+        Worker w = worker;
+        if (w != null) {
+            w.call(() -> null);
+        }
+    }
+
+    /** Frees the pair's native resources; it must be on no worker (after {@link #detach}). */
+    public void free() {
+        if (worker != null && pool != null) {
+            throw new IllegalStateException(pair.name() + " is still on " + worker.name());
+        }
+        synchronized (pair) {
+            pair.close();
+        }
     }
 
     public QueueCounters counters() {
@@ -204,6 +327,11 @@ public final class QueuePairProxy {
 
     public QueueLatency latency() {
         return pair.latency();
+    }
+
+    /** The state of ring {@code role} (stopped, disabled, enabled, broken). Any thread; never wakes the worker. */
+    public RingState ringState(int role) {
+        return pair.ringState(role);
     }
 
     /** Why ring {@code role} is broken, or null. Any thread. */
@@ -221,6 +349,7 @@ public final class QueuePairProxy {
     }
 
     public String diagnostics() {
-        return worker.diagnostics();
+        Worker w = worker;
+        return w != null ? w.diagnostics() : pair.name() + ": on no worker";
     }
 }

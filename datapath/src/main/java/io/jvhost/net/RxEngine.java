@@ -4,6 +4,7 @@ import io.jvhost.stats.DropReason;
 import io.jvhost.stats.Counter;
 import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.QueueLatency;
+import io.jvhost.jfr.JvhostEvents;
 import io.jvhost.config.Configuration;
 import io.jvhost.memory.DirtyLog;
 import io.jvhost.memory.GuestMemory;
@@ -329,8 +330,7 @@ public final class RxEngine {
             counters.add(Counter.RX_BYTES, bytes);
             counters.increment(Counter.RX_BATCHES);
             queue.publishUsed();
-            latency.recordService(System.nanoTime() - cycleStart);
-            latency.recordBatch(done);
+            latency.recordBatch(JvhostEvents.RX, System.nanoTime() - cycleStart, done);
             signal();
         }
         if (needsBuffers) {
@@ -694,9 +694,11 @@ public final class RxEngine {
     }
 
     private void logReadError(String what) {
+        JvhostEvents.tapError(latency.device(), queuePair, JvhostEvents.RX, what);
         if (!readErrorLogged) {
             readErrorLogged = true;
-            LOG.log(System.Logger.Level.WARNING, "q{0} RX: tap read failed ({1})", queuePair, what);
+            LOG.log(System.Logger.Level.WARNING, "q{0} RX: tap read failed ({1}); further failures not logged: check"
+                    + " that the tap still exists and is up (ip link show)", queuePair, what);
         }
     }
 }

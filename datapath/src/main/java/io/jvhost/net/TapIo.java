@@ -38,7 +38,9 @@ public enum TapIo {
                 if (!fallbackLogged) {
                     fallbackLogged = true;
                     LOG.log(System.Logger.Level.WARNING, "{0}=uring but io_uring is unavailable ({1}); "
-                            + "using one system call per frame", PROP_NAME, why);
+                            + "using one system call per frame (lower throughput): allow io_uring (sysctl"
+                            + " kernel.io_uring_disabled=0, no seccomp filter on it) or pass --tap-io=syscalls"
+                            + " to accept it", PROP_NAME, why);
                 }
                 return SYSCALLS;
             }

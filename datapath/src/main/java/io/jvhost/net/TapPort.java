@@ -272,7 +272,9 @@ public final class TapPort implements AutoCloseable {
                     Offloads.apply(0, this::setOffloads);
                 }
             } catch (RuntimeException e) {
-                LOG.log(System.Logger.Level.WARNING, "tap {0}: could not restore settings: {1}", ifName, e.getMessage());
+                LOG.log(System.Logger.Level.WARNING, "tap {0}: could not restore settings: {1}; check it with"
+                        + " ip -d link show and reset its MTU/offloads by hand if another program uses it", ifName,
+                        e.getMessage());
             }
         }
         for (int i = 0; i < fds.length; i++) {

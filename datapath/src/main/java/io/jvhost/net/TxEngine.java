@@ -4,6 +4,7 @@ import io.jvhost.stats.DropReason;
 import io.jvhost.stats.Counter;
 import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.QueueLatency;
+import io.jvhost.jfr.JvhostEvents;
 import io.jvhost.config.Configuration;
 import io.jvhost.memory.MemoryFault;
 import io.jvhost.nativ.Errno;
@@ -271,8 +272,7 @@ public final class TxEngine {
             counters.add(Counter.TX_BYTES, bytes);
             counters.increment(Counter.TX_BATCHES);
             queue.publishUsed();
-            latency.recordService(System.nanoTime() - cycleStart);
-            latency.recordBatch(done);
+            latency.recordBatch(JvhostEvents.TX, System.nanoTime() - cycleStart, done);
             signal();
         }
     }
@@ -476,18 +476,22 @@ public final class TxEngine {
     }
 
     private void logTapError(NativeException e) {
+        JvhostEvents.tapError(latency.device(), queuePair, JvhostEvents.TX, e.getMessage());
         if (!tapErrorLogged) {
             tapErrorLogged = true;
-            LOG.log(System.Logger.Level.WARNING, "q{0} TX: tap refused a frame ({1}); further errors only counted",
-                    queuePair, e.getMessage());
+            LOG.log(System.Logger.Level.WARNING, "q{0} TX: tap refused a frame ({1}); frame dropped, further errors"
+                    + " only counted (tx_tap_error in jvhost stats): check that the tap is up and its MTU/offloads"
+                    + " match the guest (ip -d link show)", queuePair, e.getMessage());
         }
     }
 
     private void logTapError(int errno) {
+        JvhostEvents.tapError(latency.device(), queuePair, JvhostEvents.TX, "io_uring writev: " + Errno.name(Math.abs(errno)));
         if (!tapErrorLogged) {
             tapErrorLogged = true;
-            LOG.log(System.Logger.Level.WARNING, "q{0} TX: tap refused a frame (io_uring writev: errno {1}); "
-                    + "further errors only counted", queuePair, errno);
+            LOG.log(System.Logger.Level.WARNING, "q{0} TX: tap refused a frame (io_uring writev: errno {1}); frame"
+                    + " dropped, further errors only counted (tx_tap_error in jvhost stats): check that the tap is up"
+                    + " and its MTU/offloads match the guest (ip -d link show)", queuePair, errno);
         }
     }
 }

@@ -29,7 +29,11 @@ public enum Counter {
      * Guest-memory faults (SIGBUS / EFAULT: the front-end shrank a region it passed); each one
      * stopped the queue pair's rings (VirtqError.MEMORY_FAULT) until the front-end restarts them.
      */
-    MEMORY_FAULTS;
+    MEMORY_FAULTS,
+    /** Times the TX ring was marked broken (a driver or front-end violation; see the ring's broken reason). */
+    TX_RING_BROKEN,
+    /** Times the RX ring was marked broken. */
+    RX_RING_BROKEN;
 
     private static final Counter[] VALUES = values();
 

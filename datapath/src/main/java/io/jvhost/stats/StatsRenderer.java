@@ -48,6 +48,60 @@ public final class StatsRenderer {
         return b.toString();
     }
 
+    /**
+     * One row per worker: where it runs, the share of its time spent moving frames (busy), polling
+     * without finding work (idle) and asleep, its cycles, and the queue pairs it holds.
+     */
+    public static String workers(List<WorkerStats> workers) {
+        StringBuilder b = new StringBuilder();
+        b.append(String.format(Locale.ROOT, "%-14s %4s %4s %8s %4s %6s %6s %6s %12s %12s %10s %7s  %s%n", "worker", "pin",
+                "cpu", "tid", "qps", "busy%", "idle%", "sleep%", "busy_cycles", "idle_cycles", "sleeps", "faults",
+                "queue pairs"));
+        for (WorkerStats w : workers) {
+            long total = w.get(WorkerLoad.BUSY_NANOS) + w.get(WorkerLoad.IDLE_NANOS) + w.get(WorkerLoad.SLEEP_NANOS);
+            b.append(String.format(Locale.ROOT, "%-14s %4s %4s %8d %4d %6s %6s %6s %12d %12d %10d %7d  %s%n", w.name(),
+                    w.pinnedCpu() < 0 ? "-" : Integer.toString(w.pinnedCpu()),
+                    w.lastCpu() < 0 ? "-" : Integer.toString(w.lastCpu()), w.tid(), w.queuePairs().size(),
+                    percent(w.get(WorkerLoad.BUSY_NANOS), total), percent(w.get(WorkerLoad.IDLE_NANOS), total),
+                    percent(w.get(WorkerLoad.SLEEP_NANOS), total), w.get(WorkerLoad.BUSY_CYCLES),
+                    w.get(WorkerLoad.IDLE_CYCLES), w.get(WorkerLoad.SLEEPS), w.get(WorkerLoad.PAIR_FAULTS),
+                    w.queuePairs().isEmpty() ? "-" : String.join(", ", w.queuePairs())));
+        }
+        return b.toString();
+    }
+
+    private static String percent(long part, long total) {
+        return total == 0 ? "-" : String.format(Locale.ROOT, "%.1f", 100.0 * part / total);
+    }
+
+    /** {@code {"queues":[...],"workers":[...]}}: {@link #json(List)}'s queues plus one object per worker. */
+    public static String json(List<QueueStats> queues, List<WorkerStats> workers) {
+        String q = json(queues);
+        StringBuilder b = new StringBuilder(q.substring(0, q.length() - 1)).append(",\"workers\":[");
+        for (int i = 0; i < workers.size(); i++) {
+            WorkerStats w = workers.get(i);
+            if (i > 0) {
+                b.append(',');
+            }
+            b.append("{\"index\":").append(w.index()).append(",\"name\":");
+            string(b, w.name());
+            b.append(",\"pinned_cpu\":").append(w.pinnedCpu()).append(",\"cpu\":").append(w.lastCpu())
+                    .append(",\"tid\":").append(w.tid()).append(",\"queue_pairs\":[");
+            for (int k = 0; k < w.queuePairs().size(); k++) {
+                if (k > 0) {
+                    b.append(',');
+                }
+                string(b, w.queuePairs().get(k));
+            }
+            b.append(']');
+            for (int k = 0; k < WorkerLoad.COUNT; k++) {
+                b.append(",\"").append(WorkerLoad.NAMES.get(k)).append("\":").append(w.get(k));
+            }
+            b.append('}');
+        }
+        return b.append("]}").toString();
+    }
+
     public static String json(List<QueueStats> queues) {
         StringBuilder b = new StringBuilder("{\"queues\":[");
         for (int i = 0; i < queues.size(); i++) {

@@ -49,7 +49,8 @@ final class ConfigSpace {
             bad = checkRange(off, len, size);
         }
         if (bad != null) {
-            LOG.log(Level.WARNING, "{0}: GET_CONFIG rejected: {1}", name, bad);
+            LOG.log(Level.WARNING, "{0}: GET_CONFIG rejected: {1}; the front-end gets an empty answer and"
+                    + " keeps its defaults (MAC, MTU): check the front-end's version", name, bad);
             codec.reply(0);
             return;
         }

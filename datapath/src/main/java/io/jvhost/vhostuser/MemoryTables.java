@@ -6,6 +6,7 @@ import io.jvhost.memory.FdMapper;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.memory.MemoryRegion;
 import io.jvhost.nativ.Fds;
+import io.jvhost.jfr.JvhostEvents;
 
 import java.io.IOException;
 import java.lang.System.Logger.Level;
@@ -167,6 +168,7 @@ final class MemoryTables implements AutoCloseable {
         if (old != null) {
             old.retire(next);
         }
+        JvhostEvents.memoryTable(name, next.regionCount(), next.regions().stream().mapToLong(MemoryRegion::size).sum());
     }
 
     /** The device refused {@code next}: its own new mappings are unmapped, the current table stays. */

@@ -6,6 +6,7 @@ import io.jvhost.memory.DirtyLog;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.virtq.RingLayout;
 import io.jvhost.virtq.RingSetup;
+import io.jvhost.jfr.JvhostEvents;
 
 import java.lang.System.Logger.Level;
 import java.lang.foreign.MemorySegment;
@@ -334,6 +335,7 @@ final class RingTable {
         if (r.started) {
             r.started = false;
             r.base = backend.stopRing(q);
+            JvhostEvents.ringStopped(name, q, r.base);
         }
     }
 
@@ -368,6 +370,7 @@ final class RingTable {
         backend.startRing(q, new RingSetup(r.size, r.desc, r.driver, r.device, r.base, f,
                 (r.addrFlags & VhostUserMessage.VRING_F_LOG) != 0, r.log, r.kickFd, r.callFd, r.errFd, r.enabled));
         r.started = true;
+        JvhostEvents.ringStarted(name, q, r.size, r.base, r.enabled);
         LOG.log(Level.DEBUG, "{0}: ring {1} started (size {2}, base {3}, {4}, {5}, {6})", name, q, r.size, r.base,
                 r.kickFd < 0 ? "polled" : "kicked", r.enabled ? "enabled" : "disabled", layout);
     }
@@ -396,7 +399,8 @@ final class RingTable {
                 try {
                     maybeStart(q);
                 } catch (ProtocolException | IllegalArgumentException e) {
-                    LOG.log(Level.WARNING, "{0}: ring {1} stays stopped: {2}", name, q, e.getMessage());
+                    LOG.log(Level.WARNING, "{0}: ring {1} stays stopped: {2}; its queue is silent until the"
+                            + " front-end sets the ring up again", name, q, e.getMessage());
                 }
             } else if (canStart(r)) {
                 LOG.log(Level.DEBUG, "{0}: ring {1} waits for a memory table that covers it", name, q);

@@ -9,6 +9,7 @@ import io.jvhost.nativ.Fds;
 import io.jvhost.net.VirtioNetConfig;
 import io.jvhost.virtio.DeviceStatus;
 import io.jvhost.virtio.VirtioFeatures;
+import io.jvhost.jfr.JvhostEvents;
 
 import java.lang.System.Logger.Level;
 import java.lang.foreign.MemorySegment;
@@ -70,6 +71,10 @@ public final class Session implements AutoCloseable {
     private long messages;
     private boolean closed;
 
+    /** What follows a session's end, for the operator reading the warning. */
+    private static final String AFTER_CLOSE = "the device was reset and waits for a new session (QEMU reconnects"
+            + " with reconnect= on its chardev; jvhost --client reconnects by itself)";
+
     /**
      * @param name     device name for log lines
      * @param socketFd connected socket; the session owns it and closes it in {@link #close()}
@@ -98,6 +103,7 @@ public final class Session implements AutoCloseable {
                 logs::current);
         this.config = new ConfigSpace(name, backend);
         this.table = buildTable();
+        JvhostEvents.sessionConnected(name);
     }
 
     // ------------------------------------------------------------------ the dispatch table
@@ -215,7 +221,7 @@ public final class Session implements AutoCloseable {
                 return false;
             }
         } catch (VhostUserCodec.StreamException e) {
-            LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
+            LOG.log(Level.WARNING, "{0}: closing session: {1}; {2}", name, e.getMessage(), AFTER_CLOSE);
             return false;
         }
         messages++;
@@ -245,14 +251,15 @@ public final class Session implements AutoCloseable {
             // the device refused a value the session already validated: same treatment as a bad request
             return reject(req, "device refused: " + e.getMessage(), ack);
         } catch (VhostUserCodec.StreamException e) {
-            LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
+            LOG.log(Level.WARNING, "{0}: closing session: {1}; {2}", name, e.getMessage(), AFTER_CLOSE);
             return false;
         } catch (RuntimeException | Error e) {
             if (MemoryFault.is(e)) {
                 // The device touched guest memory that vanished under its mapping (the front-end shrank a
                 // region it passed): the affected queue pair is already marked broken; end this session.
                 LOG.log(Level.WARNING, "{0}: closing session: {1} faulted on guest memory ({2}): the front-end"
-                        + " shrank or unmapped memory it passed", name, requestName(req), rootMessage(e));
+                        + " shrank or unmapped memory it passed; restart the VM's device (reboot or QEMU restart), and"
+                        + " give it sealed memfd memory to prevent this", name, requestName(req), rootMessage(e));
                 return false;
             }
             if (e instanceof Error err) {
@@ -290,16 +297,20 @@ public final class Session implements AutoCloseable {
 
     private boolean reject(int req, String why, boolean ack) {
         if (ack) {
-            LOG.log(Level.WARNING, "{0}: {1} rejected: {2}", name, requestName(req), why);
+            LOG.log(Level.WARNING, "{0}: {1} rejected: {2}; the front-end was told (REPLY_ACK) and goes on;"
+                    + " if the guest then lacks networking, check the front-end's version and options", name,
+                    requestName(req), why);
             try {
                 codec.replyU64(1);
                 return true;
             } catch (VhostUserCodec.StreamException e) {
-                LOG.log(Level.WARNING, "{0}: closing session: {1}", name, e.getMessage());
+                LOG.log(Level.WARNING, "{0}: closing session: {1}; {2}", name, e.getMessage(), AFTER_CLOSE);
                 return false;
             }
         }
-        LOG.log(Level.WARNING, "{0}: closing session: {1} rejected: {2}", name, requestName(req), why);
+        LOG.log(Level.WARNING, "{0}: closing session: {1} rejected: {2}; the front-end sent what jvhost cannot"
+                + " accept: check its version and options (--disable-features switches off what it misuses); {3}",
+                name, requestName(req), why, AFTER_CLOSE);
         return false;
     }
 
@@ -345,6 +356,7 @@ public final class Session implements AutoCloseable {
         }
         if (logAll != wasLogAll) {
             backend.setDirtyLog(logs.current(), logAll);
+            JvhostEvents.dirtyLog(name, logAll, logs.current() != null ? logs.current().pages() / Byte.SIZE : 0);
             if (logAll && logs.current() == null) {
                 LOG.log(Level.WARNING, "{0}: LOG_ALL without a dirty log (no SET_LOG_BASE yet): the rings wait,"
                         + " writing nothing to guest memory, until a log arrives", name);
@@ -353,6 +365,7 @@ public final class Session implements AutoCloseable {
             }
         }
         ackedFeatures = f;
+        JvhostEvents.featuresNegotiated(name, f);
         LOG.log(Level.DEBUG, "{0}: features {1}", name, VirtioFeatures.describe(f));
         if (!VirtioFeatures.has(f, VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES)) {
             // vhost-user.rst, "Ring states": SET_FEATURES without PROTOCOL_FEATURES enables all rings.
@@ -454,6 +467,9 @@ public final class Session implements AutoCloseable {
         }
         boolean wasHeld = logAll() && logs.current() == null;
         logs.commit(next);
+        if (logAll()) {
+            JvhostEvents.dirtyLog(name, true, next.pages() / Byte.SIZE);
+        }
         LOG.log(Level.INFO, "{0}: dirty log {1}{2}", name, next, wasHeld ? " (rings resume)" : "");
         codec.reply(0);
     }
@@ -542,6 +558,7 @@ public final class Session implements AutoCloseable {
         resetDeviceState();
         codec.close();
         VhostUserCodec.closeQuietly(socketFd);
+        JvhostEvents.sessionDisconnected(name, messages);
     }
 
     /** For tests and logs: whether ring {@code q} is running. */

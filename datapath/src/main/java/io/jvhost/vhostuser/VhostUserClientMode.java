@@ -15,20 +15,21 @@ import java.util.concurrent.locks.LockSupport;
  * {@value #BACKOFF_MAX_MS} ms, reset after every successful connection. Each connection is a fresh
  * {@link Session}; the device is reset between them.
  *
- * <p>Threading: one control thread named {@code jvhost-<device>-ctl} does everything; {@link #close()}
- * may be called from any thread and returns once that thread has ended the session.
+ * <p>Threading: one control thread named {@code jvhost-<device>-ctl} does everything, a virtual thread
+ * that waits through the {@link FdPoller}; {@link #close()} may be called from any thread, wakes it
+ * and returns once that thread has ended the session.
  */
 public final class VhostUserClientMode implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(VhostUserClientMode.class.getName());
     public static final long BACKOFF_MIN_MS = 100;
     public static final long BACKOFF_MAX_MS = 5_000;
-    private static final int TICK_MS = 100;
 
     private final String name;
     private final String socketPath;
     private final DeviceBackend backend;
     private final FeatureSet features;
     private final Thread thread;
+    private final FdPoller.Waiter waiter = new FdPoller.Waiter();
     private final AtomicLong connects = new AtomicLong();
     private final AtomicLong failedAttempts = new AtomicLong();
     private volatile boolean running = true;
@@ -39,7 +40,7 @@ public final class VhostUserClientMode implements AutoCloseable {
         this.socketPath = socketPath;
         this.backend = backend;
         this.features = features;
-        this.thread = new Thread(this::run, "jvhost-" + name + "-ctl");
+        this.thread = Thread.ofVirtual().name("jvhost-" + name + "-ctl").unstarted(this::run);
     }
 
     /** Starts connecting to the front-end's socket at {@code socketPath}. */
@@ -75,7 +76,7 @@ public final class VhostUserClientMode implements AutoCloseable {
             active = true;
             try {
                 while (running) {
-                    if (Poll.poll(fd, Poll.POLLIN, TICK_MS) != 0 && !session.handleOne()) {
+                    if (waiter.await(fd, Poll.POLLIN, -1) && running && !session.handleOne()) {
                         break;
                     }
                 }
@@ -101,7 +102,7 @@ public final class VhostUserClientMode implements AutoCloseable {
         long end = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ms);
         long left;
         while (running && (left = end - System.nanoTime()) > 0) {
-            LockSupport.parkNanos(Math.min(left, TimeUnit.MILLISECONDS.toNanos(TICK_MS)));
+            LockSupport.parkNanos(left); // close() unparks
         }
     }
 
@@ -128,6 +129,7 @@ public final class VhostUserClientMode implements AutoCloseable {
     @Override
     public void close() {
         running = false;
+        waiter.wake();
         LockSupport.unpark(thread);
         if (Thread.currentThread() != thread) {
             try {

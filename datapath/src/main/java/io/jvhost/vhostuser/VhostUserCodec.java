@@ -101,7 +101,8 @@ public final class VhostUserCodec implements AutoCloseable {
         int done = 0;
         while (done < len) {
             long leftMs = (deadline - System.nanoTime()) / 1_000_000L;
-            if (leftMs <= 0 || Poll.poll(fd, Poll.POLLIN, (int) Math.min(leftMs, Integer.MAX_VALUE)) == 0) {
+            // FdPoller, not poll(2): on a virtual thread a native wait would pin the carrier.
+            if (leftMs <= 0 || !FdPoller.await(fd, Poll.POLLIN, leftMs)) {
                 if (System.nanoTime() - deadline >= 0) {
                     throw new StreamException("timed out in the middle of a message (" + done + " of " + len
                             + " bytes)");
@@ -241,7 +242,7 @@ public final class VhostUserCodec implements AutoCloseable {
                 throw new StreamException("send failed: " + e.getMessage());
             }
             if (n == Fds.WOULD_BLOCK) {
-                if (Poll.poll(fd, Poll.POLLOUT, 1000) == 0) {
+                if (!FdPoller.await(fd, Poll.POLLOUT, 1000)) {
                     throw new StreamException("send timed out");
                 }
                 continue;

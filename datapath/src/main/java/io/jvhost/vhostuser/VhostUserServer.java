@@ -24,15 +24,14 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>An inherited fd may be a listening socket or an already connected one (both conventions exist);
  * a connected one serves a single session and the server ends with it.
  *
- * <p>Threading: everything runs on one control thread named {@code jvhost-<device>-ctl}; the
- * {@link DeviceBackend} is only called from it. {@link #close()} may be called from any thread: it
- * stops the thread within about {@value #TICK_MS} ms, ends the session (resetting the device) and
- * removes the socket file it created.
+ * <p>Threading: everything runs on one control thread named {@code jvhost-<device>-ctl}, a virtual
+ * thread that waits through the {@link FdPoller} (so a process serving many devices holds no OS thread
+ * per device, and an idle one never wakes up); the {@link DeviceBackend} is only called from it.
+ * {@link #close()} may be called from any thread: it wakes the thread, which ends the session
+ * (resetting the device) and removes the socket file it created.
  */
 public final class VhostUserServer implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(VhostUserServer.class.getName());
-    /** How often the control thread checks for {@link #close()}. */
-    static final int TICK_MS = 100;
     private static final long LISTEN_TOKEN = 1;
     private static final long SESSION_TOKEN = 2;
     private static final int BACKLOG = 4;
@@ -45,6 +44,7 @@ public final class VhostUserServer implements AutoCloseable {
     private final DeviceBackend backend;
     private final FeatureSet features;
     private final Thread thread;
+    private final FdPoller.Waiter waiter = new FdPoller.Waiter();
     private final AtomicLong accepted = new AtomicLong();
     private final AtomicLong refused = new AtomicLong();
     private final AtomicLong ended = new AtomicLong();
@@ -60,7 +60,7 @@ public final class VhostUserServer implements AutoCloseable {
         this.listenFd = listenFd;
         this.backend = backend;
         this.features = features;
-        this.thread = new Thread(this::run, "jvhost-" + name + "-ctl");
+        this.thread = Thread.ofVirtual().name("jvhost-" + name + "-ctl").unstarted(this::run);
     }
 
     /** Creates the socket at {@code socketPath} (replacing a stale one) and starts serving. */
@@ -92,6 +92,10 @@ public final class VhostUserServer implements AutoCloseable {
         }
         s.thread.start();
         LOG.log(Level.INFO, "{0}: serving inherited fd {1}{2}", name, fd, s.singleConnection ? " (connected)" : "");
+        if (s.session != null) {
+            // Socket activation: the connection that made systemd start us was already waiting.
+            LOG.log(Level.INFO, "{0}: front-end connected", name);
+        }
         return s;
     }
 
@@ -116,7 +120,9 @@ public final class VhostUserServer implements AutoCloseable {
                 }
             }
             while (running) {
-                int n = Epoll.wait(ep, events, 4, TICK_MS);
+                // The epoll fd is readable when one of its fds is: wait for it without a thread.
+                waiter.await(ep, Poll.POLLIN, -1);
+                int n = Epoll.wait(ep, events, 4, 0);
                 for (int i = 0; i < n && running; i++) {
                     long token = Epoll.data(events, i);
                     if (token == LISTEN_TOKEN) {
@@ -143,7 +149,8 @@ public final class VhostUserServer implements AutoCloseable {
                 try {
                     Files.deleteIfExists(Path.of(socketPath));
                 } catch (IOException e) {
-                    LOG.log(Level.WARNING, "{0}: could not remove {1}: {2}", name, socketPath, e.getMessage());
+                    LOG.log(Level.WARNING, "{0}: could not remove {1}: {2}; remove it by hand"
+                            + " (a later start replaces a stale socket by itself)", name, socketPath, e.getMessage());
                 }
             }
             running = false;
@@ -155,7 +162,8 @@ public final class VhostUserServer implements AutoCloseable {
         try {
             fd = UnixSocket.accept(listenFd);
         } catch (NativeException e) {
-            LOG.log(Level.WARNING, "{0}: accept failed: {1}", name, e.getMessage());
+            LOG.log(Level.WARNING, "{0}: accept failed: {1}; still listening: if it repeats,"
+                    + " check the process's open-file limit (ulimit -n, LimitNOFILE)", name, e.getMessage());
             return;
         }
         if (fd < 0) {
@@ -168,7 +176,8 @@ public final class VhostUserServer implements AutoCloseable {
         }
         if (session != null) {
             refused.incrementAndGet();
-            LOG.log(Level.WARNING, "{0}: refusing a second front-end connection: the device already has an owner",
+            LOG.log(Level.WARNING, "{0}: refusing a second front-end connection: the device already has an owner;"
+                    + " give each VM its own socket (one jvhost device per vhost-user socket)",
                     name);
             Fds.closeQuietly(fd);
             return;
@@ -250,6 +259,7 @@ public final class VhostUserServer implements AutoCloseable {
     @Override
     public void close() {
         running = false;
+        waiter.wake();
         if (Thread.currentThread() != thread) {
             try {
                 thread.join(5_000);
@@ -257,7 +267,8 @@ public final class VhostUserServer implements AutoCloseable {
                 Thread.currentThread().interrupt();
             }
             if (thread.isAlive()) {
-                LOG.log(Level.WARNING, "{0}: control thread did not stop within 5 s", name);
+                LOG.log(Level.WARNING, "{0}: control thread did not stop within 5 s (a front-end"
+                        + " request hangs?); the process exits anyway", name);
             }
         }
     }

@@ -276,7 +276,8 @@ public final class SplitVirtqueue implements DeviceQueue {
         int u = Short.toUnsignedInt(used.get(VringDesc.LE_SHORT, VringUsed.IDX_OFFSET));
         if (u != lastAvailIdx) {
             LOG.log(System.Logger.Level.WARNING, "{0}: base {1} given but used.idx is {2}: resuming at {2}"
-                    + " (front-end lost track, e.g. after a back-end restart); chains in flight are processed again",
+                    + " (front-end lost track, e.g. after a back-end restart); chains in flight are processed again;"
+                    + " nothing to do unless it happens without a restart (then report the front-end's version)",
                     name, Integer.toString(lastAvailIdx), Integer.toString(u));
             this.lastAvailIdx = u;
             this.shadowAvailIdx = u;
@@ -663,7 +664,9 @@ public final class SplitVirtqueue implements DeviceQueue {
             brokenMessage = message;
             brokenReason = reason;
             BrokenQueues.increment();
-            LOG.log(System.Logger.Level.WARNING, "{0}: virtqueue broken by the {1}: {2}: {3}", name,
+            LOG.log(System.Logger.Level.WARNING, "{0}: virtqueue broken by the {1}: {2}: {3}; the ring stays"
+                    + " stopped until the front-end restarts it (guest driver reload or VM reboot); if it recurs,"
+                    + " report the guest kernel and front-end versions with this line", name,
                     reason == VirtqError.MEMORY_FAULT ? "front-end" : "driver", reason, message);
             Consumer<DeviceQueue> h = brokenHandler;
             if (h != null) {

@@ -40,12 +40,15 @@ public final class Vring {
     /** From the last start: VHOST_VRING_F_LOG and the ring's log address. */
     private boolean logRing;
     private long logGuestAddr;
+    /** {@link RingState} ordinal as of the last transition, for readers on other threads. */
+    private volatile int published = RingState.STOPPED.ordinal();
+    private Runnable brokenListener;
 
     /** @param name used in log lines, e.g. "vhost0 rx0" */
     public Vring(String name) {
         this.name = name;
         this.split = new SplitVirtqueue(name);
-        split.setBrokenHandler(q -> signalError());
+        split.setBrokenHandler(q -> broken());
         this.queue = split;
     }
 
@@ -76,6 +79,30 @@ public final class Vring {
 
     public int errFd() {
         return errFd;
+    }
+
+    /**
+     * The ring's state as of its last start, stop, enable or disable — broken as soon as it breaks.
+     * Any thread (volatile reads; never disturbs the worker): metrics.
+     */
+    public RingState state() {
+        if (queue.isBroken()) {
+            return RingState.BROKEN;
+        }
+        return RingState.of(published);
+    }
+
+    private void publish() {
+        published = (!started ? RingState.STOPPED : enabled ? RingState.ENABLED : RingState.DISABLED).ordinal();
+    }
+
+    /**
+     * Runs {@code listener} on the owning worker each time the ring is marked broken, after the error
+     * eventfd was signalled (the queue pair counts it and records a JFR event there). Set once, before
+     * the ring is used.
+     */
+    public void setBrokenListener(Runnable listener) {
+        this.brokenListener = listener;
     }
 
     /** Started, and not broken. */
@@ -110,6 +137,7 @@ public final class Vring {
         kickFd = s.kickFd();
         callFd = s.callFd();
         errFd = s.errFd();
+        publish();
     }
 
     private DeviceQueue queueFor(RingLayout layout) {
@@ -130,6 +158,7 @@ public final class Vring {
         kickFd = -1;
         callFd = -1;
         errFd = -1;
+        publish();
         return base;
     }
 
@@ -139,6 +168,7 @@ public final class Vring {
         kickFd = -1;
         callFd = -1;
         errFd = -1;
+        publish();
     }
 
     /** Clears a broken state, forgets the rings and stops logging (device reset). */
@@ -166,6 +196,7 @@ public final class Vring {
 
     public void setEnabled(boolean on) {
         this.enabled = on;
+        publish();
     }
 
     /**
@@ -210,10 +241,14 @@ public final class Vring {
         return CALLED;
     }
 
-    private void signalError() {
+    private void broken() {
         int fd = errFd;
         if (fd >= 0) {
             EventFd.signal(fd);
+        }
+        Runnable l = brokenListener;
+        if (l != null) {
+            l.run();
         }
     }
 

@@ -42,4 +42,27 @@ class StatsRendererTest {
         assertTrue(depth == 0);
         assertTrue(StatsRenderer.percentiles("rtt", l.serviceTime()).contains("p99.9"));
     }
+
+    @Test
+    void rendersWorkerLoad() {
+        WorkerLoad l = new WorkerLoad();
+        l.add(WorkerLoad.BUSY_NANOS, 250);
+        l.add(WorkerLoad.IDLE_NANOS, 250);
+        l.add(WorkerLoad.SLEEP_NANOS, 500);
+        l.add(WorkerLoad.BUSY_CYCLES, 7);
+        l.setCpu(1);
+        l.setPairs(List.of("vm0 q0", "vm1 q0"));
+        List<WorkerStats> ws = List.of(l.snapshot(0, "jvhost-w0", 1, 4242), new WorkerLoad().snapshot(1, "jvhost-w1", -1, 0));
+        assertTrue(ws.get(0).busyShare() == 0.25 && ws.get(0).awakeShare() == 0.5);
+        String t = StatsRenderer.workers(ws);
+        assertTrue(t.contains("busy%"), t);
+        assertTrue(t.lines().anyMatch(x -> x.startsWith("jvhost-w0") && x.contains(" 25.0 ") && x.contains(" 50.0 ")
+                && x.endsWith("vm0 q0, vm1 q0")), t);
+        assertTrue(t.lines().anyMatch(x -> x.startsWith("jvhost-w1") && x.endsWith(" -")), t);
+        String j = StatsRenderer.json(List.of(), ws);
+        assertTrue(j.startsWith("{\"queues\":[],\"workers\":[{\"index\":0,\"name\":\"jvhost-w0\",\"pinned_cpu\":1,"), j);
+        assertTrue(j.contains("\"queue_pairs\":[\"vm0 q0\",\"vm1 q0\"]"), j);
+        assertTrue(j.contains("\"busy_cycles\":7") && j.contains("\"sleep_ns\":500"), j);
+        assertTrue(j.endsWith("}]}"), j);
+    }
 }

@@ -34,6 +34,8 @@ public final class Epoll {
     public static final int EPOLLHUP = Linux.EPOLLHUP();
     public static final int EPOLLRDHUP = Linux.EPOLLRDHUP();
     public static final int EPOLLET = Linux.EPOLLET();
+    /** Report the fd once, then disable it until {@link #modify} re-arms it (additive). */
+    public static final int EPOLLONESHOT = Linux.EPOLLONESHOT();
 
     /** {@code sizeof(struct epoll_event)} on this architecture (from the generated layout). */
     public static final long EVENT_SIZE = epoll_event.sizeof();

@@ -13,7 +13,8 @@ import java.lang.invoke.MethodHandle;
 import java.util.BitSet;
 
 /**
- * Thread ids and CPU affinity: {@code gettid}, {@code sched_setaffinity}, {@code sched_getaffinity}.
+ * Thread ids and CPU affinity: {@code gettid}, {@code sched_setaffinity}, {@code sched_getaffinity},
+ * {@code sched_getcpu}.
  * The worker pool pins each worker thread to a CPU with these.
  *
  * <p>A CPU set travels as a {@link BitSet} (bit {@code n} = CPU {@code n}). In C it is an array of
@@ -22,8 +23,8 @@ import java.util.BitSet;
  * (1024 CPUs) on very large machines, so {@link #affinity} grows its buffer on
  * EINVAL like glibc's {@code CPU_ALLOC} callers do.
  *
- * <p>Thread id 0 means the calling thread. Control-plane calls: they allocate a small confined buffer
- * per call. Thread-safe.
+ * <p>Thread id 0 means the calling thread. Control-plane calls (except {@link #currentCpu}): they
+ * allocate a small confined buffer per call. Thread-safe.
  */
 public final class Sched {
     static {
@@ -45,6 +46,11 @@ public final class Sched {
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS), true);
     private static final MethodHandle GETAFFINITY = Native.downcall("sched_getaffinity",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS), true);
+    /*
+     * Never linked critical: callers rely on the return transition to Java (see currentCpu). glibc
+     * answers from the thread's rseq area or the vDSO, without a system call.
+     */
+    private static final MethodHandle GETCPU = Native.plainDowncall("sched_getcpu", FunctionDescriptor.of(JAVA_INT));
 
     private Sched() {
     }
@@ -88,6 +94,24 @@ public final class Sched {
             if (r != 0) {
                 throw NativeException.of("sched_setaffinity", "tid " + tid + ", cpus " + cpus, Native.errno(s));
             }
+        }
+    }
+
+    /**
+     * The CPU the calling thread is running on ({@code sched_getcpu}), or -1 where the kernel cannot
+     * tell. No system call on current glibc; no allocation.
+     *
+     * <p>The call is an ordinary (non-critical) downcall, so its return to Java is a thread-state
+     * transition at which HotSpot delivers a pending asynchronous exception — such as the
+     * {@code InternalError} for a fault in an earlier unsafe memory access, which the JVM otherwise
+     * raises at the next safepoint poll, wherever that is. The worker pool calls it after each queue
+     * pair's share of a cycle so that a guest-memory fault surfaces in that pair's code.
+     */
+    public static int currentCpu() {
+        try {
+            return (int) GETCPU.invokeExact();
+        } catch (Throwable t) {
+            throw Native.rethrow(t);
         }
     }
 

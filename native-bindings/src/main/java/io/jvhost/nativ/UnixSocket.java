@@ -26,7 +26,8 @@ import java.util.Arrays;
 import java.util.Objects;
 
 /**
- * AF_UNIX stream sockets with SCM_RIGHTS fd passing: the vhost-user transport.
+ * AF_UNIX stream sockets with SCM_RIGHTS fd passing: the vhost-user transport. Also datagram
+ * sockets for systemd's {@code NOTIFY_SOCKET} ({@link #connectDatagram}, {@link #bindDatagram}).
  *
  * <p>All sockets are created close-on-exec; received fds are close-on-exec (MSG_CMSG_CLOEXEC). A
  * message carries at most {@link #MAX_FDS} fds (the vhost-user limit). {@link #send} and
@@ -45,6 +46,12 @@ public final class UnixSocket {
 
     private static final int AF_UNIX = Linux.AF_UNIX();
     private static final int SOCK_STREAM = Linux.SOCK_STREAM();
+    /**
+     * SOCK_DGRAM is not in the committed generated constant set (adding it to symbols.txt needs a
+     * jextract run, tools/regen-bindings.sh); 2 is its value in Linux's ABI on every architecture
+     * jvhost runs on (only MIPS differs), and {@code UnixSocketTest} checks a datagram round trip.
+     */
+    private static final int SOCK_DGRAM = 2;
     private static final int SOCK_NONBLOCK = Linux.SOCK_NONBLOCK();
     private static final int SOCK_CLOEXEC = Linux.SOCK_CLOEXEC();
     private static final int SOL_SOCKET = Linux.SOL_SOCKET();
@@ -161,6 +168,44 @@ public final class UnixSocket {
         } catch (RuntimeException | Error t) {
             Fds.closeQuietly(fd);
             throw t;
+        }
+    }
+
+    /**
+     * A datagram socket (close-on-exec, blocking) connected to {@code path}; a path starting with
+     * {@code @} names the abstract namespace (the {@code NOTIFY_SOCKET} convention of sd_notify(3)).
+     * Send with {@link Fds#write}.
+     */
+    public static int connectDatagram(String path) {
+        int fd = socket(SOCK_DGRAM, 0);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment addr = sockaddr(a, path);
+            MemorySegment s = Native.scratch();
+            int r = (int) CONNECT.invokeExact(s, fd, addr, sockaddrLength(path));
+            if (r < 0) {
+                throw NativeException.of("connect", path, Native.errno(s));
+            }
+            return fd;
+        } catch (Throwable t) {
+            Fds.closeQuietly(fd);
+            throw Native.rethrow(t);
+        }
+    }
+
+    /** A datagram socket (close-on-exec, blocking) bound to {@code path} ({@code @name}: abstract); read it with {@link Fds#read}. */
+    public static int bindDatagram(String path) {
+        int fd = socket(SOCK_DGRAM, 0);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment addr = sockaddr(a, path);
+            MemorySegment s = Native.scratch();
+            int r = (int) BIND.invokeExact(s, fd, addr, sockaddrLength(path));
+            if (r < 0) {
+                throw NativeException.of("bind", path, Native.errno(s));
+            }
+            return fd;
+        } catch (Throwable t) {
+            Fds.closeQuietly(fd);
+            throw Native.rethrow(t);
         }
     }
 
@@ -331,10 +376,14 @@ public final class UnixSocket {
     }
 
     private static int socket(int extraFlags) {
+        return socket(SOCK_STREAM, extraFlags);
+    }
+
+    private static int socket(int type, int extraFlags) {
         MemorySegment s = Native.scratch();
         int fd;
         try {
-            fd = (int) SOCKET.invokeExact(s, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | extraFlags, 0);
+            fd = (int) SOCKET.invokeExact(s, AF_UNIX, type | SOCK_CLOEXEC | extraFlags, 0);
         } catch (Throwable t) {
             throw Native.rethrow(t);
         }
@@ -379,7 +428,16 @@ public final class UnixSocket {
         MemorySegment addr = a.allocate(sockaddr_un.layout());
         addr.set(JAVA_SHORT, SUN_FAMILY, (short) AF_UNIX);
         MemorySegment.copy(p, 0, addr, JAVA_BYTE, SUN_PATH_OFFSET, p.length);
+        if (path.startsWith("@")) {
+            addr.set(JAVA_BYTE, SUN_PATH_OFFSET, (byte) 0); // abstract namespace: a leading NUL, no file
+        }
         return addr;
+    }
+
+    /** The address length: the whole struct for a path, exactly family + name for an abstract address. */
+    private static int sockaddrLength(String path) {
+        return path.startsWith("@") ? (int) (SUN_PATH_OFFSET + path.getBytes(StandardCharsets.UTF_8).length)
+                : (int) SOCKADDR_UN_SIZE;
     }
 
     /** Removes {@code path} if it is a socket file nobody listens on; see {@link #listen}. */

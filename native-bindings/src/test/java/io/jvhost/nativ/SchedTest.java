@@ -58,7 +58,8 @@ class SchedTest {
         Thread t = Thread.ofPlatform().start(() -> {
             try {
                 Sched.setAffinity(0, single(last));
-                seen.complete(new BitSet[] {Sched.affinity(), allowedList(Sched.gettid())});
+                seen.complete(new BitSet[] {Sched.affinity(), allowedList(Sched.gettid()),
+                    single(Sched.currentCpu())});
             } catch (Throwable e) {
                 seen.completeExceptionally(e);
             }
@@ -67,6 +68,7 @@ class SchedTest {
         t.join();
         assertEquals(single(last), r[0], "sched_getaffinity after pinning");
         assertEquals(single(last), r[1], "Cpus_allowed_list after pinning");
+        assertEquals(single(last), r[2], "sched_getcpu of a pinned thread is its one CPU");
         assertEquals(allowed, Sched.affinity(), "the test runner's thread is untouched");
     }
 

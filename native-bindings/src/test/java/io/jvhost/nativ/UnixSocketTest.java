@@ -252,4 +252,33 @@ class UnixSocketTest {
             return s.count();
         }
     }
+
+    /** sd_notify's transport: a datagram to a path and to an abstract ({@code @name}) address. */
+    @Test
+    void datagramsReachAPathAndAnAbstractAddress() throws IOException {
+        Path dir = Files.createTempDirectory("jvhost-dgram-");
+        String[] addrs = {dir.resolve("notify").toString(), "@jvhost-test-" + ProcessHandle.current().pid() + "-" + System.nanoTime()};
+        try (Arena a = Arena.ofConfined()) {
+            for (String addr : addrs) {
+                int rx = UnixSocket.bindDatagram(addr);
+                int tx = UnixSocket.connectDatagram(addr);
+                try {
+                    byte[] msg = "READY=1".getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+                    MemorySegment buf = a.allocate(64);
+                    MemorySegment.copy(msg, 0, buf, JAVA_BYTE, 0, msg.length);
+                    assertEquals(msg.length, Fds.write(tx, buf, msg.length));
+                    MemorySegment in = a.allocate(64);
+                    assertEquals(msg.length, Fds.read(rx, in, 64), addr);
+                    assertEquals("READY=1", new String(in.asSlice(0, msg.length).toArray(JAVA_BYTE),
+                            java.nio.charset.StandardCharsets.US_ASCII));
+                } finally {
+                    Fds.close(tx);
+                    Fds.close(rx);
+                }
+            }
+        } finally {
+            Files.deleteIfExists(Path.of(addrs[0]));
+            Files.deleteIfExists(dir);
+        }
+    }
 }

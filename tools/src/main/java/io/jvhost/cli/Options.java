@@ -35,6 +35,16 @@ public final class Options {
     public static final String TAP_SNDBUF = "tap-sndbuf";
     public static final int TAP_SNDBUF_DEFAULT = 0;
     public static final String DISABLE_FEATURES = "disable-features";
+    public static final String QUEUE_AFFINITY = "queue-affinity";
+    public static final String METRICS = "metrics";
+    public static final String JFR = "jfr";
+    public static final String LOG_LEVEL = "log-level";
+    public static final String LOG_LEVEL_DEFAULT = "info";
+    public static final String STATS_PATH = "stats-path";
+    public static final String WATCH = "watch";
+    public static final String INTERVAL = "interval";
+    public static final double INTERVAL_DEFAULT = 1.0;
+    public static final String COUNT = "count";
     public static final String HELP = "help";
 
     private static final Map<String, String> HELP_TEXT = new LinkedHashMap<>();
@@ -51,6 +61,15 @@ public final class Options {
         HELP_TEXT.put(TAP_SNDBUF + "=BYTES", "cap the tap's send buffer (TUNSETSNDBUF) so a slow host path pushes back"
                 + " on the guest instead of queueing without bound (default 0: kernel default, unlimited)");
         HELP_TEXT.put(DISABLE_FEATURES + "=A,B", "switch off virtio features by name (e.g. mrg-rxbuf,event-idx,host-tso4; _ works too)");
+        HELP_TEXT.put(QUEUE_AFFINITY + "=DEV:Q=W,...", "place queue pair Q of device DEV (vm0, vm1 ... in --socket-path order)"
+                + " on worker W by hand; such a worker then takes no other pairs (default: least loaded)");
+        HELP_TEXT.put(METRICS + "=HOST:PORT", "serve Prometheus metrics on http://HOST:PORT/metrics (e.g. 127.0.0.1:9477; default off)");
+        HELP_TEXT.put(JFR + "=FILE", "record a JFR flight recording (JDK default settings + jvhost events) into FILE, written at stop");
+        HELP_TEXT.put(LOG_LEVEL + "=LEVEL", "error, warn, info, debug or trace (default " + LOG_LEVEL_DEFAULT + ")");
+        HELP_TEXT.put(STATS_PATH + "=PATH", "the stats socket (default <socket-path>.stats; with --fd or socket activation: none unless given)");
+        HELP_TEXT.put(WATCH, "stats: refresh rates per second in place until Ctrl-C");
+        HELP_TEXT.put(INTERVAL + "=SECONDS", "stats --watch: refresh interval (default " + INTERVAL_DEFAULT + ")");
+        HELP_TEXT.put(COUNT + "=N", "stats --watch: stop after N refreshes (default 0: never)");
         HELP_TEXT.put(PRINT_CAPABILITIES, "print the back-end capabilities as JSON and exit");
         HELP_TEXT.put(HELP, "this text");
     }
@@ -106,7 +125,7 @@ public final class Options {
 
     private static boolean isFlag(String name) {
         Configuration.Tunable<?> t = Configuration.byFlag(name);
-        return name.equals(CLIENT) || name.equals(PRINT_CAPABILITIES) || name.equals(HELP)
+        return name.equals(CLIENT) || name.equals(PRINT_CAPABILITIES) || name.equals(HELP) || name.equals(WATCH)
                 || t != null && Configuration.isSwitch(t);
     }
 
@@ -160,6 +179,23 @@ public final class Options {
         }
     }
 
+    /** {@code --interval} in milliseconds, at least 100. */
+    public long intervalMillis() {
+        String v = values.get(INTERVAL);
+        if (v == null) {
+            return (long) (INTERVAL_DEFAULT * 1000);
+        }
+        try {
+            double d = Double.parseDouble(v.trim());
+            if (!(d >= 0.1 && d <= 3600)) {
+                throw new IllegalArgumentException("--" + INTERVAL + "=" + v + " is out of range [0.1, 3600] seconds");
+            }
+            return Math.round(d * 1000);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("--" + INTERVAL + "=" + v + " is not a number of seconds", e);
+        }
+    }
+
     public int queues() {
         return integer(QUEUES, QUEUES_DEFAULT, 1, QUEUES_MAX);
     }
@@ -181,6 +217,11 @@ public final class Options {
                 Configuration.applyFlag(t.flag(), v);
             }
         }
+    }
+
+    /** {@code --queue-affinity} as {@code "<device>:<queue pair>"} → worker index (empty when absent). */
+    public java.util.Map<String, Integer> queueAffinity() {
+        return io.jvhost.engine.WorkerPool.parseAffinity(values.get(QUEUE_AFFINITY));
     }
 
     public int tapSndBuf() {
@@ -228,7 +269,7 @@ public final class Options {
         sb.append("usage: jvhost [demo]                      run the demo (default with no arguments)\n");
         sb.append("       jvhost --socket-path=PATH [options] run a vhost-user-net back-end\n");
         sb.append("       (--socket-path, --tap and --mac may be repeated: one device per --socket-path, in order)\n");
-        sb.append("       jvhost stats [--socket-path=PATH]   show a running back-end's counters\n");
+        sb.append("       jvhost stats --socket-path=PATH [json | --watch]   a running back-end's counters (or rates)\n");
         sb.append("       jvhost --print-capabilities        vhost-user capabilities as JSON\n\noptions:\n");
         for (Map.Entry<String, String> e : HELP_TEXT.entrySet()) {
             sb.append(String.format("  --%-28s %s%n", e.getKey(), e.getValue()));

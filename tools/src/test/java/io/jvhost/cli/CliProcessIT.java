@@ -121,4 +121,55 @@ class CliProcessIT {
             Files.deleteIfExists(dir);
         }
     }
+
+    /**
+     * Client mode with no front-end yet, {@code --metrics} on an ephemeral port, {@code --log-level=warn}:
+     * the scrape says "not connected, no session, rings stopped, nothing negotiated", jvhost logs nothing
+     * below WARN, and SIGTERM ends it with 0.
+     */
+    @Test
+    void clientModeMetricsBeforeAnyFrontEnd() throws Exception {
+        assumePrivileged();
+        String tap = "jvclm" + Integer.toString(ThreadLocalRandom.current().nextInt(1 << 20), 36);
+        Path dir = Files.createTempDirectory("jvhost-cli");
+        Path log = dir.resolve("jvhost.log");
+        Process proc = start(List.of("--client", "--socket-path=" + dir.resolve("qemu.sock"), "--tap=" + tap,
+                "--metrics=127.0.0.1:0", "--log-level=warn"), log);
+        try {
+            // --log-level=warn hides the INFO line with the port: find the listening port from the socket table.
+            int port = -1;
+            long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (port < 0 && System.nanoTime() < end) {
+                assertTrue(proc.isAlive(), "jvhost exited early:\n" + Files.readString(log));
+                for (String l : run("ss", "-Hltnp").lines().toList()) {
+                    if (l.contains("pid=" + proc.pid() + ",")) {
+                        String local = l.trim().split("\\s+")[3];
+                        port = Integer.parseInt(local.substring(local.lastIndexOf(':') + 1));
+                    }
+                }
+                Thread.sleep(100);
+            }
+            assertTrue(port > 0, "no metrics port\n" + Files.readString(log));
+            String body = run("busybox", "wget", "-q", "-O", "-", "http://127.0.0.1:" + port + "/metrics");
+            for (String line : List.of("jvhost_session_connected{device=\"vm0\"} 0.0", "jvhost_sessions_total{device=\"vm0\"} 0.0",
+                    "jvhost_ring_state{device=\"vm0\",direction=\"rx\",queue=\"0\",state=\"stopped\"} 1.0",
+                    "jvhost_feature_negotiated{device=\"vm0\",feature=\"version-1\"} 0.0",
+                    "jvhost_frames_total{device=\"vm0\",direction=\"tx\",queue=\"0\"} 0.0")) {
+                assertTrue(body.lines().anyMatch(line::equals), "no line " + line + " in\n" + body);
+            }
+            proc.destroy();
+            assertTrue(proc.waitFor(10, TimeUnit.SECONDS), "exits on SIGTERM");
+            assertEquals(0, proc.exitValue());
+            List<String> logged = Files.readAllLines(log);
+            assertTrue(logged.stream().noneMatch(l -> l.contains(" INFO ") || l.contains(" DEBUG ")),
+                    "--log-level=warn:\n" + String.join("\n", logged));
+        } finally {
+            if (proc.isAlive()) {
+                proc.destroyForcibly();
+            }
+            sh("ip", "link", "del", tap);
+            Files.deleteIfExists(log);
+            Files.deleteIfExists(dir);
+        }
+    }
 }

@@ -44,6 +44,33 @@ class OptionsTest {
     }
 
     @Test
+    @ResourceLock("system-properties")
+    void queueAffinityNamesDevicesQueuesAndWorkers() {
+        String workers = System.getProperty(Configuration.WORKERS.property());
+        String cpus = System.getProperty(Configuration.CPUS.property());
+        try {
+            checkQueueAffinity();
+        } finally {
+            restore(Configuration.WORKERS.property(), workers);
+            restore(Configuration.CPUS.property(), cpus);
+        }
+    }
+
+    private static void checkQueueAffinity() {
+        Options o = Options.parse(new String[] {"--socket-path=/a", "--queue-affinity=vm0:0=1,vm0:1=0"});
+        assertEquals(java.util.Map.of("vm0:0", 1, "vm0:1", 0), o.queueAffinity());
+        assertEquals(java.util.Map.of(), Options.parse(new String[] {"--socket-path=/a"}).queueAffinity());
+        assertThrows(IllegalArgumentException.class,
+                () -> Options.parse(new String[] {"--queue-affinity=vm0=1"}).queueAffinity());
+        // names a device that does not exist, a worker beyond --workers, a CPU the process may not use
+        assertEquals(2, Main.run(new String[] {"--socket-path=/tmp/jvhost-opt-nonexistent.sock", "--queue-affinity=vm7:0=0"}));
+        assertEquals(2, Main.run(new String[] {"--socket-path=/tmp/jvhost-opt-nonexistent.sock", "--workers=1",
+            "--queue-affinity=vm0:0=1"}));
+        assertEquals(2, Main.run(new String[] {"--socket-path=/tmp/jvhost-opt-nonexistent.sock", "--cpus=8191"}));
+        assertEquals(2, Main.run(new String[] {"--socket-path=/tmp/jvhost-opt-nonexistent.sock", "--cpus=3-1"}));
+    }
+
+    @Test
     void exitCodes() {
         assertEquals(0, Main.run(new String[] {"--help"}));
         assertEquals(0, Main.run(new String[] {"--print-capabilities"}));
@@ -88,5 +115,20 @@ class OptionsTest {
         } else {
             System.setProperty(property, value);
         }
+    }
+
+    @Test
+    void operationsOptions() {
+        Options o = Options.parse(new String[] {"stats", "--stats-path=/run/x.stats", "--watch", "--interval=0.5", "--count=3"});
+        assertTrue(o.flag(Options.WATCH));
+        assertEquals(500, o.intervalMillis());
+        assertEquals(3, o.integer(Options.COUNT, 0, 0, Integer.MAX_VALUE));
+        assertEquals(1000, Options.parse(new String[0]).intervalMillis());
+        assertThrows(IllegalArgumentException.class, () -> Options.parse(new String[] {"--interval=0.01"}).intervalMillis());
+        Options s = Options.parse(new String[] {"--metrics=127.0.0.1:9477", "--jfr=/tmp/x.jfr", "--log-level=debug"});
+        assertEquals("127.0.0.1:9477", s.string(Options.METRICS, null));
+        assertEquals("/tmp/x.jfr", s.string(Options.JFR, null));
+        assertEquals("debug", s.string(Options.LOG_LEVEL, null));
+        assertTrue(Options.usage().contains("--metrics=HOST:PORT") && Options.usage().contains("--watch"));
     }
 }

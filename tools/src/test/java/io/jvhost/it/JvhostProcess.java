@@ -42,20 +42,60 @@ public final class JvhostProcess implements AutoCloseable {
     }
 
     /**
-     * Starts {@code java -jar jvhost.jar ARGS} (inside {@code ns} when not null). Returns at once;
-     * use {@link #awaitLog} for "listening on" (server) or "connected to" (client).
+     * Starts {@code java -jar jvhost.jar ARGS} (inside {@code ns} when not null) with the JVM options
+     * the launcher gives those arguments. Returns at once; use {@link #awaitLog} for "listening on"
+     * (server) or "connected to" (client).
      */
     public static JvhostProcess start(String name, NetNs ns, String... args) throws IOException {
+        return start(name, ns, List.of(), List.of(), args);
+    }
+
+    /**
+     * {@link #start(String, NetNs, String...)} under {@code wrapper} (a program that execs the rest of
+     * the command line, e.g. {@code systemd-socket-activate -l PATH}) with extra JVM options, given to
+     * the launcher as {@code JVHOST_JAVA_OPTS} (so they override its defaults as an operator's would;
+     * options without spaces).
+     */
+    public static JvhostProcess start(String name, NetNs ns, List<String> wrapper, List<String> jvmArgs, String... args)
+            throws IOException {
         List<String> cmd = new ArrayList<>();
         if (ns != null) {
             cmd.addAll(List.of("ip", "netns", "exec", ns.name()));
         }
+        cmd.addAll(wrapper);
+        // wrapper, env and ip netns exec all exec: the pid is the JVM's.
+        cmd.add("env");
+        List<String> launcher = launcherJavaOptions(String.join(" ", jvmArgs), args);
+        launcher.stream().filter(o -> !o.startsWith("-")).forEach(cmd::add);
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        // As tools/jvhost runs it.
-        cmd.addAll(List.of("--enable-native-access=ALL-UNNAMED", "-XX:+UseZGC", "-jar", JAR.toString()));
+        launcher.stream().filter(o -> o.startsWith("-")).forEach(cmd::add);
+        cmd.addAll(List.of("-jar", JAR.toString()));
         cmd.addAll(List.of(args));
         Path log = Cmd.logDir().resolve(name + "-" + Cmd.randomHex(3) + ".log");
         return new JvhostProcess(LineProcess.start(name, cmd, log));
+    }
+
+    /**
+     * What {@code tools/jvhost} runs the jar with for {@code args} (its memory policy), from
+     * {@code tools/jvhost --java-options}, with {@code javaOpts} as {@code JVHOST_JAVA_OPTS}: the
+     * environment it sets ({@code NAME=VALUE}), then the JVM options (starting with {@code -}).
+     */
+    public static List<String> launcherJavaOptions(String javaOpts, String... args) throws IOException {
+        List<String> cmd = new ArrayList<>(List.of(Cmd.tool("jvhost").toString(), "--java-options"));
+        cmd.addAll(List.of(args));
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT);
+        pb.environment().put("JVHOST_JAVA_OPTS", javaOpts);
+        Process p = pb.start();
+        String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+        try {
+            if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0) {
+                throw new IOException("tools/jvhost --java-options failed: " + out);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted", e);
+        }
+        return out.lines().filter(l -> !l.isBlank()).toList();
     }
 
     /** Waits for a log line containing {@code text} at or after line {@code from}; returns its index. */
@@ -81,6 +121,11 @@ public final class JvhostProcess implements AutoCloseable {
 
     public long pid() {
         return proc.process().pid();
+    }
+
+    /** Every line logged so far. */
+    public List<String> lines() {
+        return proc.lines();
     }
 
     public boolean isAlive() {

@@ -21,7 +21,7 @@ import java.util.concurrent.CountDownLatch;
 /**
  * The Java driver (io.jvhost.driver) as a bench front-end process, for any vhost-user back-end:
  * <pre>DriverFront --socket-path=SOCK --mode=tx|rx|echo [--size=N] [--gso|--uso|--to-host] [--ring=1024]
- *             [--tx-window=N] [--count-file=PATH]</pre>
+ *             [--tx-window=N] [--count-file=PATH] [--queues=N]</pre>
  * tx: sends the frame testpmd txonly sends (UDP 198.18.0.1 → 198.18.0.2 to 02:00:00:00:00:00),
  * or with --gso one TCPv4 super-frame of --size bytes to the tap's address with GSO_TCPV4 /
  * NEEDS_CSUM (HOST_TSO4 and CSUM negotiated), or with --uso one UDP super-frame of --size bytes
@@ -36,7 +36,9 @@ import java.util.concurrent.CountDownLatch;
  * sleeping on the call eventfd when the ring is empty (the blocking guest the issue asks for on two
  * cores); with --count-file the count so far is kept in that file
  * (one native-order long, updated after every frame) for the harness to sample. echo: answers ICMP echo requests. Runs until SIGTERM and
- * prints {@code RESULT frames=..}. Single-threaded (the main thread drives the NIC).
+ * prints {@code RESULT frames=..}. --queues=N (tx and rx): N queue pairs (MQ negotiated), each driven by
+ * a thread of its own the same way; the count file then holds queue pair 0's count. Otherwise
+ * single-threaded (the main thread drives the NIC).
  */
 public final class DriverFront {
     private DriverFront() {
@@ -54,6 +56,7 @@ public final class DriverFront {
         int ring = 1024;
         String countFile = null;
         int txWindow = Integer.MAX_VALUE;
+        int queues = 1;
         for (String a : args) {
             if (a.startsWith("--socket-path=")) {
                 socket = a.substring(14);
@@ -71,6 +74,8 @@ public final class DriverFront {
                 ring = Integer.parseInt(a.substring(7));
             } else if (a.startsWith("--tx-window=")) {
                 txWindow = Integer.parseInt(a.substring(12));
+            } else if (a.startsWith("--queues=")) {
+                queues = Integer.parseInt(a.substring(9));
             } else if (a.startsWith("--count-file=")) {
                 countFile = a.substring(13);
             } else {
@@ -88,6 +93,9 @@ public final class DriverFront {
         if (uso) {
             features |= VirtioFeatures.bit(VirtioFeatures.NET_F_CSUM) | VirtioFeatures.bit(VirtioFeatures.NET_F_HOST_USO);
         }
+        if (queues > 1) {
+            features |= VirtioFeatures.bit(VirtioFeatures.NET_F_MQ);
+        }
         int maxTx = Math.max(size, 1514);
         CountDownLatch done = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
@@ -100,15 +108,27 @@ public final class DriverFront {
         }, "driver-front-stop"));
         long frames = 0;
         long t0 = System.nanoTime();
-        try (DriverMemory mem = DriverMemory.memfd("bench-guest", GuestNic.ramNeeded(1, ring, maxTx, features),
+        java.util.concurrent.atomic.AtomicLong others = new java.util.concurrent.atomic.AtomicLong();
+        java.util.List<Thread> extra = new java.util.ArrayList<>();
+        try (DriverMemory mem = DriverMemory.memfd("bench-guest", GuestNic.ramNeeded(queues, ring, maxTx, features),
                 DriverMemory.DEFAULT_GPA_BASE);
-             GuestNic nic = new GuestNic(mem, 1, features, ring, maxTx);
+             GuestNic nic = new GuestNic(mem, queues, features, ring, maxTx);
              VhostUserClient client = VhostUserClient.connect(socket)) {
             long ta = System.nanoTime();
             nic.attachVhostUser(client, VhostUserMessage.PROTOCOL_SUPPORTED);
             System.out.printf("driver front-end: attached, mode %s (JVM start to attached %d ms, handshake %d ms)%n",
                     mode, java.lang.management.ManagementFactory.getRuntimeMXBean().getUptime(),
                     (System.nanoTime() - ta) / 1_000_000);
+            String modeQ = mode;
+            for (int q = 1; q < queues && (mode.equals("tx") || mode.equals("rx")); q++) {
+                int qp = q;
+                boolean gsoQ = gso;
+                int sizeQ = size;
+                extra.add(Thread.ofPlatform().name("driver-front-q" + q).start(() -> {
+                    long n = modeQ.equals("tx") ? txLoop(nic, qp, sizeQ, gsoQ) : rxLoop(nic, qp);
+                    others.addAndGet(n);
+                }));
+            }
             switch (mode) {
                 case "tx" -> {
                     UdpGso.Frame u = uso || toHost ? udpToHost(size, uso) : null;
@@ -165,10 +185,39 @@ public final class DriverFront {
                 default -> throw new IllegalArgumentException("--mode: tx, rx or echo");
             }
         } finally {
+            stop = true;
+            for (Thread t : extra) {
+                t.join();
+            }
+            frames += others.get();
             double dt = (System.nanoTime() - t0) / 1e9;
             System.out.printf("RESULT frames=%d seconds=%.3f pps=%.0f%n", frames, dt, frames / dt);
             done.countDown();
         }
+    }
+
+    /** One more queue pair's TX (--queues): the frame prefilled, only headers written per send. */
+    private static long txLoop(GuestNic nic, int qp, int size, boolean gso) {
+        byte[] f = gso ? tcpGso(size) : udp(size);
+        nic.prefillTx(qp, f, 0, f.length);
+        long n = 0;
+        while (!stop) {
+            if (nic.sendPrefilled(qp, f.length, gso ? VirtioNetHdr.FLAG_NEEDS_CSUM : 0,
+                    gso ? VirtioNetHdr.GSO_TCPV4 : VirtioNetHdr.GSO_NONE, gso ? 54 : 0, gso ? 1448 : 0, gso ? 34 : 0,
+                    gso ? 16 : 0, 100)) {
+                n++;
+            }
+        }
+        return n;
+    }
+
+    /** One more queue pair's RX (--queues): takes every frame without copying, sleeps on the call eventfd. */
+    private static long rxLoop(GuestNic nic, int qp) {
+        long n = 0;
+        while (!stop) {
+            n += nic.drainRx(qp, 100);
+        }
+        return n;
     }
 
     /** The 8-byte file the harness reads the received-frame count from, mapped shared. */
