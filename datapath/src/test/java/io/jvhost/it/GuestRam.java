@@ -29,29 +29,38 @@ public final class GuestRam {
     private GuestRam() {
     }
 
+    /** Bytes of the virtio-net header in front of every frame the device writes into an RX buffer (MRG_RXBUF / VERSION_1). */
+    private static final int VNET_HDR = 12;
+    private static final int NUM_BUFFERS_OFFSET = 10;
+    private static final int ETH_HLEN = 14;
+    private static final int ETHERTYPE_OFFSET = 12;
+
     /**
-     * One page that differs: its offset, how many of its bytes differ, and the most that differ
-     * within any 64 consecutive bytes.
+     * One page that differs: its offset, how many of its bytes differ, and how many frames for the
+     * guest start in the differing part on the source side.
      */
-    public record PageDiff(long page, int bytes, int densest64) {
+    public record PageDiff(long page, int bytes, int framesToGuest) {
         /**
-         * Whether the difference looks like something a device wrote: a frame (virtio-net header and
-         * packet) is a dense run of bytes. A stale RX buffer differs in whole frames — at least 58 of
-         * the 64 bytes around a 60-byte ACK, thousands for data; the guest's own scattered updates
-         * (counters, timestamps) differ in a few bytes here and there.
+         * Whether the source holds, where the pages differ, a frame the device wrote: an Ethernet
+         * header addressed to the guest's MAC (IPv4 or ARP), after a virtio-net header (flags ≤ 3,
+         * num_buffers 1..64) or starting a buffer of its own (Linux without MRG_RXBUF puts the
+         * header in a separate buffer). The guest's own TX frames are addressed to the host; copies
+         * of received headers in the guest kernel's own data could match too, but those pages are
+         * written by the guest's CPU, which QEMU tracks.
          */
-        public boolean frameLike() {
-            return densest64 >= 32;
+        public boolean stale() {
+            return framesToGuest > 0;
         }
 
         @Override
         public String toString() {
-            return "0x" + Long.toHexString(page) + "(" + bytes + " B, " + densest64 + "/64)";
+            return "0x" + Long.toHexString(page) + "(" + bytes + " B" + (framesToGuest > 0 ? ", " + framesToGuest
+                    + " frame(s) to the guest" : "") + ")";
         }
     }
 
-    /** {@link #differingPages} with how much of each page differs. */
-    public static List<PageDiff> differences(long a, long b) {
+    /** {@link #differingPages} with, for each page, how much differs and whether a device-written frame does. */
+    public static List<PageDiff> differences(long a, long b, byte[] guestMac) {
         List<Long> pages = differingPages(a, b);
         List<PageDiff> out = new ArrayList<>();
         if (pages.isEmpty()) {
@@ -62,28 +71,58 @@ public final class GuestRam {
              FileChannel cb = FileChannel.open(memfd(b), StandardOpenOption.READ)) {
             MemorySegment ma = ca.map(FileChannel.MapMode.READ_ONLY, 0, ca.size(), arena);
             MemorySegment mb = cb.map(FileChannel.MapMode.READ_ONLY, 0, cb.size(), arena);
-            boolean[] diff = new boolean[(int) PAGE];
+            byte[] src = new byte[(int) PAGE];
+            byte[] dst = new byte[(int) PAGE];
             for (long p : pages) {
+                MemorySegment.copy(ma, java.lang.foreign.ValueLayout.JAVA_BYTE, p, src, 0, src.length);
+                MemorySegment.copy(mb, java.lang.foreign.ValueLayout.JAVA_BYTE, p, dst, 0, dst.length);
                 int n = 0;
                 for (int o = 0; o < PAGE; o++) {
-                    diff[o] = ma.get(java.lang.foreign.ValueLayout.JAVA_BYTE, p + o) != mb.get(java.lang.foreign.ValueLayout.JAVA_BYTE, p + o);
-                    n += diff[o] ? 1 : 0;
+                    n += src[o] != dst[o] ? 1 : 0;
                 }
-                int window = 0;
-                int densest = 0;
-                for (int o = 0; o < PAGE; o++) {
-                    window += diff[o] ? 1 : 0;
-                    if (o >= 64) {
-                        window -= diff[o - 64] ? 1 : 0;
+                int frames = 0;
+                for (int o = 0; o + ETH_HLEN <= PAGE; o++) {
+                    boolean withHeader = o + VNET_HDR + ETH_HLEN <= PAGE && headerAt(src, o) && ethernetAt(src, o + VNET_HDR, guestMac);
+                    // without MRG_RXBUF Linux posts the header in a buffer of its own ("big packets"):
+                    // the frame then starts a buffer by itself
+                    if ((withHeader || ethernetAt(src, o, guestMac)) && differsNear(src, dst, o, VNET_HDR + 64)) {
+                        frames++;
+                        o += ETH_HLEN;
                     }
-                    densest = Math.max(densest, window);
                 }
-                out.add(new PageDiff(p, n, densest));
+                out.add(new PageDiff(p, n, frames));
             }
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
         return out;
+    }
+
+    private static boolean headerAt(byte[] b, int o) {
+        if ((b[o] & 0xff) > 3) {
+            return false;
+        }
+        int numBuffers = (b[o + NUM_BUFFERS_OFFSET] & 0xff) | (b[o + NUM_BUFFERS_OFFSET + 1] & 0xff) << 8;
+        return numBuffers >= 1 && numBuffers <= 64;
+    }
+
+    /** An Ethernet header addressed to {@code mac} carrying IPv4 or ARP. */
+    private static boolean ethernetAt(byte[] b, int o, byte[] mac) {
+        for (int i = 0; i < mac.length; i++) {
+            if (b[o + i] != mac[i]) {
+                return false;
+            }
+        }
+        return b[o + ETHERTYPE_OFFSET] == 0x08 && (b[o + ETHERTYPE_OFFSET + 1] == 0x00 || b[o + ETHERTYPE_OFFSET + 1] == 0x06);
+    }
+
+    private static boolean differsNear(byte[] a, byte[] b, int from, int len) {
+        for (int i = from; i < Math.min(a.length, from + len); i++) {
+            if (a[i] != b[i]) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** The path through which QEMU {@code pid}'s guest RAM memfd can be opened. */
