@@ -54,17 +54,42 @@ final class InFlight {
         return outOfOrder;
     }
 
-    /** Records a chain just taken. */
-    void push(int id, int ringSlots) {
+    /**
+     * Records a chain just taken.
+     *
+     * @return false (nothing recorded) when as many chains as there is room for are already in
+     *         flight: the driver made a chain available again before it was used (a ring holds no
+     *         more chains than it has descriptors)
+     */
+    boolean push(int id, int ringSlots) {
         if (tail - head > mask) {
-            // More entries than the ring can have in flight: only a device bug gets here (every take is
-            // bounded by the ring). Drop the oldest record rather than overwrite silently.
-            pop();
+            // The records of chains completed out of order still sit between live ones (an RX window
+            // held while unusable chains behind it were returned): squeeze them out.
+            if (live > mask) {
+                return false;
+            }
+            compact();
         }
         ids[tail & mask] = id;
         slots[tail & mask] = ringSlots;
         tail++;
         live++;
+        return true;
+    }
+
+    /** Moves the live records together, oldest first, dropping completed ones. Off the hot path. */
+    private void compact() {
+        int to = head;
+        for (int seq = head; seq != tail; seq++) {
+            int i = seq & mask;
+            if (ids[i] != DONE) {
+                int j = to & mask;
+                ids[j] = ids[i];
+                slots[j] = slots[i];
+                to++;
+            }
+        }
+        tail = to;
     }
 
     /**

@@ -346,9 +346,12 @@ public final class SplitVirtqueue implements DeviceQueue {
         if (r != CHAIN) {
             return r;
         }
+        if (!inFlight.push(head, 1)) {
+            return fail(VirtqError.IN_FLIGHT_OVERFLOW, "head " + head + " at avail " + last + " made available while "
+                    + inFlight.count() + " chains (the ring's " + size + " descriptors) are in flight");
+        }
         chain.head = head;
         lastAvailIdx = (last + 1) & 0xffff;
-        inFlight.push(head, 1);
         return CHAIN;
     }
 

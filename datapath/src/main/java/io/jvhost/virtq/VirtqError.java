@@ -29,6 +29,11 @@ public enum VirtqError {
     READABLE_AFTER_WRITABLE,
     /** {@code avail.idx} moved by more than the queue size since the last processed entry. */
     AVAIL_INDEX_JUMP,
+    /**
+     * More chains in flight than the ring has descriptors: the driver made a chain available again
+     * before the device used it.
+     */
+    IN_FLIGHT_OVERFLOW,
     /** More buffer pieces in one chain than the iovec array holds. */
     IOV_OVERFLOW,
     /** Ring addresses outside guest memory or misaligned. */

@@ -226,6 +226,49 @@ class HostileGuestTest {
         }
     }
 
+    /**
+     * A chain held in flight (an RX window waiting for a frame) while more chains than the ring has
+     * descriptors are taken and used behind it: it is still in flight, and a stop returns it used,
+     * so every chain taken is accounted for.
+     */
+    @Test
+    void heldChainSurvivesMoreCompletionsBehindItThanTheRingHolds() {
+        try (RawRing r = new RawRing(8, 0, 1, 16)) {
+            for (int i = 0; i < 8; i++) {
+                r.desc(i, r.dataGpa + 64L * i, 64, F_WRITE, 0);
+            }
+            r.offer(0);
+            assertEquals(SplitVirtqueue.CHAIN, r.next());
+            int held = r.chain.head();
+            for (int k = 0; k < 20; k++) {
+                r.offer(1 + k % 7);
+                assertEquals(SplitVirtqueue.CHAIN, r.next());
+                r.q.pushUsed(r.chain.head(), 0);
+            }
+            assertEquals(1, r.q.inFlight());
+            r.q.returnInFlight();
+            assertEquals(0, r.q.inFlight());
+            int usedIdx = VringUsed.idxAcquire(r.used);
+            assertEquals(21, usedIdx, "every chain taken is used once");
+            assertEquals(held, VringUsed.elemId(r.used, 20 % 8));
+            assertNull(r.q.brokenReason());
+        }
+    }
+
+    /** A head made available again while in flight, until more chains are in flight than the ring holds. */
+    @Test
+    void headReusedWhileInFlightBeyondTheRing() {
+        try (RawRing r = new RawRing(4, 0, 1, 16)) {
+            r.desc(0, r.dataGpa, 64, F_WRITE, 0);
+            for (int k = 0; k < 4; k++) {
+                r.offer(0);
+                assertEquals(SplitVirtqueue.CHAIN, r.next());
+            }
+            r.offer(0);
+            assertBroken(r, VirtqError.IN_FLIGHT_OVERFLOW);
+        }
+    }
+
     @Test
     void availIndexJump() {
         try (RawRing r = new RawRing(8, 0, 1, 64)) {
