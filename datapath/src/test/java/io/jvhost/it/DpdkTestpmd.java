@@ -96,6 +96,25 @@ public final class DpdkTestpmd implements AutoCloseable {
         return started("testpmd-virtio-user", cmd);
     }
 
+    /**
+     * DPDK's virtio-user front-end with a given ring format: {@code packed} asks for packed
+     * virtqueues ({@code packed_vq=1}), {@code inOrder} sets {@code in_order} (DPDK 22.11 asks for
+     * IN_ORDER unless told not to). Otherwise as {@link #virtioUser(Path, boolean, String, int, int, int, Duration, String...)}.
+     */
+    public static DpdkTestpmd virtioUser(Path socket, boolean server, String mode, int pktLen, int queues, boolean packed,
+                                         boolean inOrder, Duration duration) throws IOException, InterruptedException {
+        List<String> cmd = new ArrayList<>(List.of(Cmd.tool("testpmd").toString(), "virtio-user", "--socket", socket.toString(),
+                "--mode", mode, "--pkt-len", Integer.toString(pktLen), "--queues", Integer.toString(queues),
+                "--duration", Long.toString(duration.toSeconds()), "--in-order", inOrder ? "1" : "0"));
+        if (server) {
+            cmd.add("--server");
+        }
+        if (packed) {
+            cmd.add("--packed");
+        }
+        return started("testpmd-virtio-user", cmd);
+    }
+
     private static DpdkTestpmd started(String name, List<String> cmd) throws IOException, InterruptedException {
         LineProcess p = LineProcess.start(name, cmd, Cmd.logDir().resolve(name + "-" + Cmd.randomHex(3) + ".log"));
         DpdkTestpmd t = new DpdkTestpmd(p);

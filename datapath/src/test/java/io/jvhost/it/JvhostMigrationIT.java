@@ -1,5 +1,6 @@
 package io.jvhost.it;
 
+import io.jvhost.virtio.VirtioFeatures;
 import static io.jvhost.it.QemuGuest.BOOT_TIMEOUT;
 import static io.jvhost.it.QemuGuest.GUEST_IP;
 import static io.jvhost.it.QemuGuest.HOST_IP;
@@ -88,17 +89,18 @@ class JvhostMigrationIT {
 
     @Test
     void streamingGuestMigratesBetweenTwoProcessesAndBack() throws Exception {
-        migrateStreaming("mig-2proc", 1, "", true);
+        migrateStreaming("mig-2proc", 1, "", true, false);
     }
 
     @Test
     void twoQueuePairsBetweenTwoDevicesInOneProcess() throws Exception {
-        migrateStreaming("mig-mq", 2, "", false);
+        migrateStreaming("mig-mq", 2, "", false, false);
     }
 
+    /** Packed rings (QEMU {@code packed=on}) and the "big packets" RX layout: the used descriptors are logged. */
     @Test
-    void withoutMergeableRxBuffers() throws Exception {
-        migrateStreaming("mig-nomrg", 1, "mrg-rxbuf", false);
+    void withoutMergeableRxBuffersOnPackedRings() throws Exception {
+        migrateStreaming("mig-nomrg-packed", 1, "mrg-rxbuf", false, true);
     }
 
     /** A back-end device a guest can run on. */
@@ -173,19 +175,19 @@ class JvhostMigrationIT {
         }
     }
 
-    private Vm start(String name, Device d, int pairs, int n, Path incoming) throws IOException {
+    private Vm start(String name, Device d, int pairs, int n, Path incoming, boolean packed) throws IOException {
         Path qmp = scratch.dir().resolve("qmp-" + n + ".sock");
         List<String> args = new ArrayList<>(List.of("-qmp", "unix:" + qmp + ",server=on,wait=off"));
         if (incoming != null) {
             // -S: the destination stays paused after the migration, so its RAM can be compared with the source's
             args.addAll(List.of("-S", "-incoming", "unix:" + incoming));
         }
-        QemuGuest g = QemuGuest.builder(d.socket()).name(name + "-" + n).queues(pairs)
+        QemuGuest g = QemuGuest.builder(d.socket()).name(name + "-" + n).queues(pairs).packed(packed)
                 .run("serve").param("mib", MIB).param("port", SINK_PORT).qemuArgs(args.toArray(new String[0])).start();
         return new Vm(g, qmp);
     }
 
-    void migrateStreaming(String name, int pairs, String disabled, boolean twoProcesses) throws Exception {
+    void migrateStreaming(String name, int pairs, String disabled, boolean twoProcesses, boolean packed) throws Exception {
         FeatureSet fs = disabled.isEmpty() ? FeatureSet.all() : FeatureSet.all().without(disabled.split(","));
         String tapA = scratch.tap();
         String tapB = tapA + "b";
@@ -196,10 +198,13 @@ class JvhostMigrationIT {
                      : inProcess(scratch.dir().resolve("b.sock"), tapB, pairs, fs)) {
             bridge(ns, tapA, tapB);
             try {
-                Vm vm = start(name, a, pairs, 0, null);
+                Vm vm = start(name, a, pairs, 0, null, packed);
                 vms.add(vm);
                 vm.guest().awaitMarker("SERVING", BOOT_TIMEOUT);
                 assertEquals(pairs, vm.guest().awaitMarker("QUEUES", STEP).intField("rx"), "guest queue pairs");
+                long guestFeatures = vm.guest().awaitFeatures(STEP);
+                assertEquals(packed, VirtioFeatures.has(guestFeatures, VirtioFeatures.F_RING_PACKED),
+                        "ring format: " + VirtioFeatures.describe(guestFeatures));
                 pingGuest(ns, "before migrating", a);
 
                 try (HostToGuest h2g = HostToGuest.start(ns, 42);
@@ -216,7 +221,7 @@ class JvhostMigrationIT {
                             devices[to].awaitSessionEnded(ended[to], STEP); // the QEMU that left it is gone
                         }
                         Path mig = scratch.dir().resolve("migrate-" + m + ".sock");
-                        Vm dest = start(name, devices[to], pairs, m, mig);
+                        Vm dest = start(name, devices[to], pairs, m, mig, packed);
                         vms.add(dest);
                         try (Qmp src = vm.qmp(); Qmp dst = dest.qmp()) {
                             assertEquals("inmigrate", dst.runState(), "destination waits for the migration");

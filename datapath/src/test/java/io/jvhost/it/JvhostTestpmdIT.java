@@ -1,12 +1,15 @@
 package io.jvhost.it;
 
 import io.jvhost.stats.Counter;
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.vhostuser.FeatureSet;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import java.nio.file.Path;
 import java.time.Duration;
@@ -41,50 +44,85 @@ class JvhostTestpmdIT {
     void virtioUserTxonlyAndRxonlyCountsAgreeOnAllThreeSides() throws Exception {
         try (NetNs ns = NetNs.create();
              Jvhost jv = Jvhost.server(socket, tap, 1, FeatureSet.all())) {
-            ns.moveIn(tap).address(tap, HOST_IP + "/24");
-            ns.neighbour(tap, PEER_IP, PEER_MAC);
-
-            // txonly: every frame virtio-user sends passes jvhost and arrives on the tap.
-            NetNs.LinkStats tapBefore = ns.linkStats(tap);
-            long jvTx0 = jv.total(Counter.TX_FRAMES);
-            long sent;
-            try (DpdkTestpmd tx = DpdkTestpmd.virtioUser(socket, false, "txonly", PKT_LEN, 1, Duration.ofSeconds(3))) {
-                DpdkTestpmd.PortStats st = tx.awaitStats(Duration.ofSeconds(90)).get(0);
-                sent = st.tx();
-                System.out.println("testpmd txonly: " + st);
-            }
-            assertTrue(sent > 1000, "virtio-user sent only " + sent + "\n" + jv.table());
-            assertTrue(Jvhost.await(() -> jv.total(Counter.TX_FRAMES) - jvTx0 >= sent, Duration.ofSeconds(10)),
-                    "jvhost TX vs testpmd tx " + sent + "\n" + jv.table());
-            NetNs.LinkStats tapAfter = awaitTapRx(ns, tapBefore.rxPackets() + sent);
-            assertEquals(sent, jv.total(Counter.TX_FRAMES) - jvTx0, "jvhost TX frames vs testpmd tx\n" + jv.table());
-            assertEquals(sent, tapAfter.rxPackets() - tapBefore.rxPackets(), "tap rx vs testpmd tx\n" + jv.table());
-            assertEquals(sent * PKT_LEN, tapAfter.rxBytes() - tapBefore.rxBytes(), "tap rx bytes");
-            assertEquals(0, jv.totalDrops(), jv.table());
-            assertTrue(Jvhost.await(() -> !jv.sessionActive(), Duration.ofSeconds(10)), "session ended with testpmd");
-
-            // rxonly: every frame the kernel sends out of the tap passes jvhost and reaches virtio-user.
-            try (DpdkTestpmd rx = DpdkTestpmd.virtioUser(socket, false, "rxonly", 64, 1, Duration.ZERO)) {
-                assertTrue(Jvhost.await(jv::sessionActive, Duration.ofSeconds(30)), "virtio-user connected");
-                Thread.sleep(500); // testpmd polls from now on
-                long jvRx0 = jv.total(Counter.RX_FRAMES);
-                NetNs.LinkStats b = ns.linkStats(tap);
-                ns.ping(PEER_IP, 200, Duration.ofMillis(5), Duration.ofSeconds(5)); // nobody answers: that is fine
-                NetNs.LinkStats a = ns.linkStats(tap);
-                long kernelSent = a.txPackets() - b.txPackets();
-                assertTrue(kernelSent >= 200, "kernel sent " + kernelSent);
-                assertTrue(Jvhost.await(() -> jv.total(Counter.RX_FRAMES) - jvRx0 >= kernelSent, Duration.ofSeconds(10)),
-                        "jvhost RX vs tap tx " + kernelSent + "\n" + jv.table());
-                Thread.sleep(500);
-                DpdkTestpmd.PortStats st = rx.stop().get(0);
-                System.out.println("testpmd rxonly: " + st);
-                assertEquals(kernelSent, jv.total(Counter.RX_FRAMES) - jvRx0, "jvhost RX frames vs tap tx\n" + jv.table());
-                assertEquals(kernelSent, st.rx(), "testpmd rx vs tap tx\n" + jv.table());
-                assertEquals(0, st.rxDropped(), "testpmd rx-dropped");
-            }
-            assertEquals(0, jv.totalDrops(), jv.table());
-            System.out.println("jvhost counters after the run:\n" + jv.table());
+            txAndRxCountsAgree(ns, jv, (mode, len, d) -> DpdkTestpmd.virtioUser(socket, false, mode, len, 1, d));
         }
+    }
+
+    /**
+     * The same exchange on each ring format virtio-user can ask for: split and packed rings, with
+     * and without IN_ORDER; the format negotiated is the one asked for.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"split", "packed", "packed,in-order"})
+    void virtioUserOnEachRingFormat(String rings) throws Exception {
+        boolean packed = rings.contains("packed");
+        boolean inOrder = rings.contains("in-order");
+        try (NetNs ns = NetNs.create();
+             Jvhost jv = Jvhost.server(socket, tap, 1, FeatureSet.all())) {
+            txAndRxCountsAgree(ns, jv, (mode, len, d) -> {
+                DpdkTestpmd t = DpdkTestpmd.virtioUser(socket, false, mode, len, 1, packed, inOrder, d);
+                assertTrue(Jvhost.await(jv::sessionActive, Duration.ofSeconds(30)), "virtio-user connected");
+                assertTrue(Jvhost.await(() -> jv.device().negotiatedFeatures() != 0, Duration.ofSeconds(30)), "features set");
+                long f = jv.device().negotiatedFeatures();
+                assertEquals(packed, VirtioFeatures.has(f, VirtioFeatures.F_RING_PACKED), "packed rings: " + VirtioFeatures.describe(f));
+                assertEquals(inOrder, VirtioFeatures.has(f, VirtioFeatures.F_IN_ORDER), "IN_ORDER: " + VirtioFeatures.describe(f));
+                return t;
+            });
+        }
+    }
+
+    /** Starts testpmd's virtio-user in a mode ({@code txonly}, {@code rxonly}) with frames of a length. */
+    interface Front {
+        DpdkTestpmd start(String mode, int pktLen, Duration duration) throws Exception;
+    }
+
+    /**
+     * txonly: every frame virtio-user sends passes jvhost and arrives on the tap; rxonly: every
+     * frame the kernel sends out of the tap passes jvhost and reaches virtio-user. testpmd's,
+     * jvhost's and the tap's counts agree, nothing dropped.
+     */
+    private void txAndRxCountsAgree(NetNs ns, Jvhost jv, Front front) throws Exception {
+        ns.moveIn(tap).address(tap, HOST_IP + "/24");
+        ns.neighbour(tap, PEER_IP, PEER_MAC);
+
+        NetNs.LinkStats tapBefore = ns.linkStats(tap);
+        long jvTx0 = jv.total(Counter.TX_FRAMES);
+        long sent;
+        try (DpdkTestpmd tx = front.start("txonly", PKT_LEN, Duration.ofSeconds(3))) {
+            DpdkTestpmd.PortStats st = tx.awaitStats(Duration.ofSeconds(90)).get(0);
+            sent = st.tx();
+            System.out.println("testpmd txonly: " + st);
+        }
+        assertTrue(sent > 1000, "virtio-user sent only " + sent + "\n" + jv.table());
+        assertTrue(Jvhost.await(() -> jv.total(Counter.TX_FRAMES) - jvTx0 >= sent, Duration.ofSeconds(10)),
+                "jvhost TX vs testpmd tx " + sent + "\n" + jv.table());
+        NetNs.LinkStats tapAfter = awaitTapRx(ns, tapBefore.rxPackets() + sent);
+        assertEquals(sent, jv.total(Counter.TX_FRAMES) - jvTx0, "jvhost TX frames vs testpmd tx\n" + jv.table());
+        assertEquals(sent, tapAfter.rxPackets() - tapBefore.rxPackets(), "tap rx vs testpmd tx\n" + jv.table());
+        assertEquals(sent * PKT_LEN, tapAfter.rxBytes() - tapBefore.rxBytes(), "tap rx bytes");
+        assertEquals(0, jv.totalDrops(), jv.table());
+        assertTrue(Jvhost.await(() -> !jv.sessionActive(), Duration.ofSeconds(10)), "session ended with testpmd");
+
+        try (DpdkTestpmd rx = front.start("rxonly", 64, Duration.ZERO)) {
+            assertTrue(Jvhost.await(jv::sessionActive, Duration.ofSeconds(30)), "virtio-user connected");
+            Thread.sleep(500); // testpmd polls from now on
+            long jvRx0 = jv.total(Counter.RX_FRAMES);
+            NetNs.LinkStats b = ns.linkStats(tap);
+            ns.ping(PEER_IP, 200, Duration.ofMillis(5), Duration.ofSeconds(5)); // nobody answers: that is fine
+            NetNs.LinkStats a = ns.linkStats(tap);
+            long kernelSent = a.txPackets() - b.txPackets();
+            assertTrue(kernelSent >= 200, "kernel sent " + kernelSent);
+            assertTrue(Jvhost.await(() -> jv.total(Counter.RX_FRAMES) - jvRx0 >= kernelSent, Duration.ofSeconds(10)),
+                    "jvhost RX vs tap tx " + kernelSent + "\n" + jv.table());
+            Thread.sleep(500);
+            DpdkTestpmd.PortStats st = rx.stop().get(0);
+            System.out.println("testpmd rxonly: " + st);
+            assertEquals(kernelSent, jv.total(Counter.RX_FRAMES) - jvRx0, "jvhost RX frames vs tap tx\n" + jv.table());
+            assertEquals(kernelSent, st.rx(), "testpmd rx vs tap tx\n" + jv.table());
+            assertEquals(0, st.rxDropped(), "testpmd rx-dropped");
+        }
+        assertEquals(0, jv.totalDrops(), jv.table());
+        System.out.println("jvhost counters after the run:\n" + jv.table());
     }
 
     /**

@@ -1,11 +1,12 @@
 package io.jvhost.it;
 
+import io.jvhost.virtio.VirtioFeatures;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.CsvSource;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -63,9 +64,10 @@ class JvhostRestartQemuIT {
 
     private Role role;
 
+    /** Both roles on split rings; the server role again on packed rings (QEMU {@code packed=on}). */
     @ParameterizedTest
-    @EnumSource(Role.class)
-    void jvhostKilledAndStoppedUnderARunningGuestTrafficResumes(Role r) throws Exception {
+    @CsvSource({"SERVER,false", "CLIENT,false", "SERVER,true"})
+    void jvhostKilledAndStoppedUnderARunningGuestTrafficResumes(Role r, boolean packed) throws Exception {
         this.role = r;
         long t0 = System.nanoTime();
         NetNs ns = NetNs.create();
@@ -80,11 +82,14 @@ class JvhostRestartQemuIT {
             if (role == Role.SERVER) {
                 jv = startJvhost(ns, "jvhost-1");
             }
-            g = QemuGuest.builder(socket).server(role == Role.CLIENT).name("restart-guest-" + role)
-                    .hostMtu(1500).run("ping", "shell").param("port", PORT).start();
+            g = QemuGuest.builder(socket).server(role == Role.CLIENT).name("restart-guest-" + role + (packed ? "-packed" : ""))
+                    .packed(packed).hostMtu(1500).run("ping", "shell").param("port", PORT).start();
             if (role == Role.CLIENT) {
                 jv = startJvhost(ns, "jvhost-1");
             }
+            long features = g.awaitFeatures(BOOT_TIMEOUT);
+            assertEquals(packed, VirtioFeatures.has(features, VirtioFeatures.F_RING_PACKED),
+                    "ring format the guest runs: " + VirtioFeatures.describe(features));
             assertEquals(0, g.awaitMarker("PING", BOOT_TIMEOUT).intField("rc"), "guest → host ping\n" + g.tail(30));
             assertEquals("shell", awaitStep(g, "shell"));
             // Guest services for the whole run: a TCP sink that prints each stream's MD5, and a
@@ -105,7 +110,7 @@ class JvhostRestartQemuIT {
             assertTrue(g.isAlive(), "QEMU survived three back-end generations\n" + g.tail(30));
             assertFalse(jv.logged("virtqueue broken", 0) || jv.logged("control thread failed", 0),
                     "no broken queue\n" + jv.tail(40));
-            System.out.printf("JvhostRestartQemuIT[%s]: wall time %d s%n", role, TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - t0));
+            System.out.printf("JvhostRestartQemuIT[%s%s]: wall time %d s%n", role, packed ? ", packed" : "", TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - t0));
         } finally {
             if (g != null) {
                 g.close();
