@@ -150,17 +150,18 @@ class JvhostQemuIT {
 
     /**
      * QEMU with {@code packed=on}: the guest's virtio_net drives packed virtqueues on jvhost (the
-     * format both sides negotiated), with the same traffic both ways, then QEMU stops and continues
+     * format both sides negotiated), 2 queue pairs, mergeable RX buffers (the big-packet layout on
+     * packed rings runs in JvhostMigrationIT), with the same traffic both ways, then QEMU stops and continues
      * the VM under a stream (the rings resume at the base jvhost returns).
      */
     @Test
     void linuxGuestOnPackedRings() throws Exception {
         try (NetNs ns = NetNs.create();
-             Jvhost jv = Jvhost.server(socket, tap, 1, FeatureSet.all())) {
+             Jvhost jv = Jvhost.server(socket, tap, 2, FeatureSet.all())) {
             ns.moveIn(tap).address(tap, HOST_IP + "/24");
             Path qmpSock = scratch.dir().resolve("qmp.sock");
             try (NetNs.TcpSink sink = ns.listen(5001);
-                 QemuGuest g = QemuGuest.builder(socket).name("jvhost-packed").packed(true).hostMtu(1500)
+                 QemuGuest g = QemuGuest.builder(socket).name("jvhost-packed").queues(2).packed(true).hostMtu(1500)
                          .run("ping", "tcp-send", "serve").param("mib", MIB).param("port", 5001)
                          .qemuArgs("-qmp", "unix:" + qmpSock + ",server=on,wait=off").start()) {
                 long guest = g.awaitFeatures(BOOT_TIMEOUT);
@@ -168,6 +169,13 @@ class JvhostQemuIT {
                 assertTrue(has(guest, F_RING_PACKED), "guest uses packed rings: " + VirtioFeatures.describe(guest));
                 assertTrue(has(negotiated, F_RING_PACKED), "jvhost runs packed rings: " + VirtioFeatures.describe(negotiated));
                 bothWays(ns, sink, g, jv);
+                byte[] small = new byte[64 << 10];
+                new Random(8).nextBytes(small);
+                for (int i = 0; i < 24 && !bothPairsUsed(jv); i++) {
+                    ns.send(GUEST_IP, 5001, small, STEP);
+                    assertEquals(NetNs.md5(small), g.awaitMarker("RX-MD5", STEP).first(), "short stream " + i);
+                }
+                assertTrue(bothPairsUsed(jv), "both queue pairs carried frames\n" + jv.table());
 
                 // stop/cont while the host streams into the guest: GET_VRING_BASE, then the rings restart there
                 byte[] data = new byte[MIB << 20];

@@ -1,10 +1,12 @@
 package io.jvhost.it;
 
+import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.stats.Counter;
 import io.jvhost.vhostuser.FeatureSet;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -41,8 +43,11 @@ class JvhostQemuReconnectIT {
         Peers.assumeAvailable(true, QemuGuest::unavailableReason);
     }
 
-    @Test
-    void qemuServerRestartedMidTransferJvhostClientReconnects() throws Exception {
+    /** On split rings, and on packed rings (QEMU {@code packed=on}: the new QEMU's rings start afresh). */
+    @ParameterizedTest
+    @ValueSource(booleans = {false, true})
+    void qemuServerRestartedMidTransferJvhostClientReconnects(boolean packed) throws Exception {
+        this.packed = packed;
         try (NetNs ns = NetNs.create();
              Jvhost jv = Jvhost.client(socket, tap, 1, FeatureSet.all())) {
             ns.moveIn(tap).address(tap, HOST_IP + "/24");
@@ -53,6 +58,7 @@ class JvhostQemuReconnectIT {
             try (NetNs.TcpSink sink = ns.listen(5001)) {
                 long guest = g.awaitFeatures(BOOT_TIMEOUT);
                 JvhostQemuIT.checkFeatures(guest, jv, false);
+                assertEquals(packed, VirtioFeatures.has(guest, VirtioFeatures.F_RING_PACKED), "packed rings");
                 before = traffic(ns, sink, g, jv, "round 1");
                 assertEquals(1, jv.client().connects(), "one connection so far");
 
@@ -79,6 +85,7 @@ class JvhostQemuReconnectIT {
             try (NetNs.TcpSink sink = ns.listen(5001);
                  QemuGuest g2 = guest("qemu-server-2")) {
                 g2.awaitMarker("READY", BOOT_TIMEOUT);
+                assertEquals(packed, VirtioFeatures.has(g2.awaitFeatures(STEP), VirtioFeatures.F_RING_PACKED), "packed rings");
                 assertEquals(2, jv.client().connects(), "jvhost reconnected once");
                 assertTrue(jv.sessionActive());
                 String after = traffic(ns, sink, g2, jv, "round 2");
@@ -90,8 +97,10 @@ class JvhostQemuReconnectIT {
         }
     }
 
+    private boolean packed;
+
     private QemuGuest guest(String name) throws java.io.IOException {
-        return QemuGuest.builder(socket).server(true).name(name).hostMtu(1500)
+        return QemuGuest.builder(socket).server(true).name(name + (packed ? "-packed" : "")).packed(packed).hostMtu(1500)
                 .run("ping", "tcp-send", "serve").param("mib", MIB).param("port", 5001).start();
     }
 

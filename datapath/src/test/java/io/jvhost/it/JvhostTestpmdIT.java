@@ -9,7 +9,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.CsvSource;
 
 import java.nio.file.Path;
 import java.time.Duration;
@@ -49,25 +49,32 @@ class JvhostTestpmdIT {
     }
 
     /**
-     * The same exchange on each ring format virtio-user can ask for: split and packed rings, with
-     * and without IN_ORDER; the format negotiated is the one asked for.
+     * The same exchange on each ring format virtio-user can ask for — split and packed rings, with
+     * and without IN_ORDER, on 1 and 2 queue pairs; the format negotiated is the one asked for.
      */
     @ParameterizedTest
-    @ValueSource(strings = {"split", "packed", "packed,in-order"})
-    void virtioUserOnEachRingFormat(String rings) throws Exception {
+    @CsvSource({"split,1", "split+in-order,1", "packed,1", "packed+in-order,1", "split+in-order,2", "packed,2",
+        "packed+in-order,2"})
+    void virtioUserOnEachRingFormat(String rings, int pairs) throws Exception {
         boolean packed = rings.contains("packed");
         boolean inOrder = rings.contains("in-order");
         try (NetNs ns = NetNs.create();
-             Jvhost jv = Jvhost.server(socket, tap, 1, FeatureSet.all())) {
+             Jvhost jv = Jvhost.server(socket, tap, pairs, FeatureSet.all())) {
             txAndRxCountsAgree(ns, jv, (mode, len, d) -> {
-                DpdkTestpmd t = DpdkTestpmd.virtioUser(socket, false, mode, len, 1, packed, inOrder, d);
+                DpdkTestpmd t = DpdkTestpmd.virtioUser(socket, false, mode, len, pairs, packed, inOrder, d);
                 assertTrue(Jvhost.await(jv::sessionActive, Duration.ofSeconds(30)), "virtio-user connected");
                 assertTrue(Jvhost.await(() -> jv.device().negotiatedFeatures() != 0, Duration.ofSeconds(30)), "features set");
                 long f = jv.device().negotiatedFeatures();
                 assertEquals(packed, VirtioFeatures.has(f, VirtioFeatures.F_RING_PACKED), "packed rings: " + VirtioFeatures.describe(f));
                 assertEquals(inOrder, VirtioFeatures.has(f, VirtioFeatures.F_IN_ORDER), "IN_ORDER: " + VirtioFeatures.describe(f));
+                assertEquals(pairs > 1, VirtioFeatures.has(f, VirtioFeatures.NET_F_MQ), "MQ: " + VirtioFeatures.describe(f));
                 return t;
             });
+            if (pairs > 1) {
+                for (var q : jv.stats()) {
+                    assertTrue(q.get(Counter.TX_FRAMES) > 0, "queue pair " + q.queuePair() + " carried TX\n" + jv.table());
+                }
+            }
         }
     }
 
