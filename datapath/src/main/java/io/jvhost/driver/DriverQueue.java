@@ -104,6 +104,12 @@ public interface DriverQueue {
      */
     boolean enableCallbacksAfter(int n);
 
+    /**
+     * Buffers returned so far without a used entry of their own: covered by a later buffer's entry
+     * in an IN_ORDER batch (shows that the device batched).
+     */
+    long inOrderImplied();
+
     /** The memory this queue lives in. */
     DriverMemory memory();
 

@@ -59,6 +59,7 @@ public final class DriverVirtqueue implements DriverQueue {
     /** IN_ORDER: the head named by the used entry being returned buffer by buffer, or -1. */
     private int batchEnd = -1;
     private int batchLen;
+    private long inOrderImplied;
 
     /**
      * Lays out the rings (desc 16-aligned, avail 2, used 4 — we use 4096 for all, as legacy did)
@@ -342,6 +343,8 @@ public final class DriverVirtqueue implements DriverQueue {
         boolean last = head == batchEnd;
         if (last) {
             batchEnd = -1;
+        } else {
+            inOrderImplied++;
         }
         return ((long) head << 32) | (last ? Integer.toUnsignedLong(batchLen) : 0);
     }
@@ -407,6 +410,11 @@ public final class DriverVirtqueue implements DriverQueue {
     @Override
     public DriverMemory memory() {
         return mem;
+    }
+
+    @Override
+    public long inOrderImplied() {
+        return inOrderImplied;
     }
 
     @Override

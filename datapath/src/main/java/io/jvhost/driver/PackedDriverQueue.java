@@ -75,6 +75,7 @@ public final class PackedDriverQueue implements DriverQueue {
     /** IN_ORDER: the last buffer of the batch a used descriptor named, while returning it buffer by buffer; else -1. */
     private int batchEnd = -1;
     private int batchLen;
+    private long inOrderImplied;
 
     /**
      * Lays out the ring (descriptors 16-aligned, the two event areas 4-aligned; the ring on its own
@@ -341,6 +342,8 @@ public final class PackedDriverQueue implements DriverQueue {
         boolean last = id == batchEnd;
         if (last) {
             batchEnd = -1;
+        } else {
+            inOrderImplied++;
         }
         return complete(id, last ? batchLen : 0);
     }
@@ -470,6 +473,11 @@ public final class PackedDriverQueue implements DriverQueue {
     @Override
     public DriverMemory memory() {
         return mem;
+    }
+
+    @Override
+    public long inOrderImplied() {
+        return inOrderImplied;
     }
 
     @Override

@@ -269,6 +269,7 @@ class PackedDriverQueueTest {
         assertEquals(t[3], (int) (last >>> 32));
         assertEquals(1234, (int) last);
         assertFalse(q.enableCallbacks());
+        assertEquals(3, q.inOrderImplied(), "three buffers had no used descriptor of their own");
     }
 
     /** A used descriptor naming a buffer that is not in flight breaks the queue (exception), in both modes. */

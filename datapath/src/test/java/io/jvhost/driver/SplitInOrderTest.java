@@ -45,6 +45,7 @@ class SplitInOrderTest {
         int deviceAvail = 65530;
         int usedIdx = 65530;
         int expectHead = 0;
+        long implied = 0;
         for (int round = 0; round < 5 * size + 10; round++) {
             List<Integer> heads = new ArrayList<>();
             List<Integer> lengths = new ArrayList<>();
@@ -95,6 +96,8 @@ class SplitInOrderTest {
             }
             assertEquals(-1, q.pollUsed());
             assertEquals(size, q.numFree());
+            implied += heads.size() - 1;
+            assertEquals(implied, q.inOrderImplied());
         }
     }
 

@@ -461,6 +461,14 @@ public final class GuestNic implements AutoCloseable {
                 + ", call pending " + (Poll.poll(call, Poll.POLLIN, 0) != 0);
     }
 
+    /**
+     * Buffers of {@code qp} (RX and TX) the device returned as part of an IN_ORDER batch, without a
+     * used entry of their own ({@link DriverQueue#inOrderImplied}).
+     */
+    public long inOrderImplied(int qp) {
+        return pairs[qp].rx.inOrderImplied() + pairs[qp].tx.inOrderImplied();
+    }
+
     public long kicks(int qp) {
         return pairs[qp].kicks;
     }
