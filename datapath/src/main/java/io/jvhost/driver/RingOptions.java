@@ -79,6 +79,16 @@ public record RingOptions(RingLayout layout, boolean inOrder) {
 
     /** The message for ring bits in {@code wanted} that {@code offered} lacks, or null. */
     public static String missing(long wanted, long offered) {
+        String m = missingBits(wanted, offered);
+        if (m == null) {
+            return null;
+        }
+        return "the device does not offer " + m + " (offered 0x" + Long.toHexString(offered)
+                + "); the driver asked for " + of(wanted).id() + " rings and does not fall back to others";
+    }
+
+    /** The names of the ring bits in {@code wanted} that {@code offered} lacks ("A or B"), or null. */
+    public static String missingBits(long wanted, long offered) {
         List<String> m = new ArrayList<>();
         if (VirtioFeatures.has(wanted, VirtioFeatures.F_RING_PACKED) && !VirtioFeatures.has(offered, VirtioFeatures.F_RING_PACKED)) {
             m.add("VIRTIO_F_RING_PACKED (packed virtqueues)");
@@ -86,11 +96,7 @@ public record RingOptions(RingLayout layout, boolean inOrder) {
         if (VirtioFeatures.has(wanted, VirtioFeatures.F_IN_ORDER) && !VirtioFeatures.has(offered, VirtioFeatures.F_IN_ORDER)) {
             m.add("VIRTIO_F_IN_ORDER");
         }
-        if (m.isEmpty()) {
-            return null;
-        }
-        return "the device does not offer " + String.join(" or ", m) + " (offered 0x" + Long.toHexString(offered)
-                + "); the driver asked for " + of(wanted).id() + " rings and does not fall back to others";
+        return m.isEmpty() ? null : String.join(" or ", m);
     }
 
     @Override
