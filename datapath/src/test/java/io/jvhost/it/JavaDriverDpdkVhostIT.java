@@ -23,7 +23,7 @@ import java.net.SocketTimeoutException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
-import java.util.List;
+import java.util.stream.Stream;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -35,12 +35,14 @@ import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * The Java driver ({@link GuestNic} over {@link VhostUserClient}, memfd RAM, QEMU's message order)
  * as the front-end of DPDK's own vhost-user back-end (net_vhost + net_tap, io forwarding), once per
- * ring format: split, packed, split with IN_ORDER, packed with IN_ORDER. For each it checks that the
+ * ring format: split, packed, split with IN_ORDER, packed with IN_ORDER (and packed rings of 7 entries,
+ * odd and wrapping every few frames). For each it checks that the
  * format is the one in use — the driver's acknowledged features and DPDK's own log line of the
  * negotiated features — then that the kernel pings the Java guest through DPDK and gets every
  * answer, that UDP datagrams of many sizes cross both ways with their contents intact (host → guest
@@ -66,16 +68,21 @@ class JavaDriverDpdkVhostIT {
         Peers.assumeAvailable(true, DpdkTestpmd::unavailableReason);
     }
 
-    static List<RingOptions> rings() {
-        return RingOptions.ALL;
+    /**
+     * Every ring option with 256-entry rings, and packed rings of 7 entries: odd, and so small that
+     * both rings wrap many times (the driver's and DPDK's wrap counters must agree every lap).
+     */
+    static Stream<Arguments> rings() {
+        Stream<Arguments> all = RingOptions.ALL.stream().map(r -> Arguments.of(r, 256));
+        return Stream.concat(all, Stream.of(Arguments.of(RingOptions.parse("packed"), 7),
+                Arguments.of(RingOptions.parse("packed-inorder"), 7)));
     }
 
-    @ParameterizedTest(name = "{0}")
+    @ParameterizedTest(name = "{0} rings of {1}")
     @MethodSource("rings")
-    void kernelAndJavaDriverExchangeFramesThroughDpdkVhost(RingOptions rings) throws Exception {
+    void kernelAndJavaDriverExchangeFramesThroughDpdkVhost(RingOptions rings, int ring) throws Exception {
         long features = rings.applyTo(VirtioFeatures.bit(VirtioFeatures.F_VERSION_1)
                 | VirtioFeatures.bit(VirtioFeatures.NET_F_MRG_RXBUF) | VirtioFeatures.bit(VirtioFeatures.RING_F_EVENT_IDX));
-        int ring = 256;
         try (NetNs ns = NetNs.create();
              DpdkTestpmd backend = DpdkTestpmd.vhostBackend(socket, tap, false, 1)) {
             ns.moveIn(tap).address(tap, HOST_IP + "/24");
@@ -95,7 +102,7 @@ class JavaDriverDpdkVhostIT {
                 long dpdkFeatures = Long.parseUnsignedLong(m.group(1), 16);
                 assertEquals(rings, RingOptions.of(dpdkFeatures), "DPDK negotiated " + line);
                 backend.awaitLog("virtio is now ready", from, Duration.ofSeconds(60));
-                System.out.printf("%s: acknowledged 0x%x, DPDK: %s%n", rings, ack, line.strip());
+                System.out.printf("%s/%d: acknowledged 0x%x, DPDK: %s%n", rings, ring, ack, line.strip());
                 GuestStack stack = new GuestStack(nic, GUEST_MAC, Packets.ip(10, 77, 0, 2));
 
                 // Kernel → DPDK → Java guest (ARP, echo request) and back: every ping answered.
@@ -129,8 +136,8 @@ class JavaDriverDpdkVhostIT {
                     int received = guestToHost(stack, host);
                     assertEquals(4 * 16, received, "guest datagrams received intact by the host");
                 }
-                System.out.printf("%s: %d pings, %d UDP echoes, %d guest datagrams; buffers completed by an in-order"
-                        + " batch's used entry: %d%n", rings, stack.echoReplies(), stack.udpEchoes(), 4 * 16,
+                System.out.printf("%s/%d: %d pings, %d UDP echoes, %d guest datagrams; buffers completed by an in-order"
+                        + " batch's used entry: %d%n", rings, ring, stack.echoReplies(), stack.udpEchoes(), 4 * 16,
                         nic.inOrderImplied(0));
                 if (rings.equals(RingOptions.parse("packed-inorder"))) {
                     // DPDK's packed dequeue reports what one burst took with one used descriptor naming
@@ -150,7 +157,7 @@ class JavaDriverDpdkVhostIT {
                 one.get(20, TimeUnit.SECONDS);
             }
             Map<Integer, DpdkTestpmd.PortStats> st = backend.stop();
-            System.out.printf("%s: DPDK port stats %s%n", rings, st);
+            System.out.printf("%s/%d: DPDK port stats %s%n", rings, ring, st);
             assertTrue(st.get(0).tx() >= 21 + 3 * PAYLOAD_SIZES.length, "DPDK delivered to the Java guest: " + st);
             assertTrue(st.get(0).rx() >= 20 + 3 * PAYLOAD_SIZES.length + 4 * 16, "DPDK took the Java guest's frames: " + st);
         }
