@@ -435,6 +435,114 @@ class PackedDriverQueueTest {
         assertEquals(PackedEvent.FLAG_ENABLE, PackedEvent.flagsAcquire(plain.driverArea()), "ENABLE without EVENT_IDX");
     }
 
+    static Stream<Arguments> concurrent() {
+        return Stream.of(Arguments.of(3, false), Arguments.of(3, true), Arguments.of(257, false), Arguments.of(257, true));
+    }
+
+    /**
+     * The device on a thread of its own, as it is in life: 200,000 buffers of 1 or 2 descriptors,
+     * published in batches of 1 to 4; the device checks every descriptor it reads (address and
+     * length as the driver wrote them, so a head visible before its chain would show) and uses them
+     * in order, with IN_ORDER in batches of up to 4 reported by one used descriptor. The driver gets
+     * every buffer back exactly once, in order.
+     */
+    @ParameterizedTest
+    @MethodSource("concurrent")
+    void aDeviceOnAnotherThreadSeesWholeChainsAndReturnsEverything(int size, boolean inOrder) throws Exception {
+        PackedDriverQueue q = new PackedDriverQueue(mem, size, EVENT_IDX | (inOrder ? IN_ORDER : 0), 0, 0, true);
+        PackedDevice dev = new PackedDevice(q, 0, true);
+        int total = 200_000;
+        java.util.concurrent.atomic.AtomicReference<Throwable> failed = new java.util.concurrent.atomic.AtomicReference<>();
+        java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
+        Thread device = Thread.ofPlatform().name("packed-device").start(() -> {
+            try {
+                Random rnd = new Random(1);
+                long expect = 0;
+                List<PackedDevice.Buffer> batch = new ArrayList<>();
+                int batchSlots = 0;
+                int want = 1;
+                while (!stop.get()) {
+                    PackedDevice.Buffer b = dev.take();
+                    if (b != null) {
+                        long[] d0 = b.descs().get(0);
+                        long seq = (d0[0] - 0x1000_0000L) >>> 12;
+                        if (seq != expect) {
+                            throw new AssertionError("buffer " + seq + ", expected " + expect);
+                        }
+                        for (int k = 0; k < b.slots(); k++) {
+                            long[] d = b.descs().get(k);
+                            if (d[0] != 0x1000_0000L + (seq << 12) + k || d[1] != (seq & 0xfff) + k) {
+                                throw new AssertionError("descriptor " + k + " of buffer " + seq + ": " + d[0] + "/" + d[1]);
+                            }
+                        }
+                        expect++;
+                        batch.add(b);
+                        batchSlots += b.slots();
+                    }
+                    if (!batch.isEmpty() && (b == null || batch.size() >= want)) {
+                        if (inOrder) {
+                            dev.useBatch(batch.get(batch.size() - 1).id(), 0, batchSlots);
+                        } else {
+                            for (PackedDevice.Buffer x : batch) {
+                                dev.use(x, 0);
+                            }
+                        }
+                        batch.clear();
+                        batchSlots = 0;
+                        want = 1 + rnd.nextInt(4);
+                    } else if (b == null) {
+                        Thread.onSpinWait();
+                    }
+                }
+            } catch (Throwable t) {
+                failed.set(t);
+            }
+        });
+        try {
+            Random rnd = new Random(2);
+            int[] seqOf = new int[size];
+            long added = 0;
+            long done = 0;
+            long end = System.nanoTime() + 50_000_000_000L;
+            while (done < total) {
+                int burst = 1 + rnd.nextInt(4);
+                for (int i = 0; i < burst && added < total; i++) {
+                    int n = 1 + rnd.nextInt(Math.min(2, size));
+                    long[] a = new long[n];
+                    int[] l = new int[n];
+                    for (int k = 0; k < n; k++) {
+                        a[k] = 0x1000_0000L + (added << 12) + k;
+                        l[k] = (int) (added & 0xfff) + k;
+                    }
+                    int t = q.add(a, l, n, 0, false);
+                    if (t < 0) {
+                        break;
+                    }
+                    seqOf[t] = (int) added;
+                    added++;
+                }
+                q.publish();
+                long u;
+                while ((u = q.pollUsed()) >= 0) {
+                    assertEquals(done, seqOf[(int) (u >>> 32)], "buffers come back in order");
+                    done++;
+                }
+                if (failed.get() != null || System.nanoTime() > end) {
+                    break;
+                }
+            }
+            assertEquals(null, failed.get());
+            assertEquals(total, done);
+            assertEquals(size, q.numFree());
+        } finally {
+            stop.set(true);
+            device.join();
+        }
+        if (inOrder) {
+            assertTrue(q.inOrderImplied() > 0, "the device batched");
+        }
+    }
+
     /** A ring that starts in lap 0 (wrap counter 0): base without bit 15, chains found by a device in that lap. */
     @Test
     void startsWithWrapCounterZero() {
