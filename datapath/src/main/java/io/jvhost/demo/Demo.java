@@ -2,11 +2,13 @@ package io.jvhost.demo;
 
 import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
+import io.jvhost.driver.RingOptions;
 import io.jvhost.driver.net.GuestNic;
 import io.jvhost.driver.net.GuestStack;
 import io.jvhost.driver.net.Packets;
 import io.jvhost.stats.StatsRenderer;
 import io.jvhost.engine.WorkerConfig;
+import io.jvhost.virtq.RingLayout;
 import io.jvhost.device.NetDevice;
 import org.HdrHistogram.Histogram;
 
@@ -29,7 +31,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * runs UDP guest → host, UDP host → guest and an ICMP ping-pong for latency, and prints throughput,
  * a latency percentile table and the device's per-queue stats. Everything it created is removed at
  * the end, on errors and on Ctrl-C. Needs root (or CAP_NET_ADMIN + CAP_SYS_ADMIN) for the
- * namespace and the tap.
+ * namespace and the tap. {@code --packed} and {@code --in-order} make the guest ask for packed
+ * virtqueues and VIRTIO_F_IN_ORDER; when the device does not offer them the demo says so and stops
+ * (the driver does not fall back to split rings).
  */
 public final class Demo {
     private Demo() {
@@ -47,18 +51,27 @@ public final class Demo {
     }
 
     /**
-     * Runs the demo. Options: {@code --seconds N} per phase (default 3).
+     * Runs the demo. Options: {@code --seconds N} per phase (default 3), {@code --packed},
+     * {@code --in-order}.
      *
      * @return process exit status (0 ok)
      */
     public static int run(String[] args) {
         PrintStream out = System.out;
         double seconds = 3;
+        boolean packed = false;
+        boolean inOrder = false;
         for (int i = 0; i < args.length; i++) {
             if (args[i].equals("--seconds") && i + 1 < args.length) {
                 seconds = Double.parseDouble(args[++i]);
+            } else if (args[i].equals("--packed")) {
+                packed = true;
+            } else if (args[i].equals("--in-order")) {
+                inOrder = true;
             } else if (args[i].equals("--help") || args[i].equals("-h")) {
-                out.println("usage: jvhost demo [--seconds N]   (needs root: creates a netns and a tap)");
+                out.println("usage: jvhost demo [--seconds N] [--packed] [--in-order]   (needs root: creates a netns and a tap)");
+                out.println("  --packed    the guest uses packed virtqueues (VIRTIO_F_RING_PACKED) instead of split ones");
+                out.println("  --in-order  the guest negotiates VIRTIO_F_IN_ORDER");
                 return 0;
             } else {
                 System.err.println("demo: unknown option " + args[i]);
@@ -85,20 +98,28 @@ public final class Demo {
         };
         Thread hook = new Thread(cleanup, "jvhost-demo-cleanup");
         Runtime.getRuntime().addShutdownHook(hook);
+        RingOptions rings = new RingOptions(packed ? RingLayout.PACKED : RingLayout.SPLIT, inOrder);
+        long guestFeatures = rings.applyTo(GUEST_FEATURES);
         NetDevice device = null;
         DriverMemory mem = null;
         GuestNic nic = null;
         try {
-            out.printf("jvhost demo: netns %s, tap %s (%s/24), Java guest %s%n", ns, tap, Packets.ipString(hostIp),
-                    Packets.ipString(guestIp));
+            out.printf("jvhost demo: netns %s, tap %s (%s/24), Java guest %s, %s rings%n", ns, tap, Packets.ipString(hostIp),
+                    Packets.ipString(guestIp), rings);
             sh(true, "ip", "netns", "add", ns);
             device = new NetDevice(NetDevice.Config.of("demo", tap, 1).withMtu(1500).withWorker(WorkerConfig.defaults()));
+            String unsupported = rings.unsupportedBy(device.features());
+            if (unsupported != null) {
+                System.err.println("demo: jvhost cannot run " + rings + " rings yet: " + unsupported
+                        + ". Run the demo without --packed / --in-order.");
+                return 1;
+            }
             sh(true, "ip", "link", "set", tap, "netns", ns);
             sh(true, "ip", "-n", ns, "link", "set", tap, "up");
             sh(true, "ip", "-n", ns, "link", "set", "lo", "up");
             sh(true, "ip", "-n", ns, "addr", "add", Packets.ipString(hostIp) + "/24", "dev", tap);
-            mem = DriverMemory.allocate(GuestNic.ramNeeded(1, RING, 2048, GUEST_FEATURES), DriverMemory.DEFAULT_GPA_BASE);
-            nic = new GuestNic(mem, 1, GUEST_FEATURES, RING, 2048);
+            mem = DriverMemory.allocate(GuestNic.ramNeeded(1, RING, 2048, guestFeatures), DriverMemory.DEFAULT_GPA_BASE);
+            nic = new GuestNic(mem, 1, guestFeatures, RING, 2048);
             nic.attach(device, mem.guestMemory(1));
             GuestStack stack = new GuestStack(nic, new byte[]{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}, guestIp);
             byte[] hostMac = stack.resolve(0, hostIp, 3000);

@@ -1,6 +1,7 @@
 package io.jvhost.driver;
 
 import io.jvhost.virtio.VirtioFeatures;
+import io.jvhost.virtq.RingLayout;
 import io.jvhost.virtq.VringAvail;
 import io.jvhost.virtq.VringDesc;
 import io.jvhost.virtq.VringUsed;
@@ -16,15 +17,20 @@ import java.lang.invoke.VarHandle;
  * {@code avail_event} (EVENT_IDX) or the NO_NOTIFY flag, used entries reclaimed after an
  * acquire-load of {@code used.idx}.
  *
+ * <p>With IN_ORDER the descriptors are taken in table order (a chain is consecutive entries,
+ * wrapping at the end of the table) and a used entry covers every buffer made available before the
+ * one it names that is still in flight ({@link DriverQueue}).
+ *
  * <p>Threading: one thread drives a queue (it adds, kicks and reclaims); the device runs
  * concurrently on the other side of the shared memory.
  */
-public final class DriverVirtqueue {
+public final class DriverVirtqueue implements DriverQueue {
     private final DriverMemory mem;
     private final int size;
     private final int mask;
     private final boolean eventIdx;
     private final boolean indirectFeature;
+    private final boolean inOrder;
     private final int maxIndirect;
 
     private final long descGpa;
@@ -47,11 +53,19 @@ public final class DriverVirtqueue {
     private int kickedAvailIdx;
     private int lastUsedIdx;
 
+    /** IN_ORDER: the head of the oldest chain in flight, and where the next chain starts. */
+    private int inOrderOldest;
+    private int inOrderNext;
+    /** IN_ORDER: the head named by the used entry being returned buffer by buffer, or -1. */
+    private int batchEnd = -1;
+    private int batchLen;
+    private long inOrderImplied;
+
     /**
      * Lays out the rings (desc 16-aligned, avail 2, used 4 — we use 4096 for all, as legacy did)
      * and, when indirect is negotiated, a {@code maxIndirect}-entry table per descriptor.
      *
-     * @param features   negotiated features (EVENT_IDX, INDIRECT_DESC)
+     * @param features   negotiated features (EVENT_IDX, INDIRECT_DESC, IN_ORDER)
      * @param startIdx   initial avail/used index (0 normally; near 65535 to test wrap-around)
      */
     public DriverVirtqueue(DriverMemory mem, int size, long features, int maxIndirect, int startIdx) {
@@ -60,6 +74,7 @@ public final class DriverVirtqueue {
         this.mask = size - 1;
         this.eventIdx = VirtioFeatures.has(features, VirtioFeatures.RING_F_EVENT_IDX);
         this.indirectFeature = VirtioFeatures.has(features, VirtioFeatures.RING_F_INDIRECT_DESC);
+        this.inOrder = VirtioFeatures.has(features, VirtioFeatures.F_IN_ORDER);
         this.maxIndirect = indirectFeature ? maxIndirect : 0;
         this.descGpa = mem.alloc(VringDesc.tableSize(size), 4096);
         this.availGpa = mem.alloc(VringAvail.sizeOf(size), 4096);
@@ -92,10 +107,33 @@ public final class DriverVirtqueue {
         VringUsed.setAvailEvent(used, size, s);
     }
 
+    @Override
+    public RingLayout layout() {
+        return RingLayout.SPLIT;
+    }
+
+    @Override
     public int size() {
         return size;
     }
 
+    @Override
+    public long driverGpa() {
+        return availGpa;
+    }
+
+    @Override
+    public long deviceGpa() {
+        return usedGpa;
+    }
+
+    /** The avail index: what the device resumes from. */
+    @Override
+    public int base() {
+        return availIdx;
+    }
+
+    @Override
     public long descGpa() {
         return descGpa;
     }
@@ -126,10 +164,12 @@ public final class DriverVirtqueue {
         return availIdx;
     }
 
+    @Override
     public int numFree() {
         return numFree;
     }
 
+    @Override
     public boolean indirectSupported() {
         return maxIndirect > 0;
     }
@@ -142,6 +182,7 @@ public final class DriverVirtqueue {
      * @param useIndirect put the buffers in an indirect table (one ring descriptor)
      * @return the head index (the token {@link #pollUsed()} returns), or -1 when there is no room
      */
+    @Override
     public int add(long[] addrs, int[] lens, int readable, int writable, boolean useIndirect) {
         int n = readable + writable;
         if (n < 1) {
@@ -155,9 +196,7 @@ public final class DriverVirtqueue {
             if (numFree < 1) {
                 return -1;
             }
-            head = freeHead;
-            freeHead = freeNext[head];
-            numFree--;
+            head = takeHead(1);
             long tableOff = (long) head * maxIndirect * VringDesc.SIZE;
             for (int k = 0; k < n; k++) {
                 int flags = (k >= readable ? VringDesc.F_WRITE : 0) | (k + 1 < n ? VringDesc.F_NEXT : 0);
@@ -173,19 +212,28 @@ public final class DriverVirtqueue {
             if (numFree < n) {
                 return -1;
             }
-            head = freeHead;
-            int i = head;
-            for (int k = 0; k < n; k++) {
-                int nextFree = freeNext[i];
-                int flags = (k >= readable ? VringDesc.F_WRITE : 0) | (k + 1 < n ? VringDesc.F_NEXT : 0);
-                VringDesc.put(desc, (long) i * VringDesc.SIZE, addrs[k], lens[k], flags, k + 1 < n ? nextFree : 0);
-                if (k + 1 < n) {
-                    i = nextFree;
-                } else {
-                    freeHead = nextFree;
+            if (inOrder) {
+                head = takeHead(n);
+                for (int k = 0; k < n; k++) {
+                    int i = (head + k) & mask;
+                    int flags = (k >= readable ? VringDesc.F_WRITE : 0) | (k + 1 < n ? VringDesc.F_NEXT : 0);
+                    VringDesc.put(desc, (long) i * VringDesc.SIZE, addrs[k], lens[k], flags, k + 1 < n ? (i + 1) & mask : 0);
                 }
+            } else {
+                head = freeHead;
+                int i = head;
+                for (int k = 0; k < n; k++) {
+                    int nextFree = freeNext[i];
+                    int flags = (k >= readable ? VringDesc.F_WRITE : 0) | (k + 1 < n ? VringDesc.F_NEXT : 0);
+                    VringDesc.put(desc, (long) i * VringDesc.SIZE, addrs[k], lens[k], flags, k + 1 < n ? nextFree : 0);
+                    if (k + 1 < n) {
+                        i = nextFree;
+                    } else {
+                        freeHead = nextFree;
+                    }
+                }
+                numFree -= n;
             }
-            numFree -= n;
             chainLength[head] = n;
         }
         VringAvail.setRing(avail, availIdx & mask, head);
@@ -193,7 +241,25 @@ public final class DriverVirtqueue {
         return head;
     }
 
+    /**
+     * Takes {@code n} descriptors for a chain (numFree checked by the caller): IN_ORDER the next
+     * {@code n} in table order, else (only {@code n == 1}, for an indirect chain) the free list's head.
+     */
+    private int takeHead(int n) {
+        int head;
+        if (inOrder) {
+            head = inOrderNext;
+            inOrderNext = (head + n) & mask;
+        } else {
+            head = freeHead;
+            freeHead = freeNext[head];
+        }
+        numFree -= n;
+        return head;
+    }
+
     /** Release-stores {@code avail.idx}: descriptors and ring entries written by {@link #add} become visible first. */
+    @Override
     public void publish() {
         VringAvail.idxRelease(avail, availIdx);
     }
@@ -202,6 +268,7 @@ public final class DriverVirtqueue {
      * Whether the device wants a kick for what was published since the last decision
      * (Linux {@code virtqueue_kick_prepare}).
      */
+    @Override
     public boolean kickNeeded() {
         // full fence (store->load): the release of avail.idx must be visible before we read
         // avail_event / flags, else the device may re-arm after reading the old idx and sleep.
@@ -221,7 +288,11 @@ public final class DriverVirtqueue {
      *
      * @throws IllegalStateException when the device returned a head that is not in flight
      */
+    @Override
     public long pollUsed() {
+        if (batchEnd >= 0) {
+            return nextInOrder();
+        }
         int last = lastUsedIdx;
         // acquire: the used element written before the device's release of used.idx is visible below
         if (VringUsed.idxAcquire(used) == last) {
@@ -231,6 +302,22 @@ public final class DriverVirtqueue {
         int len = VringUsed.elemLen(used, last & mask);
         if (id < 0 || id >= size || chainLength[id] == 0) {
             throw new IllegalStateException("device returned head " + id + " which is not in flight (used idx " + last + ")");
+        }
+        if (inOrder) {
+            // The entry covers every chain from the oldest in flight up to and including id.
+            int cur = inOrderOldest;
+            int steps = 0;
+            while (cur != id) {
+                if (chainLength[cur] == 0 || ++steps > size) {
+                    throw new IllegalStateException("device returned head " + id + " which is not in flight after head "
+                            + inOrderOldest + " (IN_ORDER, used idx " + last + ")");
+                }
+                cur = (cur + chainLength[cur]) & mask;
+            }
+            lastUsedIdx = (last + 1) & 0xffff;
+            batchEnd = id;
+            batchLen = len;
+            return nextInOrder();
         }
         int n = chainLength[id];
         chainLength[id] = 0;
@@ -246,12 +333,29 @@ public final class DriverVirtqueue {
         return ((long) id << 32) | Integer.toUnsignedLong(len);
     }
 
+    /** The oldest chain in flight, as part of the IN_ORDER batch that ends at {@link #batchEnd}. */
+    private long nextInOrder() {
+        int head = inOrderOldest;
+        int n = chainLength[head];
+        chainLength[head] = 0;
+        inOrderOldest = (head + n) & mask;
+        numFree += n;
+        boolean last = head == batchEnd;
+        if (last) {
+            batchEnd = -1;
+        } else {
+            inOrderImplied++;
+        }
+        return ((long) head << 32) | (last ? Integer.toUnsignedLong(batchLen) : 0);
+    }
+
     /** Number of used entries waiting (acquire-load of used.idx). */
     public int usedPending() {
         return (VringUsed.idxAcquire(used) - lastUsedIdx) & 0xffff;
     }
 
     /** Asks the device not to call: sets VRING_AVAIL_F_NO_INTERRUPT (without EVENT_IDX). */
+    @Override
     public void disableCallbacks() {
         if (!eventIdx) {
             VringAvail.setFlags(avail, VringAvail.F_NO_INTERRUPT);
@@ -263,6 +367,7 @@ public final class DriverVirtqueue {
      *
      * @return true when used entries are pending (reclaim them instead of waiting)
      */
+    @Override
     public boolean enableCallbacks() {
         if (eventIdx) {
             VringAvail.setUsedEvent(avail, size, lastUsedIdx);
@@ -271,7 +376,7 @@ public final class DriverVirtqueue {
         }
         // full fence (store->load): the used_event/flags store must be visible before re-reading used.idx
         VarHandle.fullFence();
-        return VringUsed.idxAcquire(used) != lastUsedIdx;
+        return batchEnd >= 0 || VringUsed.idxAcquire(used) != lastUsedIdx;
     }
 
     /**
@@ -283,7 +388,12 @@ public final class DriverVirtqueue {
      *
      * @return true when {@code n} used entries are already pending (reclaim instead of waiting)
      */
+    @Override
     public boolean enableCallbacksAfter(int n) {
+        if (inOrder) {
+            // One used entry may cover the whole batch: a later used_event might never be crossed.
+            return enableCallbacks();
+        }
         int k = Math.max(1, n);
         if (eventIdx) {
             // The device calls when used.idx moves past used_event: used_event = last + k - 1.
@@ -297,7 +407,22 @@ public final class DriverVirtqueue {
     }
 
     /** The memory this queue lives in. */
+    @Override
     public DriverMemory memory() {
         return mem;
+    }
+
+    @Override
+    public long inOrderImplied() {
+        return inOrderImplied;
+    }
+
+    @Override
+    public String describe() {
+        return "split avail{idx " + VringAvail.idxAcquire(avail) + ", flags " + VringAvail.flags(avail)
+                + ", used_event " + VringAvail.usedEvent(avail, size) + "} used{idx " + VringUsed.idxAcquire(used)
+                + ", flags " + VringUsed.flags(used) + ", avail_event " + VringUsed.availEvent(used, size)
+                + "} unconsumed used " + usedPending() + ", free descriptors " + numFree
+                + (inOrder ? ", in-order oldest head " + inOrderOldest : "");
     }
 }

@@ -458,7 +458,23 @@ public final class VhostUserClient implements AutoCloseable {
      * Returns the acknowledged virtio features.
      */
     public long negotiate(long wantFeatures, long wantProtocol) {
+        return negotiate(wantFeatures, wantProtocol, 0);
+    }
+
+    /**
+     * {@link #negotiate(long, long)} for a driver that cannot do without the ring bits in
+     * {@code requiredRingFeatures} (VIRTIO_F_RING_PACKED, VIRTIO_F_IN_ORDER: it laid its rings out
+     * for them): when the back-end does not offer one of them it throws before SET_OWNER and
+     * SET_FEATURES, with a message naming what is missing, instead of falling back.
+     *
+     * @throws IllegalStateException when a required ring feature is not offered
+     */
+    public long negotiate(long wantFeatures, long wantProtocol, long requiredRingFeatures) {
         long offered = getFeatures();
+        String missing = RingOptions.missing(requiredRingFeatures, offered);
+        if (missing != null) {
+            throw new IllegalStateException("vhost-user back-end: " + missing);
+        }
         boolean proto = VirtioFeatures.has(offered, VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES);
         if (proto) {
             setProtocolFeatures(getProtocolFeatures() & wantProtocol);
@@ -481,11 +497,16 @@ public final class VhostUserClient implements AutoCloseable {
         setVringCall(q, callFd);
     }
 
-    /** {@link #setupRing} for a driver-side ring in {@code mem}. */
-    public void setupRing(int q, DriverVirtqueue vq, int kickFd, int callFd) {
+    /**
+     * {@link #setupRing} for a driver-side ring in {@code mem}, split or packed: SET_VRING_BASE with
+     * the queue's {@link DriverQueue#base()} (packed: next slot | wrap counter &lt;&lt; 15), SET_VRING_ADDR
+     * with its descriptor, driver and device areas (packed: the ring and the driver and device event
+     * suppression areas in the desc, avail and used fields).
+     */
+    public void setupRing(int q, DriverQueue vq, int kickFd, int callFd) {
         DriverMemory mem = vq.memory();
-        setupRing(q, vq.size(), vq.availIdx(), mem.userAddress(vq.descGpa()), mem.userAddress(vq.availGpa()),
-                mem.userAddress(vq.usedGpa()), kickFd, callFd);
+        setupRing(q, vq.size(), vq.base(), mem.userAddress(vq.descGpa()), mem.userAddress(vq.driverGpa()),
+                mem.userAddress(vq.deviceGpa()), kickFd, callFd);
     }
 
     @Override

@@ -132,6 +132,11 @@ public final class DpdkTestpmd implements AutoCloseable {
         return proc.awaitLine(l -> l.contains(text), from, timeout, "\"" + text + "\"");
     }
 
+    /** Output line {@code index} (as {@link #awaitLog} returned it). */
+    public String logLine(int index) {
+        return proc.lines().get(index);
+    }
+
     /** Number of output lines so far (a starting point for {@link #awaitLog}). */
     public int logLines() {
         return proc.lineCount();

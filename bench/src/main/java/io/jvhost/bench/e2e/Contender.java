@@ -6,6 +6,11 @@ package io.jvhost.bench.e2e;
  * the contender started through {@link Run#procs()} when the run ends.
  */
 interface Contender {
+    /** The rings its front-end asks for (split for contenders without a virtio front-end). */
+    default io.jvhost.driver.RingOptions rings() {
+        return io.jvhost.driver.RingOptions.SPLIT;
+    }
+
     /** Name in the results ("jvhost", "dpdk", "c-limit"). */
     String name();
 

@@ -1,5 +1,7 @@
 package io.jvhost.bench.e2e;
 
+import io.jvhost.driver.RingOptions;
+import io.jvhost.virtq.RingLayout;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -39,6 +41,15 @@ final class Dpdk {
         return List.of("--", "--forward-mode=" + forwardMode, "--total-num-mbufs=16384", "--stats-period=1");
     }
 
+    /**
+     * The front-end's vdev: the rings always explicit ({@code packed_vq}, {@code in_order}), since
+     * DPDK 22.11's virtio-user defaults to {@code in_order=1}.
+     */
+    static String virtioUserVdev(String socket, RingOptions rings) {
+        return "net_virtio_user0,path=" + socket + ",queues=1,queue_size=" + QUEUE_SIZE + ",mac=" + NetNs.GUEST_MAC
+                + ",packed_vq=" + (rings.layout() == RingLayout.PACKED ? 1 : 0) + ",in_order=" + (rings.inOrder() ? 1 : 0);
+    }
+
     /** The back-end: {@code net_vhost} (socket server) + {@code net_tap}, io forwarding between them. */
     static final class Backend implements VhostContender.Backend {
         @Override
@@ -65,7 +76,8 @@ final class Dpdk {
      * The front-end: {@code net_virtio_user} connecting to the socket. TX: txonly with
      * {@code --txpkts=<frame size>} (one segment of exactly that many bytes, UDP 198.18.0.1 →
      * 198.18.0.2 to MAC 02:00:00:00:00:00); RX: rxonly; RR: icmpecho with the port MAC set to the
-     * guest MAC the namespace's neighbour entry points at.
+     * guest MAC the namespace's neighbour entry points at. The run's rings as {@code packed_vq=0|1}
+     * and {@code in_order=0|1}, both always given.
      */
     static final class FrontEnd implements VhostContender.FrontEnd {
         @Override
@@ -85,7 +97,7 @@ final class Dpdk {
         @Override
         public Process start(Run run) throws Exception {
             List<String> cmd = eal(run.frontendCpus(), NetNs.PREFIX + "-" + run.tag() + "-fe");
-            cmd.addAll(List.of("--vdev", "net_virtio_user0,path=" + run.socket() + ",queues=1,queue_size=" + QUEUE_SIZE + ",mac=" + NetNs.GUEST_MAC));
+            cmd.addAll(List.of("--vdev", virtioUserVdev(run.socket().toString(), run.rings())));
             Scenario s = run.scenario();
             switch (s.kind) {
                 case TX, TX_GSO, TX_USO, TX_DGRAM -> {

@@ -2,6 +2,7 @@ package io.jvhost.bench.e2e;
 
 import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
+import io.jvhost.driver.RingOptions;
 import io.jvhost.driver.VhostUserClient;
 import io.jvhost.driver.net.GuestNic;
 import io.jvhost.driver.net.Packets;
@@ -21,7 +22,9 @@ import java.util.concurrent.CountDownLatch;
 /**
  * The Java driver (io.jvhost.driver) as a bench front-end process, for any vhost-user back-end:
  * <pre>DriverFront --socket-path=SOCK --mode=tx|rx|echo [--size=N] [--gso|--uso|--to-host] [--ring=1024]
- *             [--tx-window=N] [--count-file=PATH] [--queues=N]</pre>
+ *             [--rings=split|packed|split-inorder|packed-inorder] [--tx-window=N] [--count-file=PATH] [--queues=N]</pre>
+ * --rings: the virtqueue format and ordering (default split); when the back-end does not offer
+ * them the front-end says so and exits with status 3, it does not fall back.
  * tx: sends the frame testpmd txonly sends (UDP 198.18.0.1 → 198.18.0.2 to 02:00:00:00:00:00),
  * or with --gso one TCPv4 super-frame of --size bytes to the tap's address with GSO_TCPV4 /
  * NEEDS_CSUM (HOST_TSO4 and CSUM negotiated), or with --uso one UDP super-frame of --size bytes
@@ -57,6 +60,7 @@ public final class DriverFront {
         String countFile = null;
         int txWindow = Integer.MAX_VALUE;
         int queues = 1;
+        RingOptions rings = RingOptions.SPLIT;
         for (String a : args) {
             if (a.startsWith("--socket-path=")) {
                 socket = a.substring(14);
@@ -72,6 +76,8 @@ public final class DriverFront {
                 toHost = true;
             } else if (a.startsWith("--ring=")) {
                 ring = Integer.parseInt(a.substring(7));
+            } else if (a.startsWith("--rings=")) {
+                rings = RingOptions.parse(a.substring(8));
             } else if (a.startsWith("--tx-window=")) {
                 txWindow = Integer.parseInt(a.substring(12));
             } else if (a.startsWith("--queues=")) {
@@ -96,6 +102,7 @@ public final class DriverFront {
         if (queues > 1) {
             features |= VirtioFeatures.bit(VirtioFeatures.NET_F_MQ);
         }
+        features = rings.applyTo(features);
         int maxTx = Math.max(size, 1514);
         CountDownLatch done = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
@@ -115,9 +122,15 @@ public final class DriverFront {
              GuestNic nic = new GuestNic(mem, queues, features, ring, maxTx);
              VhostUserClient client = VhostUserClient.connect(socket)) {
             long ta = System.nanoTime();
-            nic.attachVhostUser(client, VhostUserMessage.PROTOCOL_SUPPORTED);
-            System.out.printf("driver front-end: attached, mode %s (JVM start to attached %d ms, handshake %d ms)%n",
-                    mode, java.lang.management.ManagementFactory.getRuntimeMXBean().getUptime(),
+            try {
+                nic.attachVhostUser(client, VhostUserMessage.PROTOCOL_SUPPORTED);
+            } catch (IllegalStateException e) {
+                System.out.println("driver front-end: cannot attach with " + rings + " rings: " + e.getMessage());
+                System.out.flush();
+                Runtime.getRuntime().halt(3);
+            }
+            System.out.printf("driver front-end: attached, %s rings, mode %s (JVM start to attached %d ms, handshake %d ms)%n",
+                    rings, mode, java.lang.management.ManagementFactory.getRuntimeMXBean().getUptime(),
                     (System.nanoTime() - ta) / 1_000_000);
             String modeQ = mode;
             for (int q = 1; q < queues && (mode.equals("tx") || mode.equals("rx")); q++) {

@@ -1,5 +1,6 @@
 package io.jvhost.bench.e2e;
 
+import io.jvhost.driver.RingOptions;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -17,12 +18,14 @@ import java.util.Map;
  * E2eMain --bin=DIR --out=DIR [--results=bench/RESULTS.md] [--scenarios=tx64,tx1514,tx64k,tx64k-uso,tx1472-udp,rx64,rx1514,rr64]
  *         [--contenders=c-limit,dpdk,jvhost,jvhost-bp] [--repeats=3] [--seconds=5] [--warmup=3]
  *         [--jvhost=tools/jvhost] [--jvhost-alt=LAUNCHER] [--jvhost-interim=true|false] [--busy-poll-us=N]
- *         [--frontend=auto|testpmd|java-driver]
+ *         [--frontend=auto|testpmd|java-driver] [--rings=split,packed,split-inorder,packed-inorder]
  *         [--backend-cpus=0] [--frontend-cpus=1] [--nice=N] [--command="how it was started"]
  * </pre>
  * jvhost is started with {@code tools/jvhost} once that answers {@code --print-capabilities} as a
  * vhost-user-net back-end; until then (unless {@code --jvhost-interim=false}) with the bench's own
- * launcher {@link JvhostServe}, which wires the same datapath classes. Single-threaded; child processes are stopped and namespaces deleted after each run, and by a
+ * launcher {@link JvhostServe}, which wires the same datapath classes. {@code --rings} (default split)
+ * runs every vhost contender once per ring option, named {@code NAME+RINGS} unless split (e.g.
+ * {@code dpdk+packed}); c-limit has no rings and runs once. Single-threaded; child processes are stopped and namespaces deleted after each run, and by a
  * shutdown hook if the harness is interrupted.
  */
 public final class E2eMain {
@@ -54,6 +57,7 @@ public final class E2eMain {
         String feCpus = a.getOrDefault("frontend-cpus", "1");
         int busyPoll = Integer.parseInt(a.getOrDefault("busy-poll-us", "0"));
         NetNs.nice = Integer.parseInt(a.getOrDefault("nice", "0"));
+        List<RingOptions> rings = RingOptions.parseList(a.getOrDefault("rings", "split"));
 
         VhostContender.FrontEnd fe = switch (a.getOrDefault("frontend", "auto")) {
             case "auto" -> new VhostContender.AutoFrontEnd(new Dpdk.FrontEnd(), new Jvhost.DriverFrontEnd());
@@ -67,7 +71,11 @@ public final class E2eMain {
         for (String name : a.getOrDefault("contenders", "c-limit,dpdk,jvhost,jvhost-bp").split(",")) {
             switch (name.strip()) {
                 case "c-limit" -> contenders.add(new CLimitContender());
-                case "dpdk" -> contenders.add(new VhostContender(new Dpdk.Backend(), fe));
+                case "dpdk" -> {
+                    for (RingOptions r : rings) {
+                        contenders.add(new VhostContender(new Dpdk.Backend(), fe, r));
+                    }
+                }
                 case "jvhost", "jvhost-bp", "jvhost-alt" -> {
                     // jvhost-bp: the same back-end with busy-poll on (--busy-poll-us, default 1 s: the worker
                     // polls while traffic came within the last second, as DPDK's PMD polls always).
@@ -93,8 +101,10 @@ public final class E2eMain {
                         // another build (e.g. the commit before a change) as jvhost-alt: A/B across code
                         cmd = List.of(Path.of(a.get("jvhost-alt")).toString());
                     }
-                    contenders.add(new VhostContender(new Jvhost.Backend(cmd, bp, jvhostWhy,
-                            alt ? System.getenv().getOrDefault("E2E_ALT_JAVA_OPTS", "") : null), fe));
+                    for (RingOptions r : rings) {
+                        contenders.add(new VhostContender(new Jvhost.Backend(cmd, bp, jvhostWhy,
+                                alt ? System.getenv().getOrDefault("E2E_ALT_JAVA_OPTS", "") : null), fe, r));
+                    }
                 }
                 default -> throw new IllegalArgumentException("unknown contender " + name + " (c-limit, dpdk, jvhost, jvhost-bp, jvhost-alt)");
             }
@@ -114,6 +124,13 @@ public final class E2eMain {
                     }
                     System.err.printf("e2e: %s %s repeat %d/%d%n", s.id, c.name(), r + 1, repeats);
                     Sample sample = m.once(s, c, r + 1);
+                    String found = sample.ok() ? null : c.unsupported(s);
+                    if (found != null) {
+                        // the start found that the back-end lacks the rings asked for: not a measurement
+                        report.unsupported(s, c.name(), found);
+                        System.err.println("e2e:   " + found);
+                        continue;
+                    }
                     report.add(sample);
                     System.err.println("e2e:   " + Report.oneLine(sample));
                 }

@@ -117,7 +117,7 @@ final class Jvhost {
             List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                     "--enable-native-access=ALL-UNNAMED", "-XX:+UseSerialGC", "-cp", System.getProperty("java.class.path"),
                     DriverFront.class.getName(), "--socket-path=" + run.socket(), "--size=" + run.scenario().frameSize,
-                    "--ring=" + Dpdk.QUEUE_SIZE));
+                    "--ring=" + Dpdk.QUEUE_SIZE, "--rings=" + run.rings().id()));
             switch (run.scenario().kind) {
                 case TX -> cmd.add("--mode=tx");
                 case TX_GSO -> cmd.addAll(List.of("--mode=tx", "--gso", "--tx-window=" + GSO_TX_WINDOW));

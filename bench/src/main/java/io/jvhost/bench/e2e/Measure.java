@@ -60,7 +60,7 @@ final class Measure {
             ns = NetNs.create(System.getProperty("pid.tag", Long.toString(ProcessHandle.current().pid())));
             procs = new Procs(dir);
             current = new AutoCloseable[] {procs, ns};
-            Run run = new Run(s, ns, procs, binDir, dir, ns.tap, backendCpus, frontendCpus);
+            Run run = new Run(s, ns, procs, binDir, dir, ns.tap, backendCpus, frontendCpus, c.rings());
             Process backend = c.start(run);
             ns.configureTap(START_TIMEOUT_MS, backend);
             return switch (s.kind) {

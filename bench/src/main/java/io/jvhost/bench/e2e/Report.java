@@ -291,6 +291,11 @@ final class Report {
               (`txonly --txpkts=<size>`: UDP 198.18.0.1 → 198.18.0.2 to MAC 02:00:00:00:00:00, which the host
               stack drops after the tap counted it; `tap_write` sends the same frame) and RR (`icmpecho`).
               `--frontend testpmd` or `--frontend java-driver` runs one of them everywhere it can.
+              Rings: split unless `--rings` names others (split, packed, split-inorder, packed-inorder): each
+              vhost contender then runs once per ring option, named `dpdk+packed`, `jvhost+split-inorder`, ...;
+              testpmd's virtio-user always gets `packed_vq=0|1,in_order=0|1` (DPDK 22.11 defaults to
+              `in_order=1`), the Java driver `--rings`; a back-end whose GET_FEATURES lacks the bits asked for
+              is listed as n/a (no front-end falls back to split rings).
             - TX frames are counted as the tap's rx counters, i.e. what the back-end handed to the kernel.
             - RX: `pkt_gen` (AF_PACKET, `PACKET_QDISC_BYPASS`, `sendmmsg` of 64 frames) sends out of the tap
               inside the namespace, to 10.99.0.2 / 02:00:00:00:00:02 (a permanent neighbour entry). Counted =

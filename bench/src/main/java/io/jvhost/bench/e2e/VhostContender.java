@@ -1,11 +1,17 @@
 package io.jvhost.bench.e2e;
 
+import io.jvhost.driver.RingOptions;
+import io.jvhost.driver.VhostUserClient;
 import java.nio.file.Files;
 
 /**
  * A vhost-user back-end (jvhost or DPDK's net_vhost) driven by a front-end over the run's unix
- * socket. The back-end is started first (it is the socket server), the front-end once the socket
- * exists.
+ * socket, with the rings the front-end asks for ({@code --rings}: split, packed, split-inorder,
+ * packed-inorder). The back-end is started first (it is the socket server), the front-end once the
+ * socket exists. For other rings than split the harness first asks the back-end for its features
+ * (GET_FEATURES on a connection of its own): a back-end that does not offer packed rings or
+ * IN_ORDER is reported as not supporting them instead of being measured with whatever a front-end
+ * would fall back to (testpmd's virtio-user silently runs split rings then).
  */
 final class VhostContender implements Contender {
     /** The back-end half: a process serving vhost-user on a socket and owning the tap. */
@@ -63,15 +69,29 @@ final class VhostContender implements Contender {
 
     private final Backend backend;
     private final FrontEnd frontEnd;
+    private final RingOptions rings;
+    /** Why the back-end cannot run {@link #rings}, once a start found out; else null. */
+    private volatile String ringsUnsupported;
 
     VhostContender(Backend backend, FrontEnd frontEnd) {
+        this(backend, frontEnd, RingOptions.SPLIT);
+    }
+
+    VhostContender(Backend backend, FrontEnd frontEnd, RingOptions rings) {
         this.backend = backend;
         this.frontEnd = frontEnd;
+        this.rings = rings;
+    }
+
+    /** The back-end's name, with {@code +rings} unless the rings are split (e.g. {@code dpdk+packed-inorder}). */
+    @Override
+    public String name() {
+        return rings.equals(RingOptions.SPLIT) ? backend.name() : backend.name() + "+" + rings.id();
     }
 
     @Override
-    public String name() {
-        return backend.name();
+    public RingOptions rings() {
+        return rings;
     }
 
     String frontEndName(Scenario s) {
@@ -81,6 +101,9 @@ final class VhostContender implements Contender {
     @Override
     public String unsupported(Scenario s) {
         String b = backend.unsupported(s);
+        if (b == null) {
+            b = ringsUnsupported;
+        }
         return b != null ? b : frontEnd.unsupported(s);
     }
 
@@ -95,7 +118,39 @@ final class VhostContender implements Contender {
             }
             Thread.sleep(20);
         }
+        if (!rings.equals(RingOptions.SPLIT)) {
+            checkRingsOffered(run);
+        }
         frontEnd.start(run);
         return be;
+    }
+
+    /** GET_FEATURES from the back-end; throws (and remembers why) when it lacks the ring bits asked for. */
+    private void checkRingsOffered(Run run) {
+        long offered;
+        long end = System.nanoTime() + 30_000_000_000L;
+        while (true) {
+            try (VhostUserClient probe = VhostUserClient.connect(run.socket().toString())) {
+                offered = probe.getFeatures();
+                break;
+            } catch (RuntimeException e) {
+                // the socket file may exist a moment before the back-end accepts on it
+                if (System.nanoTime() > end) {
+                    throw new IllegalStateException(backend.name() + ": no answer to GET_FEATURES: " + e.getMessage(), e);
+                }
+            }
+            try {
+                Thread.sleep(50);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException(e);
+            }
+        }
+        String missing = RingOptions.missingBits(rings.features(), offered);
+        if (missing != null) {
+            ringsUnsupported = "n/a: " + backend.name() + " does not offer " + missing + ", which " + rings.id()
+                    + " rings need (GET_FEATURES: 0x" + Long.toHexString(offered) + ")";
+            throw new IllegalStateException(ringsUnsupported);
+        }
     }
 }

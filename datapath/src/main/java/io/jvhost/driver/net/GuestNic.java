@@ -4,7 +4,8 @@ import io.jvhost.vhostuser.VhostUserMessage;
 import io.jvhost.virtio.DeviceStatus;
 import io.jvhost.virtio.VirtioFeatures;
 import io.jvhost.driver.DriverMemory;
-import io.jvhost.driver.DriverVirtqueue;
+import io.jvhost.driver.DriverQueue;
+import io.jvhost.driver.RingOptions;
 import io.jvhost.driver.NetBufferLayout;
 import io.jvhost.driver.VhostUserClient;
 import io.jvhost.memory.GuestMemory;
@@ -19,7 +20,8 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
 /**
- * The Java "guest" virtio-net NIC: RX/TX split rings per queue pair in {@link DriverMemory}, buffers
+ * The Java "guest" virtio-net NIC: RX/TX rings per queue pair (split, or packed when the features
+ * carry VIRTIO_F_RING_PACKED; IN_ORDER honoured; {@link DriverQueue}) in {@link DriverMemory}, buffers
  * laid out as Linux's virtio_net lays them out, kick/call eventfds. It attaches to a
  * {@link DeviceBackend} in-process (the way a vhost-user session would drive it) — tests, the demo
  * and benchmarks use it as the guest.
@@ -54,7 +56,8 @@ public final class GuestNic implements AutoCloseable {
     /**
      * @param mem        guest RAM (rings and buffers are allocated from it)
      * @param queuePairs queue pairs to create
-     * @param features   the features the guest acknowledges (must be offered by the device)
+     * @param features   the features the guest acknowledges (must be offered by the device); the ring
+     *                   bits among them ({@link RingOptions}) choose the ring format
      * @param ringSize   descriptors per ring
      * @param maxTxFrame largest frame the guest will send (65550 for TSO)
      */
@@ -104,13 +107,24 @@ public final class GuestNic implements AutoCloseable {
      * ring (RX posted full of buffers first).
      */
     public void attach(DeviceBackend device, GuestMemory table) {
+        String rings = RingOptions.missing(features, device.features());
+        if (rings != null) {
+            throw new IllegalStateException(rings);
+        }
         device.onFeaturesSet(features);
         device.onMemoryTable(table);
         for (Pair p : pairs) {
+            // The base is where the device starts: taken before the RX buffers are posted.
+            RingSetup rx = p.ringSetup(p.rx, p.rxKick, p.rxCall);
             p.fillRx();
-            device.startRing(2 * p.index, p.ringSetup(p.rx, p.rxKick, p.rxCall));
+            device.startRing(2 * p.index, rx);
             device.startRing(2 * p.index + 1, p.ringSetup(p.tx, p.txKick, p.txCall));
         }
+    }
+
+    /** The ring format and ordering this NIC's features select. */
+    public RingOptions rings() {
+        return RingOptions.of(features);
     }
 
     /**
@@ -120,9 +134,10 @@ public final class GuestNic implements AutoCloseable {
      *
      * @return the acknowledged features
      * @throws IllegalStateException when the back-end does not offer every feature this NIC uses
+     *                               (before SET_FEATURES when it lacks the ring format or IN_ORDER asked for)
      */
     public long attachVhostUser(VhostUserClient client, long wantProtocol) {
-        long ack = client.negotiate(features, wantProtocol);
+        long ack = client.negotiate(features, wantProtocol, features & RingOptions.RING_BITS);
         long missing = features & ~ack;
         if (missing != 0) {
             throw new IllegalStateException("back-end does not offer features 0x" + Long.toHexString(missing));
@@ -266,7 +281,7 @@ public final class GuestNic implements AutoCloseable {
     /**
      * Blocks until at most {@code limit} TX buffers of {@code qp} are with the device, reclaiming
      * returned ones and sleeping on the TX call eventfd in between; with EVENT_IDX the device is
-     * asked to call only once enough buffers are back ({@link DriverVirtqueue#enableCallbacksAfter}). A guest caps its bytes in flight this way —
+     * asked to call only once enough buffers are back ({@link DriverQueue#enableCallbacksAfter}). A guest caps its bytes in flight this way —
      * Linux's TCP small queues keep about 1 MiB per flow below the qdisc — so that its TX buffers
      * stay few and cache-warm instead of cycling through the whole ring. Same thread rule as
      * {@link #send}.
@@ -440,17 +455,18 @@ public final class GuestNic implements AutoCloseable {
                 + describe(p.tx, p.txKick, p.txCall) + ", buffers free " + p.txFreeCount;
     }
 
-    private static String describe(DriverVirtqueue q, int kick, int call) {
-        int size = q.size();
-        return "avail{idx " + io.jvhost.virtq.VringAvail.idxAcquire(q.availRing())
-                + ", flags " + io.jvhost.virtq.VringAvail.flags(q.availRing())
-                + ", used_event " + io.jvhost.virtq.VringAvail.usedEvent(q.availRing(), size)
-                + "} used{idx " + io.jvhost.virtq.VringUsed.idxAcquire(q.usedRing())
-                + ", flags " + io.jvhost.virtq.VringUsed.flags(q.usedRing())
-                + ", avail_event " + io.jvhost.virtq.VringUsed.availEvent(q.usedRing(), size)
-                + "} unconsumed used " + q.usedPending() + ", free descriptors " + q.numFree()
+    private static String describe(DriverQueue q, int kick, int call) {
+        return q.describe()
                 + ", kick pending " + (Poll.poll(kick, Poll.POLLIN, 0) != 0)
                 + ", call pending " + (Poll.poll(call, Poll.POLLIN, 0) != 0);
+    }
+
+    /**
+     * Buffers of {@code qp} (RX and TX) the device returned as part of an IN_ORDER batch, without a
+     * used entry of their own ({@link DriverQueue#inOrderImplied}).
+     */
+    public long inOrderImplied(int qp) {
+        return pairs[qp].rx.inOrderImplied() + pairs[qp].tx.inOrderImplied();
     }
 
     public long kicks(int qp) {
@@ -468,8 +484,8 @@ public final class GuestNic implements AutoCloseable {
 
     private final class Pair {
         final int index;
-        final DriverVirtqueue rx;
-        final DriverVirtqueue tx;
+        final DriverQueue rx;
+        final DriverQueue tx;
         final int rxKick = EventFd.create(0, true);
         final int rxCall = EventFd.create(0, true);
         final int txKick = EventFd.create(0, true);
@@ -496,8 +512,8 @@ public final class GuestNic implements AutoCloseable {
 
         Pair(int index) {
             this.index = index;
-            this.rx = new DriverVirtqueue(mem, ringSize, features, 0, 0);
-            this.tx = new DriverVirtqueue(mem, ringSize, features, 0, 0);
+            this.rx = DriverQueue.create(mem, ringSize, features, 0);
+            this.tx = DriverQueue.create(mem, ringSize, features, 0);
             int rxSize = switch (rxMode) {
                 case MERGEABLE -> NetBufferLayout.rxMergeableBufferSize();
                 case BIG -> NetBufferLayout.rxBigBufferSize();
@@ -523,9 +539,9 @@ public final class GuestNic implements AutoCloseable {
             txFreeCount = ringSize;
         }
 
-        RingSetup ringSetup(DriverVirtqueue q, int kick, int call) {
-            return new RingSetup(q.size(), mem.userAddress(q.descGpa()), mem.userAddress(q.availGpa()),
-                    mem.userAddress(q.usedGpa()), 0, features, false, 0, kick, call, -1, true);
+        RingSetup ringSetup(DriverQueue q, int kick, int call) {
+            return new RingSetup(q.size(), mem.userAddress(q.descGpa()), mem.userAddress(q.driverGpa()),
+                    mem.userAddress(q.deviceGpa()), q.base(), features, false, 0, kick, call, -1, true);
         }
 
         void fillRx() {
