@@ -31,6 +31,19 @@ public enum VirtqError {
     AVAIL_INDEX_JUMP,
     /** More buffer pieces in one chain than the iovec array holds. */
     IOV_OVERFLOW,
+    /**
+     * Packed ring: a buffer id &ge; the queue size, or one already in flight (the driver reused it
+     * before the device returned it).
+     */
+    BAD_BUFFER_ID,
+    /**
+     * Packed ring: a descriptor inside a chain (after an available head) whose AVAIL/USED flags do
+     * not mark it available for the wrap counter at its slot: a chain published half-written, or
+     * running into slots the device has not returned.
+     */
+    DESC_NOT_AVAILABLE,
+    /** Packed ring: the driver's event-suppression {@code off_wrap} names a slot &ge; the queue size, or its flags are reserved. */
+    BAD_EVENT_SUPPRESSION,
     /** Ring addresses outside guest memory or misaligned. */
     BAD_RING_ADDRESS,
     /**
