@@ -1,0 +1,119 @@
+package io.jvhost.virtq;
+
+import org.junit.jupiter.api.Test;
+
+import java.util.logging.Level;
+import java.util.logging.Logger;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+
+/**
+ * The packed ring base (vhost-user {@code GET/SET_VRING_BASE}): bits 0-14 the next avail slot, bit
+ * 15 the driver wrap counter (QEMU 7.2, DPDK 22.11); bits 16-31 the used slot and counter when they
+ * differ. A stop and restart resumes exactly where the device stopped; a front-end that lost track
+ * and re-sends 0 gets the position the ring's flags show.
+ */
+class PackedResumeTest {
+    static {
+        Logger.getLogger(PackedVirtqueue.class.getName()).setLevel(Level.OFF);
+    }
+
+    private static PackedVirtqueue restart(PackedRing r, int base) {
+        PackedVirtqueue q = new PackedVirtqueue("resumed");
+        q.setSize(r.size);
+        q.setMemory(r.guest);
+        q.setRings(r.desc, r.driverEvent, r.deviceEvent);
+        q.setBase(base);
+        q.start();
+        return q;
+    }
+
+    @Test
+    void aFreshRingsBaseIsSlotZeroWithWrapOne() {
+        try (PackedRing r = new PackedRing(5, 0, 1, 8)) {
+            assertEquals(0x8000, r.q.base());
+            assertNull(RingLayout.PACKED.checkBase(0x8000, 5));
+        }
+    }
+
+    @Test
+    void stopAndRestartResumesAtTheBaseAcrossWraps() {
+        try (PackedRing r = new PackedRing(3, 0, 1, 8)) {
+            for (int i = 0; i < 4; i++) {
+                r.offer(i % 3, r.dataGpa, 8, 0);
+                assertEquals(DeviceQueue.CHAIN, r.next());
+                r.q.pushUsed(i % 3, 0);
+                assertEquals(1, r.poll());
+            }
+            r.offer(1, r.dataGpa, 8, 0);
+            r.offer(2, r.dataGpa, 8, 0);
+            assertEquals(DeviceQueue.CHAIN, r.next()); // id 1 taken, not completed
+            r.q.returnInFlight(); // the last taken: rewound
+            int base = r.q.stop();
+            assertEquals(PackedEvent.offWrap(1, false), base, "slot 1 of the second lap (wrap 0), low 16 bits only");
+            PackedVirtqueue q = restart(r, base);
+            assertEquals(DeviceQueue.CHAIN, q.next(r.chain));
+            assertEquals(1, r.chain.head());
+            assertEquals(DeviceQueue.CHAIN, q.next(r.chain));
+            assertEquals(2, r.chain.head());
+            assertEquals(DeviceQueue.NONE, q.next(r.chain));
+        }
+    }
+
+    @Test
+    void aBaseWithAUsedPositionResumesThere() {
+        try (PackedRing r = new PackedRing(4, 0, 1, 8)) {
+            r.offer(0, r.dataGpa, 8, 0);
+            r.offer(1, r.dataGpa, 8, 0);
+            r.offer(2, r.dataGpa, 8, 0);
+            // a back-end took two and died; the front-end sends avail 2 with used 0 in the high half
+            int base = PackedEvent.offWrap(2, true) | PackedEvent.offWrap(0, true) << 16;
+            assertNull(RingLayout.PACKED.checkBase(base, 4));
+            PackedVirtqueue q = restart(r, base);
+            int n = 0;
+            while (q.next(r.chain) == DeviceQueue.CHAIN) {
+                q.pushUsed(r.chain.head(), 0);
+                n++;
+            }
+            assertEquals(3, n, "the two in flight are taken again");
+            assertEquals(PackedEvent.offWrap(3, true), q.base());
+        }
+    }
+
+    @Test
+    void aBaseOfZeroAfterABackEndRestartIsRecoveredFromTheFlags() {
+        try (PackedRing r = new PackedRing(4, 0, 1, 8)) {
+            for (int i = 0; i < 5; i++) {
+                r.offer(i % 4, r.dataGpa, 8, 0);
+                assertEquals(DeviceQueue.CHAIN, r.next());
+                r.q.pushUsed(i % 4, 0);
+                r.poll();
+            }
+            r.offer(1, r.dataGpa, 8, 0); // slot 1, wrap 0
+            PackedVirtqueue q = restart(r, 0);
+            assertEquals(DeviceQueue.CHAIN, q.next(r.chain), () -> q.toString());
+            assertEquals(1, r.chain.head());
+            assertNull(q.brokenReason());
+        }
+    }
+
+    @Test
+    void theBaseWithChainsInFlightOutOfOrderReturnsThemAsUsed() {
+        try (PackedRing r = new PackedRing(4, 0, 1, 8)) {
+            r.offer(0, r.dataGpa, 8, PackedDesc.F_WRITE);
+            r.offer(1, r.dataGpa, 8, PackedDesc.F_WRITE);
+            assertEquals(DeviceQueue.CHAIN, r.next());
+            assertEquals(DeviceQueue.CHAIN, r.next());
+            r.q.pushUsed(1, 5); // the newer one first: id 0 is no longer the last taken
+            r.q.returnInFlight();
+            assertEquals(0, r.q.inFlight());
+            assertEquals(PackedEvent.offWrap(2, true), r.q.stop());
+            assertEquals(1, r.poll());
+            assertEquals(1, r.lastId);
+            assertEquals(1, r.poll());
+            assertEquals(0, r.lastId);
+            assertEquals(0, r.lastLen);
+        }
+    }
+}
