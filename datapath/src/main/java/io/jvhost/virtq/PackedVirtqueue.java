@@ -259,9 +259,12 @@ public final class PackedVirtqueue implements DeviceQueue {
     }
 
     /**
-     * {@code SET_VRING_BASE}: bits 0-14 the next avail slot, bit 15 the driver wrap counter there
-     * (what QEMU 7.2 and DPDK 22.11 send). Bits 16-30 / 31, when not all zero, the used slot and
-     * wrap counter: the device resumes there (chains between were in flight and are taken again).
+     * {@code SET_VRING_BASE}: bits 0-14 the next avail slot, bit 15 the driver wrap counter there;
+     * bits 16-30 / 31 the used slot and its wrap counter (QEMU's
+     * {@code virtio_queue_packed_get_last_avail_idx} sends both halves, DPDK 22.11 reads only the
+     * low one). A high half of 0 means "not given" (used = avail): DPDK answers GET_VRING_BASE with
+     * the low half only, and QEMU then keeps 0 there. A used position behind the avail one: the
+     * device resumes at the used position (chains between were in flight and are taken again).
      */
     @Override
     public void setBase(int num) {
@@ -286,17 +289,14 @@ public final class PackedVirtqueue implements DeviceQueue {
     }
 
     /**
-     * {@code GET_VRING_BASE}: the next avail slot and driver wrap counter in the low 16 bits; the
-     * used slot in the high 16 bits only when it differs (chains still in flight), else zero — the
-     * front-ends named at {@link #setBase} keep only the low 16 bits and assume used = avail.
+     * {@code GET_VRING_BASE}: the next avail slot and driver wrap counter in the low 16 bits, the
+     * used slot and device wrap counter in the high 16 (equal to the low half once the engines gave
+     * every chain back): QEMU stores both halves ({@code virtio_queue_packed_set_last_avail_idx}),
+     * DPDK reads the low one.
      */
     @Override
     public int base() {
-        int lo = PackedEvent.offWrap(availIdx, availWrap);
-        if (usedIdx == availIdx && usedWrap == availWrap) {
-            return lo;
-        }
-        return lo | PackedEvent.offWrap(usedIdx, usedWrap) << 16;
+        return PackedEvent.offWrap(availIdx, availWrap) | PackedEvent.offWrap(usedIdx, usedWrap) << 16;
     }
 
     /**

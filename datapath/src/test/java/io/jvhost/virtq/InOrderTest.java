@@ -99,7 +99,7 @@ class InOrderTest {
             assertEquals(4, r.poll(), "one used descriptor completes all four");
             assertEquals(3, r.lastId);
             assertEquals(0, r.poll());
-            assertEquals(PackedEvent.offWrap(4, true), r.q.base());
+            assertEquals(PackedEvent.offWrap(4, true) * 0x1_0001, r.q.base());
         }
     }
 
@@ -149,7 +149,7 @@ class InOrderTest {
                 assertEquals(id, r.lastId);
                 assertEquals(lens[id], r.lastLen);
             }
-            assertEquals(PackedEvent.offWrap(4, true), r.q.stop());
+            assertEquals(PackedEvent.offWrap(4, true) * 0x1_0001, r.q.stop());
         }
     }
 }

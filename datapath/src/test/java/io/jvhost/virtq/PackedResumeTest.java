@@ -32,7 +32,7 @@ class PackedResumeTest {
     @Test
     void aFreshRingsBaseIsSlotZeroWithWrapOne() {
         try (PackedRing r = new PackedRing(5, 0, 1, 8)) {
-            assertEquals(0x8000, r.q.base());
+            assertEquals(0x8000_8000, r.q.base(), "avail and used: slot 0, wrap counter 1");
             assertNull(RingLayout.PACKED.checkBase(0x8000, 5));
         }
     }
@@ -51,13 +51,24 @@ class PackedResumeTest {
             assertEquals(DeviceQueue.CHAIN, r.next()); // id 1 taken, not completed
             r.q.returnInFlight(); // the last taken: rewound
             int base = r.q.stop();
-            assertEquals(PackedEvent.offWrap(1, false), base, "slot 1 of the second lap (wrap 0), low 16 bits only");
+            assertEquals(PackedEvent.offWrap(1, false) * 0x1_0001, base, "slot 1 of the second lap (wrap 0), both halves");
             PackedVirtqueue q = restart(r, base);
             assertEquals(DeviceQueue.CHAIN, q.next(r.chain));
             assertEquals(1, r.chain.head());
             assertEquals(DeviceQueue.CHAIN, q.next(r.chain));
             assertEquals(2, r.chain.head());
             assertEquals(DeviceQueue.NONE, q.next(r.chain));
+        }
+    }
+
+    @Test
+    void theLowHalfAloneAsDpdkSendsItMeansUsedEqualsAvail() {
+        try (PackedRing r = new PackedRing(4, 0, 1, 8)) {
+            r.offer(0, r.dataGpa, 8, 0);
+            PackedVirtqueue q = restart(r, 0x8000);
+            assertEquals(DeviceQueue.CHAIN, q.next(r.chain));
+            q.pushUsed(0, 0);
+            assertEquals(PackedEvent.offWrap(1, true) * 0x1_0001, q.base());
         }
     }
 
@@ -77,7 +88,7 @@ class PackedResumeTest {
                 n++;
             }
             assertEquals(3, n, "the two in flight are taken again");
-            assertEquals(PackedEvent.offWrap(3, true), q.base());
+            assertEquals(PackedEvent.offWrap(3, true) * 0x1_0001, q.base());
         }
     }
 
@@ -108,7 +119,7 @@ class PackedResumeTest {
             r.q.pushUsed(1, 5); // the newer one first: id 0 is no longer the last taken
             r.q.returnInFlight();
             assertEquals(0, r.q.inFlight());
-            assertEquals(PackedEvent.offWrap(2, true), r.q.stop());
+            assertEquals(PackedEvent.offWrap(2, true) * 0x1_0001, r.q.stop());
             assertEquals(1, r.poll());
             assertEquals(1, r.lastId);
             assertEquals(1, r.poll());
