@@ -779,10 +779,28 @@ class PackedEngineFuzzTest {
 
         /** The frames the guest got are frames the host wrote, whole and in order. */
         void checkFrames() {
+            int s = 0;
+            for (Received f : received(0)) {
+                while (s < sent.size() && !sameFrame(sent.get(s), f.bytes(), f.buffers())) {
+                    s++;
+                }
+                if (s == sent.size()) {
+                    throw new AssertionError("RX frame of " + f.bytes().length + " bytes (" + f.buffers() + " buffers) is"
+                            + " not a frame the host wrote after the previous one");
+                }
+                s++;
+            }
+        }
+
+        record Received(byte[] bytes, int buffers) {
+        }
+
+        /** The frames in the used buffers from {@code done[from]} on (num_buffers buffers each with MRG_RXBUF). */
+        List<Received> received(int from) {
             boolean mergeable = VirtioFeatures.has(features, VirtioFeatures.NET_F_MRG_RXBUF);
             MemorySegment r = ram();
-            int s = 0;
-            for (int k = 0; k < done.size(); k++) {
+            List<Received> out = new ArrayList<>();
+            for (int k = from; k < done.size(); k++) {
                 int len = doneLens.get(k);
                 if (len <= 0) {
                     continue; // returned unused
@@ -799,8 +817,7 @@ class PackedEngineFuzzTest {
                 java.io.ByteArrayOutputStream got = new java.io.ByteArrayOutputStream();
                 for (int b = 0; b < buffers; b++) {
                     Offer o = done.get(k + b);
-                    int l = doneLens.get(k + b);
-                    int left = l;
+                    int left = doneLens.get(k + b);
                     for (int p = 0; p < o.gpas().length && left > 0; p++) {
                         int c = Math.min(left, o.lens()[p]);
                         byte[] part = new byte[c];
@@ -810,16 +827,9 @@ class PackedEngineFuzzTest {
                     }
                 }
                 k += buffers - 1;
-                byte[] g = got.toByteArray();
-                while (s < sent.size() && !sameFrame(sent.get(s), g, buffers)) {
-                    s++;
-                }
-                if (s == sent.size()) {
-                    throw new AssertionError("RX frame of " + g.length + " bytes (" + buffers + " buffers) is not a"
-                            + " frame the host wrote after the previous one");
-                }
-                s++;
+                out.add(new Received(got.toByteArray(), buffers));
             }
+            return out;
         }
 
         /** The host's record (virtio-net header + frame) as the guest gets it: num_buffers set by the device. */
@@ -916,16 +926,8 @@ class PackedEngineFuzzTest {
                 }
             } else {
                 boolean found = false;
-                for (int k = before; k < done.size() && !found; k++) {
-                    Offer b = done.get(k);
-                    int l = doneLens.get(k);
-                    if (l == frame.length) {
-                        byte[] got = new byte[frame.length];
-                        MemorySegment.copy(r, ValueLayout.JAVA_BYTE, b.gpas()[0], got, 0,
-                                Math.min(got.length, b.lens()[0]));
-                        found = Arrays.equals(Arrays.copyOfRange(got, hdr, got.length),
-                                Arrays.copyOfRange(frame, hdr, frame.length));
-                    }
+                for (Received f : received(before)) {
+                    found |= sameFrame(frame, f.bytes(), f.buffers());
                 }
                 if (!found) {
                     throw new AssertionError("after the restart the clean frame did not reach a buffer (" + ring.queue()
