@@ -855,25 +855,23 @@ class PackedEngineFuzzTest {
             if (hostile || ring.queue().isBroken()) {
                 // a clean ring from a fresh start: reset as a device reset would
                 ring.reset();
-                ram().asSlice(DESC_OFF, RingLayout.PACKED.descBytes(size)).fill((byte) 0);
-                availIdx = 0;
-                availWrap = true;
-                usedIdx = 0;
-                usedWrap = true;
-                Arrays.fill(byId, null);
-                order.clear();
                 base = PackedEvent.offWrap(0, true);
             }
+            // The driver starts over at the base with an empty ring (what it had made available went
+            // back at the stop; a clean chain must not queue behind a buffer too small for its frame).
+            ram().asSlice(DESC_OFF, RingLayout.PACKED.descBytes(size)).fill((byte) 0);
+            availIdx = base & PackedEvent.OFF_MASK;
+            availWrap = (base & (1 << PackedEvent.WRAP_SHIFT)) != 0;
+            usedIdx = availIdx;
+            usedWrap = availWrap;
+            Arrays.fill(byId, null);
+            order.clear();
             enabled = true;
             tableIdx = 0;
             hostile = false;
             PackedEvent.set(ram().asSlice(DRIVER_OFF, PackedEvent.SIZE), 0, PackedEvent.FLAG_ENABLE);
             startRing(base);
             int before = done.size();
-            if (freeSlots() == 0 || freeId() < 0) {
-                stopRing();
-                return; // every slot still held by the guest's own unreturned chains (the device gave them all back)
-            }
             // one clean buffer: a 60-byte frame (TX) or room for any frame (RX)
             int id = freeId();
             int len = isTx ? hdr + 60 : VirtioNetHdr.MAX_GSO_FRAME + hdr + mtu + 64;
