@@ -460,7 +460,8 @@ class PackedEngineFuzzTest {
                         return; // the guest broke its own bookkeeping
                     }
                     throw new AssertionError("used descriptor at slot " + usedIdx + " names id " + id
-                            + ", not in flight");
+                            + ", not in flight (len " + len + ", ring " + Run.this.ring.queue() + ", base 0x" + Integer.toHexString(base)
+                            + ", features 0x" + Long.toHexString(features) + ", in flight " + order + ")");
                 }
                 int slots = 0;
                 if (inOrder) {
@@ -859,11 +860,17 @@ class PackedEngineFuzzTest {
             }
             // The driver starts over at the base with an empty ring (what it had made available went
             // back at the stop; a clean chain must not queue behind a buffer too small for its frame).
-            ram().asSlice(DESC_OFF, RingLayout.PACKED.descBytes(size)).fill((byte) 0);
             availIdx = base & PackedEvent.OFF_MASK;
             availWrap = (base & (1 << PackedEvent.WRAP_SHIFT)) != 0;
             usedIdx = availIdx;
             usedWrap = availWrap;
+            MemorySegment dr = desc();
+            dr.fill((byte) 0);
+            for (int slot = 0; slot < size; slot++) {
+                // each slot as the previous lap left it: used for the counter before the one it comes up with
+                boolean next = slot >= availIdx ? availWrap : !availWrap;
+                PackedDesc.putPlain(dr, PackedDesc.offset(slot), 0, 0, 0, PackedDesc.usedFlags(!next));
+            }
             Arrays.fill(byId, null);
             order.clear();
             enabled = true;
