@@ -174,6 +174,11 @@ public final class PackedVirtqueue implements DeviceQueue {
     }
 
     @Override
+    public boolean inOrder() {
+        return inOrder;
+    }
+
+    @Override
     public void setBrokenHandler(Consumer<DeviceQueue> handler) {
         this.brokenHandler = handler;
     }
@@ -301,10 +306,11 @@ public final class PackedVirtqueue implements DeviceQueue {
 
     /**
      * Starts at the used position (chains between it and the avail position were in flight at a
-     * stop that could not return them: they are taken again). When the base is 0 (slot 0, wrap
-     * counter 0: what a front-end that lost track re-sends after a back-end restart; a fresh ring's
-     * base is 0x8000) and slot 0 holds no available chain, the position is recovered from the
-     * descriptor flags ({@link #resync}).
+     * stop that could not return them: they are taken again). The base is trusted otherwise: a
+     * packed ring has no index in memory to check it against, and its flags cannot tell the
+     * driver's front from slots the device consumed that still look available (the non-head slots
+     * of multi-descriptor chains, the buffers of an elided IN_ORDER run) — a base of 0 is slot 0 of
+     * an even lap, not a front-end that lost track (docs/DATAPATH.md, "Packed rings").
      */
     @Override
     public void start() {
@@ -314,9 +320,6 @@ public final class PackedVirtqueue implements DeviceQueue {
         if (usedIdx != availIdx || usedWrap != availWrap) {
             availIdx = usedIdx;
             availWrap = usedWrap;
-        }
-        if (availIdx == 0 && !availWrap && !isAvailAt(0, false)) {
-            resync();
         }
         inFlight.clear();
         clearIds();
@@ -330,35 +333,6 @@ public final class PackedVirtqueue implements DeviceQueue {
 
     private boolean isAvailAt(int slot, boolean wrap) {
         return PackedDesc.isAvail(PackedDesc.flagsAcquire(desc, PackedDesc.offset(slot)), wrap);
-    }
-
-    /**
-     * Recovers the device position from the ring when the front-end sent an initial base although
-     * the ring ran before: the first slot (scanning from 0, wrap counter 1 then 0) whose descriptor
-     * is available while its predecessor is not. Ambiguous when the device had consumed chains of
-     * several descriptors or elided IN_ORDER runs (their non-head slots still look available),
-     * and blind on an idle ring (then the base stays): docs/DATAPATH.md, "Packed rings".
-     */
-    private void resync() {
-        for (int w = 0; w < 2; w++) {
-            boolean wrap = w == 0;
-            for (int p = 0; p < size; p++) {
-                boolean prevWrap = p == 0 ? !wrap : wrap;
-                int prev = p == 0 ? size - 1 : p - 1;
-                if (isAvailAt(p, wrap) && !isAvailAt(prev, prevWrap)) {
-                    if (p != availIdx || wrap != availWrap) {
-                        LOG.log(System.Logger.Level.WARNING, "{0}: base {1} given but the ring has chains available"
-                                + " from slot {2} (wrap {3}): resuming there (front-end lost track, e.g. after a"
-                                + " back-end restart)", name, Integer.toHexString(base()), Integer.toString(p), wrap);
-                    }
-                    availIdx = p;
-                    availWrap = wrap;
-                    usedIdx = p;
-                    usedWrap = wrap;
-                    return;
-                }
-            }
-        }
     }
 
     @Override
