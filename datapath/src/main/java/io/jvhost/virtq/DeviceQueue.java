@@ -59,6 +59,13 @@ public interface DeviceQueue {
     void setFeatures(long features);
 
     /**
+     * Whether VIRTIO_F_IN_ORDER was negotiated: chains are used in the order taken (the queue holds
+     * back completions that overtake, but an engine must not fill a later buffer with an earlier
+     * frame's successor while an earlier buffer stays empty).
+     */
+    boolean inOrder();
+
+    /**
      * Sets the table used to translate descriptor addresses and re-translates rings given as
      * front-end addresses. On a stopped queue whose rings the table does not cover the stale
      * translations are dropped (not an error).

@@ -153,6 +153,11 @@ public final class SplitVirtqueue implements DeviceQueue {
     }
 
     @Override
+    public boolean inOrder() {
+        return inOrder;
+    }
+
+    @Override
     public void setBrokenHandler(Consumer<DeviceQueue> handler) {
         this.brokenHandler = handler;
     }

@@ -560,8 +560,11 @@ class PackedEngineFuzzTest {
             }
         }
 
+        final StringBuilder log = new StringBuilder();
+
         void op(int op) {
             int budget = BUDGETS[d.consumeInt(0, BUDGETS.length - 1)];
+            log.append(op).append(' ');
             switch (op) {
                 case 0, 1 -> cycle(budget);
                 case 2 -> {
@@ -771,8 +774,17 @@ class PackedEngineFuzzTest {
                     e++;
                 }
                 if (e == offered.size()) {
+                    StringBuilder sb = new StringBuilder();
+                    for (Offer o : offered) {
+                        sb.append(o.id()).append(':').append(o.bytes().length).append(' ');
+                    }
+                    StringBuilder rs = new StringBuilder();
+                    for (byte[] rr : records) {
+                        rs.append(rr.length).append(' ');
+                    }
                     throw new AssertionError("TX record " + i + " (" + rec.length + " bytes) is not the readable data"
-                            + " of a chain offered after the previous record's");
+                            + " of a chain offered after the previous record's; offered " + sb + "; records " + rs
+                            + "; log " + log);
                 }
                 e++;
             }
@@ -786,8 +798,22 @@ class PackedEngineFuzzTest {
                     s++;
                 }
                 if (s == sent.size()) {
+                    StringBuilder sb = new StringBuilder();
+                    for (byte[] x : sent) {
+                        sb.append(x.length).append(' ');
+                    }
+                    StringBuilder rs = new StringBuilder();
+                    for (Received x : received(0)) {
+                        rs.append(x.bytes().length).append('/').append(x.buffers()).append(' ');
+                    }
+                    StringBuilder ds = new StringBuilder();
+                    for (int k = 0; k < done.size(); k++) {
+                        ds.append(done.get(k).id()).append(':').append(doneLens.get(k)).append('/')
+                                .append(done.get(k).capacity()).append(' ');
+                    }
                     throw new AssertionError("RX frame of " + f.bytes().length + " bytes (" + f.buffers() + " buffers) is"
-                            + " not a frame the host wrote after the previous one");
+                            + " not a frame the host wrote after the previous one; sent " + sb + "; received " + rs
+                            + "; done " + ds + "; features 0x" + Long.toHexString(features) + "; log " + log);
                 }
                 s++;
             }
