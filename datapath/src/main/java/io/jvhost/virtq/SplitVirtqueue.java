@@ -362,6 +362,12 @@ public final class SplitVirtqueue implements DeviceQueue {
                 return NONE;
             }
         }
+        if (inFlight.count() >= size) {
+            // every descriptor is in a chain the device holds (or, IN_ORDER, completed and held back):
+            // a further chain reuses one still in flight
+            return fail(VirtqError.AVAIL_INDEX_JUMP, "avail.idx=" + shadowAvailIdx + " offers a chain at " + last
+                    + " while " + inFlight.count() + " chains (the queue size) are in flight");
+        }
         int head = VringAvail.ring(avail, last & mask);
         chain.reset();
         if (head >= size) {

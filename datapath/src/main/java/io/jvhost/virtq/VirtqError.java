@@ -27,7 +27,10 @@ public enum VirtqError {
     BUFFER_OUTSIDE_MEMORY,
     /** A device-readable descriptor after a device-writable one. */
     READABLE_AFTER_WRITABLE,
-    /** {@code avail.idx} moved by more than the queue size since the last processed entry. */
+    /**
+     * {@code avail.idx} moved by more than the queue size since the last processed entry, or offers
+     * a chain while the queue size's worth of chains is in flight.
+     */
     AVAIL_INDEX_JUMP,
     /** More buffer pieces in one chain than the iovec array holds. */
     IOV_OVERFLOW,
