@@ -82,6 +82,25 @@ class InOrderTest {
         }
     }
 
+    @Test
+    void splitRefusesAChainBeyondTheQueueSizeInFlight() {
+        try (RawRing r = new RawRing(4, IN_ORDER, 1, 8)) {
+            r.desc(0, r.dataGpa, 64, VringDesc.F_WRITE, 0);
+            r.desc(1, r.dataGpa + 64, 64, VringDesc.F_WRITE, 0);
+            for (int k = 0; k < 4; k++) {
+                r.offer(k % 2); // a hostile driver re-posts heads still in flight
+                assertEquals(DeviceQueue.CHAIN, r.next());
+            }
+            r.q.addUsed(1, 5); // held back behind head 0: still in flight for the ring
+            r.offer(1);
+            assertEquals(DeviceQueue.BROKEN, r.next());
+            assertEquals(VirtqError.AVAIL_INDEX_JUMP, r.q.brokenReason());
+            r.q.returnInFlight(); // all four come back, none lost
+            assertEquals(0, r.q.inFlight());
+            assertEquals(r.q.base(), VringUsed.idxAcquire(r.used) + 0);
+        }
+    }
+
     // ---------------------------------------------------------------- packed
 
     @Test
