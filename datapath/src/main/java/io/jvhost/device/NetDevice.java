@@ -226,6 +226,8 @@ public final class NetDevice implements DeviceBackend {
                 // it QEMU asks the back-end to send a RARP instead (SEND_RARP).
                 VirtioFeatures.NET_F_GUEST_ANNOUNCE,
                 VirtioFeatures.RING_F_INDIRECT_DESC, VirtioFeatures.RING_F_EVENT_IDX,
+                // packed rings and in-order use: the queue behind DeviceQueue follows the negotiated format
+                VirtioFeatures.F_RING_PACKED, VirtioFeatures.F_IN_ORDER,
                 // dirty-page logging for live migration (with the LOG_SHMFD protocol feature)
                 VirtioFeatures.F_LOG_ALL,
                 VirtioFeatures.VHOST_USER_F_PROTOCOL_FEATURES, VirtioFeatures.F_VERSION_1}) {

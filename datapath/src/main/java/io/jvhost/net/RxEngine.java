@@ -275,7 +275,10 @@ public final class RxEngine {
                 needsBuffers = true;
                 break;
             }
-            int single = singleBuffers(Math.min(budget - done, uring != null ? batchTarget : 1));
+            // IN_ORDER: one read at a time — a batch may leave a buffer empty (tap empty, a frame cut)
+            // while a later one takes the next frame, and the queue then publishes both in ring
+            // order: the guest would get the frames swapped.
+            int single = singleBuffers(Math.min(budget - done, uring != null && !queue.inOrder() ? batchTarget : 1));
             if (single > 0) {
                 long r = single > 1 ? readBatch(single) : readOne();
                 if (r < 0) {

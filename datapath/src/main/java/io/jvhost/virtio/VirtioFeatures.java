@@ -78,6 +78,8 @@ public final class VirtioFeatures {
         m.put("any-layout", F_ANY_LAYOUT);
         m.put("indirect-desc", RING_F_INDIRECT_DESC);
         m.put("event-idx", RING_F_EVENT_IDX);
+        m.put("ring-packed", F_RING_PACKED);
+        m.put("in-order", F_IN_ORDER);
         m.put("log-all", F_LOG_ALL);
         m.put("protocol-features", VHOST_USER_F_PROTOCOL_FEATURES);
         m.put("version-1", F_VERSION_1);

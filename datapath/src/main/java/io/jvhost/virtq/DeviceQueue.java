@@ -8,8 +8,8 @@ import java.util.function.Consumer;
 
 /**
  * The device side of one virtqueue, whatever its format: what the TX and RX engines and the
- * worker use. {@link SplitVirtqueue} implements it for split rings; a packed ring is another class
- * behind the same surface, so the engines exist once. The shape follows rust-vmm's
+ * worker use. {@link SplitVirtqueue} implements it for split rings, {@link PackedVirtqueue} for
+ * packed rings, so the engines exist once. The shape follows rust-vmm's
  * {@code QueueT}: configure while stopped, then take chains, complete them, publish, and decide
  * about notifications.
  *
@@ -59,6 +59,13 @@ public interface DeviceQueue {
     void setFeatures(long features);
 
     /**
+     * Whether VIRTIO_F_IN_ORDER was negotiated: chains are used in the order taken (the queue holds
+     * back completions that overtake, but an engine must not fill a later buffer with an earlier
+     * frame's successor while an earlier buffer stays empty).
+     */
+    boolean inOrder();
+
+    /**
      * Sets the table used to translate descriptor addresses and re-translates rings given as
      * front-end addresses. On a stopped queue whose rings the table does not cover the stale
      * translations are dropped (not an error).
@@ -85,7 +92,8 @@ public interface DeviceQueue {
      * rings — split: used elements, {@code used.idx}, {@code used.flags}, {@code avail_event} — marks
      * its pages in {@code log}, after the write and, for what the driver consumes, before the
      * release that publishes it. The ring is logged by guest-physical address
-     * {@code logGuestAddr} (the first byte of the device area; packed: what its format defines).
+     * {@code logGuestAddr} (the first byte of the device area; packed rings log each write by the
+     * guest-physical address of what they wrote, as their used descriptors live in the descriptor ring).
      * {@code log} null: nothing is logged. May change while the queue runs (worker thread).
      */
     void setDirtyLog(DirtyLog log, boolean logRing, long logGuestAddr);

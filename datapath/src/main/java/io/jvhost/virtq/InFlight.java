@@ -54,42 +54,22 @@ final class InFlight {
         return outOfOrder;
     }
 
-    /**
-     * Records a chain just taken.
-     *
-     * @return false (nothing recorded) when as many chains as there is room for are already in
-     *         flight: the driver made a chain available again before it was used (a ring holds no
-     *         more chains than it has descriptors)
-     */
-    boolean push(int id, int ringSlots) {
+    /** Records a chain just taken. */
+    void push(int id, int ringSlots) {
         if (tail - head > mask) {
-            // The records of chains completed out of order still sit between live ones (an RX window
-            // held while unusable chains behind it were returned): squeeze them out.
-            if (live > mask) {
-                return false;
+            // Full of records, some of them completed out of order behind a chain still in flight
+            // (the ring reuses their slots): squeeze those out. Only with every record live (a
+            // device bug: takes are bounded by the ring) is the oldest dropped rather than overwritten.
+            if (live <= mask) {
+                compact();
+            } else {
+                pop();
             }
-            compact();
         }
         ids[tail & mask] = id;
         slots[tail & mask] = ringSlots;
         tail++;
         live++;
-        return true;
-    }
-
-    /** Moves the live records together, oldest first, dropping completed ones. Off the hot path. */
-    private void compact() {
-        int to = head;
-        for (int seq = head; seq != tail; seq++) {
-            int i = seq & mask;
-            if (ids[i] != DONE) {
-                int j = to & mask;
-                ids[j] = ids[i];
-                slots[j] = slots[i];
-                to++;
-            }
-        }
-        tail = to;
     }
 
     /**
@@ -117,6 +97,21 @@ final class InFlight {
             }
         }
         return -1;
+    }
+
+    /** Moves the live records together, oldest first, dropping the completed ones between them. */
+    private void compact() {
+        int w = head;
+        for (int seq = head; seq != tail; seq++) {
+            int i = seq & mask;
+            if (ids[i] != DONE) {
+                int j = w & mask;
+                ids[j] = ids[i];
+                slots[j] = slots[i];
+                w++;
+            }
+        }
+        tail = w;
     }
 
     /** Removes the oldest entry and any completed ones behind it. */
@@ -152,6 +147,20 @@ final class InFlight {
             outOfOrder = false;
         }
         return total;
+    }
+
+    /** The id of the oldest chain still in flight ({@link #count()} &gt; 0). O(1). */
+    int oldest() {
+        return ids[head & mask];
+    }
+
+    /**
+     * The id of the {@code k}-th newest entry (0: the last taken), or -1 when that entry was
+     * already completed out of order. {@code k} &lt; entries between oldest and newest.
+     */
+    int idFromNewest(int k) {
+        int id = ids[(tail - 1 - k) & mask];
+        return id == DONE ? -1 : id;
     }
 
     /** The id of the {@code k}-th oldest chain still in flight (0 ≤ k < {@link #count()}). */

@@ -92,6 +92,14 @@ public final class PackedDesc {
         ring.set(VringDesc.LE_SHORT, descOffset + ID_OFFSET, (short) id);
     }
 
+    /**
+     * Plain store of a used descriptor's flags, for a descriptor a later {@link #flagsRelease} of
+     * an earlier slot publishes (the driver reads used descriptors in ring order).
+     */
+    public static void putFlags(MemorySegment ring, long descOffset, int flags) {
+        ring.set(LE_SHORT_ALIGNED, descOffset + FLAGS_OFFSET, (short) flags);
+    }
+
     /** Plain write of addr, len and id (driver); the flags follow with {@link #flagsRelease}. */
     public static void put(MemorySegment ring, long descOffset, long addr, int len, int id) {
         ring.set(LE_LONG, descOffset + ADDR_OFFSET, addr);

@@ -63,7 +63,8 @@ public enum RingLayout {
      * Packed virtqueue (virtio 1.2 §2.8): one descriptor ring and two 4-byte event-suppression
      * areas. The ring base packs the next avail index (bits 0-14) with the driver's wrap counter
      * (bit 15); bits 16-30 and 31 carry the used index and used wrap counter where the front-end
-     * keeps them (DPDK does; QEMU 7.2 sends and expects the low 16 bits).
+     * keeps them (QEMU's {@code virtio_queue_packed_get/set_last_avail_idx} use all 32 bits; DPDK
+     * 22.11's back-end reads and answers only the low 16).
      */
     PACKED {
         @Override

@@ -38,6 +38,11 @@ import java.util.function.Consumer;
  *       go to sleep (lost wake-up).</li>
  * </ul>
  *
+ * <h2>IN_ORDER</h2>
+ * With {@code VIRTIO_F_IN_ORDER} a completion that overtakes an older chain in flight is held back
+ * (its length kept) and written when the older ones complete: used elements appear in the order the
+ * chains were made available. Each chain keeps its own used element (see {@link #addUsed}).
+ *
  * <h2>Threading</h2>
  * Owned by one queue-pair worker thread: every method except {@link #brokenReason()},
  * {@link #brokenMessage()} and {@link #errorCount()} must be called from that thread, or from the
@@ -64,7 +69,11 @@ public final class SplitVirtqueue implements DeviceQueue {
 
     private boolean eventIdx;
     private boolean indirect;
+    private boolean inOrder;
     private int maxIndirectEntries;
+    /** IN_ORDER: per head, the length of a completion held back behind an older chain, or -1. */
+    private int[] deferredLen = new int[0];
+    private int deferred;
 
     private boolean started;
     /** Next avail slot to take (16-bit, free running). */
@@ -111,6 +120,15 @@ public final class SplitVirtqueue implements DeviceQueue {
         this.mask = queueSize - 1;
         this.maxIndirectEntries = Math.max(queueSize, Chain.UIO_MAXIOV);
         inFlight.ensureCapacity(queueSize);
+        if (deferredLen.length < queueSize) {
+            deferredLen = new int[queueSize];
+        }
+        clearDeferred();
+    }
+
+    private void clearDeferred() {
+        java.util.Arrays.fill(deferredLen, -1);
+        deferred = 0;
     }
 
     @Override
@@ -123,6 +141,7 @@ public final class SplitVirtqueue implements DeviceQueue {
     public void setFeatures(long features) {
         this.eventIdx = VirtioFeatures.has(features, VirtioFeatures.RING_F_EVENT_IDX);
         this.indirect = VirtioFeatures.has(features, VirtioFeatures.RING_F_INDIRECT_DESC);
+        this.inOrder = VirtioFeatures.has(features, VirtioFeatures.F_IN_ORDER);
     }
 
     public boolean eventIdx() {
@@ -131,6 +150,11 @@ public final class SplitVirtqueue implements DeviceQueue {
 
     public boolean indirect() {
         return indirect;
+    }
+
+    @Override
+    public boolean inOrder() {
+        return inOrder;
     }
 
     @Override
@@ -287,6 +311,7 @@ public final class SplitVirtqueue implements DeviceQueue {
         this.signalledUsedIdx = u;
         this.signalledValid = false;
         this.inFlight.clear();
+        clearDeferred();
         this.started = true;
     }
 
@@ -337,6 +362,12 @@ public final class SplitVirtqueue implements DeviceQueue {
                 return NONE;
             }
         }
+        if (inFlight.count() >= size) {
+            // every descriptor is in a chain the device holds (or, IN_ORDER, completed and held back):
+            // a further chain reuses one still in flight
+            return fail(VirtqError.IN_FLIGHT_OVERFLOW, "avail.idx=" + shadowAvailIdx + " offers a chain at " + last
+                    + " while " + inFlight.count() + " chains (the queue size) are in flight");
+        }
         int head = VringAvail.ring(avail, last & mask);
         chain.reset();
         if (head >= size) {
@@ -346,10 +377,7 @@ public final class SplitVirtqueue implements DeviceQueue {
         if (r != CHAIN) {
             return r;
         }
-        if (!inFlight.push(head, 1)) {
-            return fail(VirtqError.IN_FLIGHT_OVERFLOW, "head " + head + " at avail " + last + " made available while "
-                    + inFlight.count() + " chains (the ring's " + size + " descriptors) are in flight");
-        }
+        inFlight.push(head, 1);
         chain.head = head;
         lastAvailIdx = (last + 1) & 0xffff;
         return CHAIN;
@@ -370,13 +398,23 @@ public final class SplitVirtqueue implements DeviceQueue {
     /** Gives back the last {@code n} chains taken by {@link #next} (not yet used), e.g. when a mergeable RX frame does not fit. */
     @Override
     public void rewind(int n) {
+        if (deferred > 0) {
+            int live = Math.min(n, inFlight.count());
+            for (int k = 0; k < live; k++) {
+                int id = inFlight.idFromNewest(k);
+                if (id >= 0 && id < size && deferredLen[id] >= 0) {
+                    deferredLen[id] = -1;
+                    deferred--;
+                }
+            }
+        }
         inFlight.popNewest(n);
         lastAvailIdx = (lastAvailIdx - n) & 0xffff;
     }
 
     @Override
     public int inFlight() {
-        return inFlight.count();
+        return inFlight.count() - deferred;
     }
 
     @Override
@@ -385,13 +423,14 @@ public final class SplitVirtqueue implements DeviceQueue {
         if (n == 0) {
             return;
         }
-        if (!inFlight.outOfOrder() || !started || brokenReason == VirtqError.MEMORY_FAULT) {
+        if ((!inFlight.outOfOrder() && deferred == 0) || !started || brokenReason == VirtqError.MEMORY_FAULT) {
             // (after a memory fault the used ring is not touched again; a restart resumes at used.idx)
             rewind(n);
             return;
         }
-        for (int k = 0; k < n; k++) {
-            addUsed(inFlight.idAt(0), 0);
+        for (int k = 0; k < n && inFlight.count() > 0; k++) {
+            int head = inFlight.idAt(0);
+            addUsed(head, deferredLen[head] >= 0 ? deferredLen[head] : 0);
         }
         publishUsed();
     }
@@ -502,6 +541,37 @@ public final class SplitVirtqueue implements DeviceQueue {
      */
     @Override
     public void addUsed(int head, int len) {
+        if (inOrder && inFlight.count() > 0 && inFlight.oldest() != head) {
+            // IN_ORDER: used in the order made available; held back until the older chains complete
+            if (head >= 0 && head < size && deferredLen[head] < 0) {
+                deferredLen[head] = len;
+                deferred++;
+            }
+            return;
+        }
+        if (inOrder && head >= 0 && head < size && deferredLen[head] >= 0) {
+            deferredLen[head] = -1;
+            deferred--;
+        }
+        putUsed(head, len);
+        while (deferred > 0 && inFlight.count() > 0) {
+            int o = inFlight.oldest();
+            int l = o >= 0 && o < size ? deferredLen[o] : -1;
+            if (l < 0) {
+                break;
+            }
+            deferredLen[o] = -1;
+            deferred--;
+            putUsed(o, l);
+        }
+    }
+
+    /**
+     * One used element per chain, also with IN_ORDER: the spec lets the device write a single
+     * element for a batch, but then {@code used.idx} no longer counts the chains used, and
+     * {@code used.idx} is where {@link #start} (and QEMU, after losing its back-end) resumes.
+     */
+    private void putUsed(int head, int len) {
         inFlight.complete(head);
         VringUsed.putElem(used, usedIdx & mask, head, len);
         usedIdx = (usedIdx + 1) & 0xffff;
@@ -640,6 +710,7 @@ public final class SplitVirtqueue implements DeviceQueue {
     @Override
     public void reset() {
         inFlight.clear();
+        clearDeferred();
         usedLog = null;
         brokenReason = null;
         brokenMessage = null;

@@ -27,7 +27,10 @@ public enum VirtqError {
     BUFFER_OUTSIDE_MEMORY,
     /** A device-readable descriptor after a device-writable one. */
     READABLE_AFTER_WRITABLE,
-    /** {@code avail.idx} moved by more than the queue size since the last processed entry. */
+    /**
+     * {@code avail.idx} moved by more than the queue size since the last processed entry, or offers
+     * a chain while the queue size's worth of chains is in flight.
+     */
     AVAIL_INDEX_JUMP,
     /**
      * More chains in flight than the ring has descriptors: the driver made a chain available again
@@ -36,6 +39,19 @@ public enum VirtqError {
     IN_FLIGHT_OVERFLOW,
     /** More buffer pieces in one chain than the iovec array holds. */
     IOV_OVERFLOW,
+    /**
+     * Packed ring: a buffer id &ge; the queue size, or one already in flight (the driver reused it
+     * before the device returned it).
+     */
+    BAD_BUFFER_ID,
+    /**
+     * Packed ring: a descriptor inside a chain (after an available head) whose AVAIL/USED flags do
+     * not mark it available for the wrap counter at its slot: a chain published half-written, or
+     * running into slots the device has not returned.
+     */
+    DESC_NOT_AVAILABLE,
+    /** Packed ring: the driver's event-suppression {@code off_wrap} names a slot &ge; the queue size, or its flags are reserved. */
+    BAD_EVENT_SUPPRESSION,
     /** Ring addresses outside guest memory or misaligned. */
     BAD_RING_ADDRESS,
     /**

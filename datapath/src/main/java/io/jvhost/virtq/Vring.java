@@ -28,6 +28,7 @@ public final class Vring {
 
     private final String name;
     private final SplitVirtqueue split;
+    private final PackedVirtqueue packed;
     /** Volatile: the engines read it on the worker, {@link #brokenReason()} from any thread. */
     private volatile DeviceQueue queue;
     private int kickFd = -1;
@@ -49,6 +50,8 @@ public final class Vring {
         this.name = name;
         this.split = new SplitVirtqueue(name);
         split.setBrokenHandler(q -> broken());
+        this.packed = new PackedVirtqueue(name);
+        packed.setBrokenHandler(q -> broken());
         this.queue = split;
     }
 
@@ -141,10 +144,7 @@ public final class Vring {
     }
 
     private DeviceQueue queueFor(RingLayout layout) {
-        if (layout == RingLayout.SPLIT) {
-            return split;
-        }
-        throw new IllegalArgumentException(name + ": " + layout + " rings are not supported");
+        return layout == RingLayout.PACKED ? packed : split;
     }
 
     /**

@@ -284,12 +284,14 @@ class EngineFuzzTest {
         // Set-up
 
         void configure() {
-            int fb = d.consumeInt(0, 0x7fff);
+            // (16 bits: bit 15, IN_ORDER, came last, so older corpus entries keep their other features)
+            int fb = d.consumeInt(0, 0xffff);
             int[] bits = {VirtioFeatures.F_VERSION_1, VirtioFeatures.NET_F_MRG_RXBUF, VirtioFeatures.RING_F_EVENT_IDX,
                 VirtioFeatures.RING_F_INDIRECT_DESC, VirtioFeatures.NET_F_CSUM, VirtioFeatures.NET_F_GUEST_CSUM,
                 VirtioFeatures.NET_F_HOST_TSO4, VirtioFeatures.NET_F_HOST_TSO6, VirtioFeatures.NET_F_HOST_UFO,
                 VirtioFeatures.NET_F_HOST_USO, VirtioFeatures.NET_F_HOST_ECN, VirtioFeatures.NET_F_GUEST_TSO4,
-                VirtioFeatures.NET_F_GUEST_TSO6, VirtioFeatures.NET_F_GUEST_UFO, VirtioFeatures.NET_F_GUEST_USO4};
+                VirtioFeatures.NET_F_GUEST_TSO6, VirtioFeatures.NET_F_GUEST_UFO, VirtioFeatures.NET_F_GUEST_USO4,
+                VirtioFeatures.F_IN_ORDER};
             for (int i = 0; i < bits.length; i++) {
                 if ((fb & (1 << i)) != 0) {
                     features |= 1L << bits[i];
@@ -965,6 +967,16 @@ class EngineFuzzTest {
                     throw new AssertionError("RX used length " + Integer.toUnsignedLong(lens[u]) + " > writable "
                             + w.wBytes + " of head " + ids[u]);
                 }
+            }
+            if (VirtioFeatures.has(features, VirtioFeatures.F_IN_ORDER)) {
+                // IN_ORDER: the u-th used entry is the chain made available u-th
+                for (int u = 0; u < used; u++) {
+                    if (ids[u] != headAt(u)) {
+                        throw new AssertionError("IN_ORDER: used entry " + u + " is head " + ids[u] + ", the chain"
+                                + " made available there is head " + headAt(u));
+                    }
+                }
+                count("in-order checked");
             }
             if (isTx) {
                 checkRecords(walks);

@@ -49,7 +49,7 @@ class ClientModeTest {
                 try {
                     int fd = acceptWithin(lfd, 7000);
                     try (VhostUserClient c = VhostUserClient.onFd(fd)) {
-                        c.negotiate(-1L, -1L);
+                        c.negotiate(ProtocolFixture.SPLIT_RINGS, -1L);
                         c.setMemTable(List.of(mem.region()));
                         c.setupRing(1, vq, kick, call);
                         c.setVringEnable(1, true);

@@ -30,7 +30,8 @@ class DescriptorsTest {
     void offeredFeaturesAreExactlyTheListedOnes() {
         long s = VirtioFeatures.SUPPORTED;
         for (int bit : new int[] {VirtioFeatures.F_VERSION_1, VirtioFeatures.F_ANY_LAYOUT, VirtioFeatures.RING_F_INDIRECT_DESC,
-                VirtioFeatures.RING_F_EVENT_IDX, VirtioFeatures.NET_F_MRG_RXBUF, VirtioFeatures.NET_F_CSUM,
+                VirtioFeatures.RING_F_EVENT_IDX, VirtioFeatures.F_RING_PACKED, VirtioFeatures.F_IN_ORDER,
+                VirtioFeatures.NET_F_MRG_RXBUF, VirtioFeatures.NET_F_CSUM,
                 VirtioFeatures.NET_F_GUEST_CSUM, VirtioFeatures.NET_F_GUEST_TSO4, VirtioFeatures.NET_F_GUEST_TSO6,
                 VirtioFeatures.NET_F_GUEST_ECN, VirtioFeatures.NET_F_GUEST_UFO, VirtioFeatures.NET_F_HOST_TSO4,
                 VirtioFeatures.NET_F_HOST_TSO6, VirtioFeatures.NET_F_HOST_ECN, VirtioFeatures.NET_F_HOST_UFO,

@@ -65,7 +65,7 @@ class FrontEndQuirksTest {
     @Test
     void qemuRepeatsOwnerFeaturesAndTableWhileOtherRingsRun() {
         try (ProtocolFixture f = new ProtocolFixture(2); VhostUserClient c = f.connect()) {
-            long ack = c.negotiate(-1L, -1L);
+            long ack = c.negotiate(ProtocolFixture.SPLIT_RINGS, -1L);
             for (int q = 0; q < 4; q++) {
                 c.setVringCall(q, f.eventFd());
                 c.setVringErr(q, f.eventFd());
@@ -93,7 +93,7 @@ class FrontEndQuirksTest {
     @Test
     void featuresMayNotChangeWhileRingsRunButMayAfterTheyStopped() {
         try (ProtocolFixture f = new ProtocolFixture(1); VhostUserClient c = f.connect()) {
-            long ack = c.negotiate(-1L, -1L);
+            long ack = c.negotiate(ProtocolFixture.SPLIT_RINGS, -1L);
             c.setMemTable(List.of(f.mem.region()));
             f.setupRing(c, 0, 0);
             long noEventIdx = ack & ~(1L << VirtioFeatures.RING_F_EVENT_IDX);
@@ -164,7 +164,7 @@ class FrontEndQuirksTest {
     @Test
     void removeThenAddOfTheRingsRegionPausesAndResumes() {
         try (ProtocolFixture f = new ProtocolFixture(1); VhostUserClient c = f.connect()) {
-            c.negotiate(-1L, -1L);
+            c.negotiate(ProtocolFixture.SPLIT_RINGS, -1L);
             c.addMemReg(f.mem.region());
             f.setupRing(c, 0, 3);
             c.remMemReg(f.mem.region());
@@ -185,7 +185,7 @@ class FrontEndQuirksTest {
     @Test
     void qemuMultiQueueSendsEveryRegionMessageOncePerQueuePair() {
         try (ProtocolFixture f = new ProtocolFixture(2); VhostUserClient c = f.connect()) {
-            c.negotiate(-1L, -1L);
+            c.negotiate(ProtocolFixture.SPLIT_RINGS, -1L);
             List<MemoryRegion> halves = f.mem.regions(2);
             for (int pair = 0; pair < 2; pair++) {
                 for (MemoryRegion r : halves) {
@@ -218,7 +218,7 @@ class FrontEndQuirksTest {
     @Test
     void logBaseAndLogFdWithoutLogShmfdHaveNoReplyOfTheirOwn() {
         try (ProtocolFixture f = new ProtocolFixture(1); VhostUserClient c = f.connect()) {
-            c.negotiate(-1L, VhostUserMessage.PROTOCOL_SUPPORTED & ~(1L << PROTOCOL_F_LOG_SHMFD));
+            c.negotiate(ProtocolFixture.SPLIT_RINGS, VhostUserMessage.PROTOCOL_SUPPORTED & ~(1L << PROTOCOL_F_LOG_SHMFD));
             c.setMemTable(List.of(f.mem.region()));
             long offered = c.getFeatures();
             int logFd = f.eventFd();
@@ -275,7 +275,7 @@ class FrontEndQuirksTest {
             }
             f.backend.awaitResets(1, 5000);
             try (VhostUserClient c = f.connect()) {
-                c.negotiate(-1L, -1L);
+                c.negotiate(ProtocolFixture.SPLIT_RINGS, -1L);
                 assertEquals(0, f.backend.runningCount());
                 assertEquals(0, c.getVringBase(0), "nothing of the old session's ring state survived");
             }

@@ -259,7 +259,7 @@ class SessionProtocolTest {
     void badRequestWithoutReplyAckClosesTheSessionAndTheNextOneWorks() {
         try (ProtocolFixture f = new ProtocolFixture(1)) {
             try (VhostUserClient c = f.connect()) {
-                c.negotiate(-1L, PROTOCOL_SUPPORTED & ~(1L << PROTOCOL_F_REPLY_ACK));
+                c.negotiate(ProtocolFixture.SPLIT_RINGS, PROTOCOL_SUPPORTED & ~(1L << PROTOCOL_F_REPLY_ACK));
                 c.setMemTable(List.of(f.mem.region()));
                 f.setupRing(c, 0, 0);
                 c.setVringNum(5, 256); // out of range, no REPLY_ACK: the back-end closes the session
@@ -307,7 +307,7 @@ class SessionProtocolTest {
     @Test
     void memoryTableValidation() {
         try (ProtocolFixture f = new ProtocolFixture(1); VhostUserClient c = f.connect()) {
-            c.negotiate(-1L, -1L);
+            c.negotiate(ProtocolFixture.SPLIT_RINGS, -1L);
             MemoryRegion whole = f.mem.region();
             List<MemoryRegion> halves = f.mem.regions(2);
             // overlapping in guest-physical space
@@ -352,7 +352,7 @@ class SessionProtocolTest {
     @Test
     void addAndRemoveMemoryRegions() {
         try (ProtocolFixture f = new ProtocolFixture(1); VhostUserClient c = f.connect()) {
-            c.negotiate(-1L, -1L);
+            c.negotiate(ProtocolFixture.SPLIT_RINGS, -1L);
             List<MemoryRegion> quarters = f.mem.regions(4);
             for (MemoryRegion r : quarters) {
                 c.addMemReg(r);
@@ -383,7 +383,7 @@ class SessionProtocolTest {
     @Test
     void pendingRingStartsWhenMemoryArrives() {
         try (ProtocolFixture f = new ProtocolFixture(1); VhostUserClient c = f.connect()) {
-            c.negotiate(-1L, -1L);
+            c.negotiate(ProtocolFixture.SPLIT_RINGS, -1L);
             f.setupRing(c, 0, 3);
             assertFalse(f.backend.isRunning(0), "no memory table yet");
             c.setMemTable(List.of(f.mem.region()));
@@ -545,7 +545,7 @@ class SessionProtocolTest {
     @Test
     void unalignedMmapOffsetIsMapped() {
         try (ProtocolFixture f = new ProtocolFixture(1); VhostUserClient c = f.connect()) {
-            c.negotiate(-1L, -1L);
+            c.negotiate(ProtocolFixture.SPLIT_RINGS, -1L);
             MemoryRegion w = f.mem.region();
             MemoryRegion odd = new MemoryRegion(w.guestPhysAddr() + 0x100, w.size() - 0x1000, w.userAddr() + 0x100, 0x100,
                     w.fd());
@@ -583,7 +583,7 @@ class SessionProtocolTest {
 
     private static void cycle(ProtocolFixture f, int kick, int call, long[] a) {
         try (VhostUserClient c = f.connect()) {
-            c.negotiate(-1L, -1L);
+            c.negotiate(ProtocolFixture.SPLIT_RINGS, -1L);
             c.setMemTable(List.of(f.mem.region()));
             c.setupRing(0, ProtocolFixture.RING, 0, a[0], a[1], a[2], kick, call);
             c.setVringErr(0, call);
@@ -610,7 +610,7 @@ class SessionProtocolTest {
         int memfd = Mman.memfdCreate("small");
         try (ProtocolFixture f = new ProtocolFixture(1); VhostUserClient c = f.connect()) {
             Mman.ftruncate(memfd, 4096);
-            c.negotiate(-1L, -1L);
+            c.negotiate(ProtocolFixture.SPLIT_RINGS, -1L);
             assertThrows(Rejected.class, () -> c.setMemTable(List.of(new MemoryRegion(0, 1 << 20, 0x7000_0000_0000L, 0,
                     memfd))));
             assertThrows(Rejected.class, () -> c.addMemReg(new MemoryRegion(0, 1 << 20, 0x7000_0000_0000L, 0, memfd)));
