@@ -111,6 +111,13 @@ public final class RxEngine {
     /** The window cannot take more chains (ring size, chain or iovec limit reached). */
     private boolean windowFull;
     /**
+     * IN_ORDER: an unusable chain was returned behind the window's chains. Its used entry comes
+     * after theirs in ring order, so a frame must not continue into chains taken after it (the
+     * guest would count the empty entry among the frame's num_buffers): the window takes no more
+     * chains until its current ones are used.
+     */
+    private boolean barrier;
+    /**
      * A frame read but not yet delivered (0: none): it was longer than the window, which had not
      * reached {@link #need} because the ring ran dry. Its first {@link #pendingInWindow} bytes are
      * in the window's chains, the rest at the start of the overflow area.
@@ -228,6 +235,7 @@ public final class RxEngine {
         windowChains = 0;
         windowIov = 0;
         windowBytes = 0;
+        barrier = false;
         pendingLen = 0; // its chains went back unused: the frame is lost, as on any ring stop
         needsBuffers = false;
     }
@@ -363,7 +371,10 @@ public final class RxEngine {
      */
     private int fill() {
         int bad = 0;
-        windowFull = windowChains >= maxChains || windowChains >= queue.size();
+        if (windowChains == 0) {
+            barrier = false;
+        }
+        windowFull = barrier || windowChains >= maxChains || windowChains >= queue.size();
         while ((windowBytes < need || wantsMoreSingle()) && !windowFull) {
             int r = queue.next(chain);
             if (r != DeviceQueue.CHAIN) {
@@ -375,6 +386,11 @@ public final class RxEngine {
                 counters.drop(DropReason.RX_BAD_CHAIN);
                 queue.addUsed(chain.head(), 0);
                 bad++;
+                if (windowChains > 0 && queue.inOrder()) {
+                    barrier = true;
+                    windowFull = true;
+                    break;
+                }
                 continue;
             }
             if (windowIov + cnt > MAX_IOV) {
