@@ -34,6 +34,8 @@ public final class GuestRam {
     private static final int NUM_BUFFERS_OFFSET = 10;
     private static final int ETH_HLEN = 14;
     private static final int ETHERTYPE_OFFSET = 12;
+    /** Where Linux's "big packets" put the frame in the page that starts with its virtio-net header. */
+    private static final int BIG_PACKET_DATA = 32;
 
     /**
      * One page that differs: its offset, how many of its bytes differ, and how many frames for the
@@ -42,11 +44,12 @@ public final class GuestRam {
     public record PageDiff(long page, int bytes, int framesToGuest) {
         /**
          * Whether the source holds, where the pages differ, a frame the device wrote: an Ethernet
-         * header addressed to the guest's MAC (IPv4 or ARP), after a virtio-net header (flags ≤ 3,
-         * num_buffers 1..64) or starting a buffer of its own (Linux without MRG_RXBUF puts the
-         * header in a separate buffer). The guest's own TX frames are addressed to the host; copies
-         * of received headers in the guest kernel's own data could match too, but those pages are
-         * written by the guest's CPU, which QEMU tracks.
+         * header addressed to the guest's MAC (IPv4 or ARP) right after a virtio-net header (flags ≤ 3,
+         * num_buffers 1..64), or at offset 32 of a page that starts with one (Linux without
+         * MRG_RXBUF: the header buffer at the page start, the frame buffer behind it). The guest's
+         * own TX frames are addressed to the host; the guest kernel's copies of received headers
+         * (an skb head: the frame at offset 64 of a fresh buffer, no virtio-net header in front)
+         * do not match — QEMU 7.2 under TCG was seen to lose such guest writes in a migration.
          */
         public boolean stale() {
             return framesToGuest > 0;
@@ -83,9 +86,11 @@ public final class GuestRam {
                 int frames = 0;
                 for (int o = 0; o + ETH_HLEN <= PAGE; o++) {
                     boolean withHeader = o + VNET_HDR + ETH_HLEN <= PAGE && headerAt(src, o) && ethernetAt(src, o + VNET_HDR, guestMac);
-                    // without MRG_RXBUF Linux posts the header in a buffer of its own ("big packets"):
-                    // the frame then starts a buffer by itself
-                    if ((withHeader || ethernetAt(src, o, guestMac)) && differsNear(src, dst, o, VNET_HDR + 64)) {
+                    // without MRG_RXBUF Linux posts "big packets": the header in a buffer of its own at
+                    // the start of a page, the frame in a second buffer of the same page from offset 32
+                    // (sizeof(struct padded_vnet_hdr))
+                    boolean bigPacket = o == BIG_PACKET_DATA && headerAt(src, 0) && ethernetAt(src, o, guestMac);
+                    if ((withHeader || bigPacket) && differsNear(src, dst, o, VNET_HDR + 64)) {
                         frames++;
                         o += ETH_HLEN;
                     }
