@@ -14,6 +14,7 @@ import io.jvhost.memory.DirtyLog;
 import io.jvhost.memory.GuestMemory;
 import io.jvhost.nativ.Fds;
 import io.jvhost.vhostuser.DeviceBackend;
+import io.jvhost.virtq.RingJournal;
 import io.jvhost.virtq.RingLayout;
 import io.jvhost.virtq.RingSetup;
 import io.jvhost.net.VirtioNetConfig;
@@ -57,9 +58,12 @@ public final class NetDevice implements DeviceBackend {
      *                    EAGAIN and TX pushes back on the guest ({@link TapPort#setSndBuf}); 0: the
      *                    kernel default (unlimited: a slow egress drops instead)
      * @param pool        the workers shared with other devices, or null: workers of the device's own
+     * @param ringJournal file where packed rings write down their used positions for a restarted
+     *                    back-end ({@link RingJournal}), or null: none (a front-end that lost track
+     *                    of a packed ring after a restart is then taken at its word)
      */
     public record Config(String name, String tapName, int queuePairs, int mtu, byte[] mac, WorkerConfig worker,
-                         Path capture, int tapSndBuf, WorkerPool pool) {
+                         Path capture, int tapSndBuf, WorkerPool pool, Path ringJournal) {
         public Config {
             if (queuePairs < 1) {
                 throw new IllegalArgumentException("queuePairs " + queuePairs);
@@ -80,23 +84,23 @@ public final class NetDevice implements DeviceBackend {
 
         public static Config of(String name, String tapName, int queuePairs) {
             return new Config(name, tapName, queuePairs, 0, new byte[]{0x52, 0x54, 0x00, 0x12, 0x34, 0x56},
-                    WorkerConfig.defaults(), null, 0, null);
+                    WorkerConfig.defaults(), null, 0, null, null);
         }
 
         public Config withMtu(int m) {
-            return new Config(name, tapName, queuePairs, m, mac, worker, capture, tapSndBuf, pool);
+            return new Config(name, tapName, queuePairs, m, mac, worker, capture, tapSndBuf, pool, ringJournal);
         }
 
         public Config withWorker(WorkerConfig w) {
-            return new Config(name, tapName, queuePairs, mtu, mac, w, capture, tapSndBuf, pool);
+            return new Config(name, tapName, queuePairs, mtu, mac, w, capture, tapSndBuf, pool, ringJournal);
         }
 
         public Config withCapture(Path p) {
-            return new Config(name, tapName, queuePairs, mtu, mac, worker, p, tapSndBuf, pool);
+            return new Config(name, tapName, queuePairs, mtu, mac, worker, p, tapSndBuf, pool, ringJournal);
         }
 
         public Config withTapSndBuf(int bytes) {
-            return new Config(name, tapName, queuePairs, mtu, mac, worker, capture, bytes, pool);
+            return new Config(name, tapName, queuePairs, mtu, mac, worker, capture, bytes, pool, ringJournal);
         }
 
         /**
@@ -105,11 +109,16 @@ public final class NetDevice implements DeviceBackend {
          * tuning). The pool outlives the device: its owner closes it.
          */
         public Config withPool(WorkerPool p) {
-            return new Config(name, tapName, queuePairs, mtu, mac, worker, capture, tapSndBuf, p);
+            return new Config(name, tapName, queuePairs, mtu, mac, worker, capture, tapSndBuf, p, ringJournal);
+        }
+
+        /** Packed rings keep their used positions in {@code file} ({@link RingJournal}); null: nowhere. */
+        public Config withRingJournal(Path file) {
+            return new Config(name, tapName, queuePairs, mtu, mac, worker, capture, tapSndBuf, pool, file);
         }
 
         public Config withMac(byte[] m) {
-            return new Config(name, tapName, queuePairs, mtu, m, worker, capture, tapSndBuf, pool);
+            return new Config(name, tapName, queuePairs, mtu, m, worker, capture, tapSndBuf, pool, ringJournal);
         }
     }
 
@@ -145,13 +154,17 @@ public final class NetDevice implements DeviceBackend {
         WorkerPool pl = config.pool() != null ? config.pool()
                 : WorkerPool.perDevice(config.name(), config.queuePairs(), config.worker());
         List<QueuePairProxy> ps = new ArrayList<>();
+        RingJournal journal = openJournal(config);
         try {
             if (config.capture() != null) {
                 pc = new PacketCapture(config.capture(), CAPTURE_SNAPLEN, CAPTURE_FRAMES);
             }
             for (int i = 0; i < config.queuePairs(); i++) {
-                QueuePairProxy p = new QueuePairProxy(pl, config.name(),
-                        new QueuePair(config.name(), i, tap.fd(i), config.worker().weight(), MAX_RING_SIZE));
+                QueuePair qp = new QueuePair(config.name(), i, tap.fd(i), config.worker().weight(), MAX_RING_SIZE);
+                if (journal != null) {
+                    qp.useJournal(journal);
+                }
+                QueuePairProxy p = new QueuePairProxy(pl, config.name(), qp);
                 ps.add(p);
                 p.setFeatures(0, mtu);
                 if (pc != null) {
@@ -176,6 +189,20 @@ public final class NetDevice implements DeviceBackend {
         this.pairs = ps.toArray(new QueuePairProxy[0]);
         LOG.log(System.Logger.Level.INFO, "{0}: tap {1}, {2} queue pair(s), mtu {3}", config.name(), tap.ifName(),
                 pairs.length, mtu);
+    }
+
+    private static RingJournal openJournal(Config config) {
+        if (config.ringJournal() == null) {
+            return null;
+        }
+        try {
+            return RingJournal.open(config.ringJournal(), 2 * config.queuePairs());
+        } catch (IOException | RuntimeException e) {
+            LOG.log(System.Logger.Level.WARNING, "{0}: cannot open the ring journal {1} ({2}): running without it; after"
+                    + " a back-end restart a packed ring whose front-end lost track of it stalls until the guest"
+                    + " resets the device", config.name(), config.ringJournal(), e.toString());
+            return null;
+        }
     }
 
     private static void release(List<QueuePairProxy> ps, WorkerPool pool, boolean ownPool) {

@@ -19,6 +19,7 @@ import io.jvhost.stats.Counter;
 import io.jvhost.stats.QueueCounters;
 import io.jvhost.stats.QueueLatency;
 import io.jvhost.virtio.VirtioFeatures;
+import io.jvhost.virtq.RingJournal;
 import io.jvhost.virtq.RingSetup;
 import io.jvhost.virtq.RingState;
 import io.jvhost.virtq.VirtqError;
@@ -111,6 +112,15 @@ public final class QueuePair {
         this.rxUring = txUring != null && RxEngine.BATCH ? openUring(name, RxEngine.RING_BATCH) : null;
         rx.useRing(rxUring);
         onSetFeatures(0, 1500);
+    }
+
+    /**
+     * Keeps the used positions of the pair's packed rings in {@code journal} (slots 2 &times; index
+     * for RX, 2 &times; index + 1 for TX: the virtqueue indexes). Before the pair is first started.
+     */
+    public void useJournal(RingJournal journal) {
+        rxRing.setJournal(journal.slot(2 * index));
+        txRing.setJournal(journal.slot(2 * index + 1));
     }
 
     private static IoUring openUring(String name, int entries) {

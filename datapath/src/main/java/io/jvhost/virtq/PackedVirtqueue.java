@@ -117,6 +117,10 @@ public final class PackedVirtqueue implements DeviceQueue {
     private boolean publishedSinceSignal;
 
     private DirtyLog ringLog;
+    /** Where the used position is written down for a restarted back-end, or null. */
+    private RingJournal.Slot journal;
+    /** The base exactly as SET_VRING_BASE sent it (the journal compares it with the last start's). */
+    private int givenBase;
 
     private volatile VirtqError brokenReason;
     private volatile String brokenMessage;
@@ -273,6 +277,7 @@ public final class PackedVirtqueue implements DeviceQueue {
      */
     @Override
     public void setBase(int num) {
+        this.givenBase = num;
         int a = num & PackedEvent.OFF_MASK;
         if (size != 0 && a >= size) {
             throw new IllegalArgumentException(name + ": " + RingLayout.PACKED.checkBase(num, size));
@@ -305,12 +310,24 @@ public final class PackedVirtqueue implements DeviceQueue {
     }
 
     /**
+     * Where the used position is written down at each start and before each publish, so that a
+     * back-end restarted after this one died resumes where it stopped ({@link RingJournal}); null:
+     * nowhere. Set while stopped.
+     */
+    public void setJournal(RingJournal.Slot slot) {
+        this.journal = slot;
+    }
+
+    /**
      * Starts at the used position (chains between it and the avail position were in flight at a
-     * stop that could not return them: they are taken again). The base is trusted otherwise: a
-     * packed ring has no index in memory to check it against, and its flags cannot tell the
-     * driver's front from slots the device consumed that still look available (the non-head slots
-     * of multi-descriptor chains, the buffers of an elided IN_ORDER run) — a base of 0 is slot 0 of
-     * an even lap, not a front-end that lost track (docs/DATAPATH.md, "Packed rings").
+     * stop that could not return them: they are taken again). A packed ring has no index in memory
+     * to check the base against, and its flags cannot tell the driver's front from slots the device
+     * consumed that still look available (the non-head slots of multi-descriptor chains, the
+     * buffers of an elided IN_ORDER run) — a base of 0 is slot 0 of an even lap, not a front-end
+     * that lost track (docs/DATAPATH.md, "Packed rings"). So the base is trusted, except when the
+     * {@link RingJournal} shows the front-end re-sending the base of the last start of this same
+     * ring after the device moved on: the front-end lost track (the back-end died, GET_VRING_BASE
+     * never answered) and the device resumes where the journal says.
      */
     @Override
     public void start() {
@@ -321,14 +338,102 @@ public final class PackedVirtqueue implements DeviceQueue {
             availIdx = usedIdx;
             availWrap = usedWrap;
         }
+        boolean republished = false;
+        RingJournal.Slot j = journal;
+        if (j != null) {
+            republished = resumeFromJournal(j);
+            j.begin(ringId(descUva, desc), ringId(driverUva, driverEvent), ringId(deviceUva, deviceEvent), size,
+                    givenBase, PackedEvent.offWrap(usedIdx, usedWrap));
+        }
         inFlight.clear();
         clearIds();
         slotsInFlight = 0;
         batchCount = 0;
         held = false;
         signalledValid = false;
-        publishedSinceSignal = false;
+        publishedSinceSignal = republished;
         started = true;
+    }
+
+    /** A ring area's identity for the journal: the front-end's address, or (rings set directly) the mapping's. */
+    private long ringId(long uva, MemorySegment area) {
+        return ringsFromUva ? uva : area.address();
+    }
+
+    /** Resumes where the journal says when the front-end re-sent the last start's base; true when it published a batch. */
+    private boolean resumeFromJournal(RingJournal.Slot j) {
+        if (!j.resentBase(ringId(descUva, desc), ringId(driverUva, driverEvent), ringId(deviceUva, deviceEvent), size,
+                givenBase)) {
+            return false;
+        }
+        int first = j.first();
+        int after = j.after();
+        int count = j.count();
+        if (count == 0 && after == PackedEvent.offWrap(usedIdx, usedWrap)) {
+            return false; // the device had not moved: the base is right
+        }
+        String base = "0x" + Integer.toHexString(givenBase);
+        String bad = journalContradiction(j, first, after, count);
+        if (bad != null) {
+            LOG.log(System.Logger.Level.WARNING, "{0}: the front-end re-sent base {1} of the last start, but the"
+                    + " journal does not fit the ring ({2}): resuming at the base; if the ring stalls, reload the"
+                    + " guest driver", name, base, bad);
+            return false;
+        }
+        int firstSlot = first & PackedEvent.OFF_MASK;
+        boolean firstWrap = (first >>> PackedEvent.WRAP_SHIFT) != 0;
+        boolean unpublished = count > 0
+                && PackedDesc.isAvail(PackedDesc.flagsAcquire(desc, PackedDesc.offset(firstSlot)), firstWrap);
+        if (unpublished) {
+            for (int i = 0; i < count; i++) {
+                int pos = j.position(i);
+                long off = PackedDesc.offset(pos & PackedEvent.OFF_MASK);
+                PackedDesc.putUsed(desc, off, j.id(i), j.len(i));
+                if (i > 0) {
+                    PackedDesc.putFlags(desc, off, PackedDesc.usedFlags((pos >>> PackedEvent.WRAP_SHIFT) != 0));
+                }
+            }
+            // release: the batch becomes visible to the driver with its first descriptor's flags
+            PackedDesc.flagsRelease(desc, PackedDesc.offset(firstSlot), PackedDesc.usedFlags(firstWrap));
+        }
+        LOG.log(System.Logger.Level.WARNING, "{0}: base {1} given again as at the last start, but the device had moved"
+                + " on (front-end lost track, e.g. after a back-end restart): resuming at slot {2} wrap {3} as the"
+                + " ring journal says{4}; chains in flight are processed again", name, base,
+                Integer.toString(after & PackedEvent.OFF_MASK), (after >>> PackedEvent.WRAP_SHIFT) & 1,
+                unpublished ? ", after publishing the " + count + " used descriptor(s) the stopped back-end had written"
+                        + " but not published" : "");
+        usedIdx = after & PackedEvent.OFF_MASK;
+        usedWrap = (after >>> PackedEvent.WRAP_SHIFT) != 0;
+        availIdx = usedIdx;
+        availWrap = usedWrap;
+        return unpublished;
+    }
+
+    /**
+     * Why the journal cannot be where this ring stands, or null: positions or ids out of the ring,
+     * or the slot it resumes at already used by the device in this lap (its USED bit equal to the
+     * device's counter there).
+     */
+    private String journalContradiction(RingJournal.Slot j, int first, int after, int count) {
+        if ((first & PackedEvent.OFF_MASK) >= size || (after & PackedEvent.OFF_MASK) >= size || count > size) {
+            return "positions 0x" + Integer.toHexString(first) + " / 0x" + Integer.toHexString(after) + ", " + count
+                    + " descriptors, ring size " + size;
+        }
+        for (int i = 0; i < count; i++) {
+            if ((j.position(i) & PackedEvent.OFF_MASK) >= size || j.id(i) >= size) {
+                return "descriptor " + i + " at 0x" + Integer.toHexString(j.position(i)) + " id " + j.id(i);
+            }
+        }
+        if (count > 0 && (after & PackedEvent.OFF_MASK) == (first & PackedEvent.OFF_MASK)) {
+            return null; // a batch of the whole ring: the slot is the batch's own first
+        }
+        boolean wrap = (after >>> PackedEvent.WRAP_SHIFT) != 0;
+        int flags = PackedDesc.flagsAcquire(desc, PackedDesc.offset(after & PackedEvent.OFF_MASK));
+        if (((flags & PackedDesc.F_USED) != 0) == wrap) {
+            return "slot " + (after & PackedEvent.OFF_MASK) + " is already used in that lap (flags 0x"
+                    + Integer.toHexString(flags) + ")";
+        }
+        return null;
     }
 
     private boolean isAvailAt(int slot, boolean wrap) {
@@ -651,9 +756,15 @@ public final class PackedVirtqueue implements DeviceQueue {
             heldSlot = usedIdx;
             heldWrap = usedWrap;
         } else {
-            writeUsed(usedIdx, usedWrap, id, len);
+            writeUsed(usedIdx, usedWrap, id, len, positionAfter(slots));
         }
         advanceUsed(slots);
+    }
+
+    /** The used position {@code slots} ahead, in the base encoding. */
+    private int positionAfter(int slots) {
+        int u = usedIdx + slots;
+        return u >= size ? PackedEvent.offWrap(u - size, !usedWrap) : PackedEvent.offWrap(u, usedWrap);
     }
 
     private void advanceUsed(int slots) {
@@ -667,12 +778,21 @@ public final class PackedVirtqueue implements DeviceQueue {
 
     private void flushHeld() {
         held = false;
-        writeUsed(heldSlot, heldWrap, heldId, 0);
+        writeUsed(heldSlot, heldWrap, heldId, 0, PackedEvent.offWrap(usedIdx, usedWrap));
     }
 
-    /** Writes one used descriptor; its flags wait for {@link #publishUsed} when it opens the batch. */
-    private void writeUsed(int slot, boolean wrap, int id, int len) {
+    /**
+     * Writes one used descriptor; its flags wait for {@link #publishUsed} when it opens the batch.
+     * The journal gets it first ({@code after}: the used position past its chain).
+     */
+    private void writeUsed(int slot, boolean wrap, int id, int len, int after) {
         long off = PackedDesc.offset(slot);
+        RingJournal.Slot j = journal;
+        if (j != null) {
+            int pos = PackedEvent.offWrap(slot, wrap);
+            j.used(batchCount, pos, id, len, batchCount == 0 ? pos : PackedEvent.offWrap(batchFirstSlot,
+                    (batchFirstFlags & PackedDesc.F_AVAIL) != 0), after);
+        }
         PackedDesc.putUsed(desc, off, id, len);
         int flags = PackedDesc.usedFlags(wrap);
         if (batchCount == 0) {

@@ -59,6 +59,14 @@ public final class Vring {
         return name;
     }
 
+    /**
+     * Where a packed ring writes down its used position for a back-end restarted after this one
+     * died ({@link RingJournal}); null: nowhere. Set before the ring is first started.
+     */
+    public void setJournal(RingJournal.Slot slot) {
+        packed.setJournal(slot);
+    }
+
     /** The queue of the current (or last) start's format. */
     public DeviceQueue queue() {
         return queue;

@@ -307,6 +307,10 @@ public final class Main {
             String file = o.string(Options.CAPTURE, "");
             cfg = cfg.withCapture(Path.of(index == 0 ? file : file + "." + index));
         }
+        String journal = o.string(Options.RING_JOURNAL, socketPath == null ? null : socketPath + ".rings");
+        if (journal != null && !journal.equals(Options.RING_JOURNAL_NONE)) {
+            cfg = cfg.withRingJournal(Path.of(index > 0 && o.has(Options.RING_JOURNAL) ? journal + "." + index : journal));
+        }
         NetDevice device = new NetDevice(cfg);
         AutoCloseable endpoint = null;
         try {

@@ -41,6 +41,8 @@ public final class Options {
     public static final String LOG_LEVEL = "log-level";
     public static final String LOG_LEVEL_DEFAULT = "info";
     public static final String STATS_PATH = "stats-path";
+    public static final String RING_JOURNAL = "ring-journal";
+    public static final String RING_JOURNAL_NONE = "none";
     public static final String WATCH = "watch";
     public static final String INTERVAL = "interval";
     public static final double INTERVAL_DEFAULT = 1.0;
@@ -67,6 +69,9 @@ public final class Options {
         HELP_TEXT.put(JFR + "=FILE", "record a JFR flight recording (JDK default settings + jvhost events) into FILE, written at stop");
         HELP_TEXT.put(LOG_LEVEL + "=LEVEL", "error, warn, info, debug or trace (default " + LOG_LEVEL_DEFAULT + ")");
         HELP_TEXT.put(STATS_PATH + "=PATH", "the stats socket (default <socket-path>.stats; with --fd or socket activation: none unless given)");
+        HELP_TEXT.put(RING_JOURNAL + "=PATH", "file where packed rings write down where they stopped, so a restarted jvhost"
+                + " resumes them although the front-end lost track (default <socket-path>.rings; with --fd or socket"
+                + " activation: none unless given; " + RING_JOURNAL_NONE + ": off)");
         HELP_TEXT.put(WATCH, "stats: refresh rates per second in place until Ctrl-C");
         HELP_TEXT.put(INTERVAL + "=SECONDS", "stats --watch: refresh interval (default " + INTERVAL_DEFAULT + ")");
         HELP_TEXT.put(COUNT + "=N", "stats --watch: stop after N refreshes (default 0: never)");
