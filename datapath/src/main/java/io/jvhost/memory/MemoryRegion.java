@@ -14,8 +14,16 @@ package io.jvhost.memory;
  *                      in {@code SET_VRING_ADDR} are in this address space
  * @param mmapOffset    offset into {@code fd} at which the region starts
  * @param fd            the file descriptor to map, or -1
+ * @param fileId        the identity of the file behind {@code fd} (its device and inode), 0 when
+ *                      not known: another front-end process's memory is another file, wherever it
+ *                      maps it ({@link io.jvhost.virtq.RingJournal} tells rings apart by it)
  */
-public record MemoryRegion(long guestPhysAddr, long size, long userAddr, long mmapOffset, int fd) {
+public record MemoryRegion(long guestPhysAddr, long size, long userAddr, long mmapOffset, int fd, long fileId) {
+
+    /** A region whose file identity is not known (tests, the in-process driver). */
+    public MemoryRegion(long guestPhysAddr, long size, long userAddr, long mmapOffset, int fd) {
+        this(guestPhysAddr, size, userAddr, mmapOffset, fd, 0);
+    }
 
     /**
      * Validates the region's own arithmetic (a hostile front-end could send anything).

@@ -15,6 +15,7 @@ import java.nio.file.Path;
 import java.nio.file.attribute.BasicFileAttributes;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 
 /**
  * Builds and keeps a session's guest memory table from SET_MEM_TABLE, ADD_MEM_REG and REM_MEM_REG:
@@ -91,7 +92,7 @@ final class MemoryTables implements AutoCloseable {
         try {
             return new MemoryRegion(codec.payloadLong(base + REGION_GPA_OFFSET),
                     codec.payloadLong(base + REGION_SIZE_OFFSET), codec.payloadLong(base + REGION_UADDR_OFFSET),
-                    codec.payloadLong(base + REGION_MMAP_OFFSET_OFFSET), fd);
+                    codec.payloadLong(base + REGION_MMAP_OFFSET_OFFSET), fd, fileId(fd));
         } catch (IllegalArgumentException e) {
             throw new ProtocolException("bad region: " + e.getMessage());
         }
@@ -243,6 +244,22 @@ final class MemoryTables implements AutoCloseable {
             return a.size();
         } catch (IOException e) {
             throw new ProtocolException(what + ": cannot stat its fd: " + e.getMessage());
+        }
+    }
+
+    /**
+     * The device and inode of the file behind a received fd (0: no fd, or not known): a restarted
+     * front-end process passes another memfd even where it maps its memory at the same addresses.
+     */
+    static long fileId(int fd) {
+        if (fd < 0) {
+            return 0;
+        }
+        try {
+            Map<String, Object> a = Files.readAttributes(Path.of("/proc/self/fd/" + fd), "unix:dev,ino");
+            return ((Number) a.get("dev")).longValue() * 0x9E37_79B9_7F4A_7C15L ^ ((Number) a.get("ino")).longValue();
+        } catch (IOException | RuntimeException e) {
+            return 0;
         }
     }
 

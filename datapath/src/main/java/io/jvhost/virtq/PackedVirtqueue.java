@@ -342,8 +342,8 @@ public final class PackedVirtqueue implements DeviceQueue {
         RingJournal.Slot j = journal;
         if (j != null) {
             republished = resumeFromJournal(j);
-            j.begin(ringId(descUva, desc), ringId(driverUva, driverEvent), ringId(deviceUva, deviceEvent), size,
-                    givenBase, PackedEvent.offWrap(usedIdx, usedWrap));
+            j.begin(memoryId(), ringId(descUva, desc), ringId(driverUva, driverEvent), ringId(deviceUva, deviceEvent),
+                    size, givenBase, PackedEvent.offWrap(usedIdx, usedWrap));
         }
         inFlight.clear();
         clearIds();
@@ -355,6 +355,12 @@ public final class PackedVirtqueue implements DeviceQueue {
         started = true;
     }
 
+    /** The identity of the file holding the descriptor ring (0: not known, or rings set directly). */
+    private long memoryId() {
+        int r = ringsFromUva ? memory.findUva(descUva) : GuestMemory.NO_REGION;
+        return r == GuestMemory.NO_REGION ? 0 : memory.region(r).fileId();
+    }
+
     /** A ring area's identity for the journal: the front-end's address, or (rings set directly) the mapping's. */
     private long ringId(long uva, MemorySegment area) {
         return ringsFromUva ? uva : area.address();
@@ -362,13 +368,18 @@ public final class PackedVirtqueue implements DeviceQueue {
 
     /** Resumes where the journal says when the front-end re-sent the last start's base; true when it published a batch. */
     private boolean resumeFromJournal(RingJournal.Slot j) {
-        if (!j.resentBase(ringId(descUva, desc), ringId(driverUva, driverEvent), ringId(deviceUva, deviceEvent), size,
-                givenBase)) {
+        if (!j.resentBase(memoryId(), ringId(descUva, desc), ringId(driverUva, driverEvent), ringId(deviceUva,
+                deviceEvent), size, givenBase)) {
             return false;
         }
         int first = j.first();
         int after = j.after();
         int count = j.count();
+        if (count > 1 && !inRing(j, count - 1) && inRing(j, count - 2)) {
+            // died between the journal and the ring write of the last descriptor: the ring never got it
+            after = j.position(count - 1);
+            count--;
+        }
         if (count == 0 && after == PackedEvent.offWrap(usedIdx, usedWrap)) {
             return false; // the device had not moved: the base is right
         }
@@ -424,6 +435,14 @@ public final class PackedVirtqueue implements DeviceQueue {
                 return "descriptor " + i + " at 0x" + Integer.toHexString(j.position(i)) + " id " + j.id(i);
             }
         }
+        if (count > 0 && !inRing(j, count - 1)) {
+            int pos = j.position(count - 1);
+            long off = PackedDesc.offset(pos & PackedEvent.OFF_MASK);
+            return "its last used descriptor (slot " + (pos & PackedEvent.OFF_MASK) + " wrap " + (pos >>> PackedEvent.WRAP_SHIFT)
+                    + ", id " + j.id(count - 1) + ", length " + j.len(count - 1) + ") is not in the ring (flags 0x"
+                    + Integer.toHexString(PackedDesc.flagsAcquire(desc, off)) + ", id " + PackedDesc.id(desc, off)
+                    + ", length " + PackedDesc.len(desc, off) + "): another driver's ring at the same place?";
+        }
         if (count > 0 && (after & PackedEvent.OFF_MASK) == (first & PackedEvent.OFF_MASK)) {
             return null; // a batch of the whole ring: the slot is the batch's own first
         }
@@ -434,6 +453,29 @@ public final class PackedVirtqueue implements DeviceQueue {
                     + Integer.toHexString(flags) + ")";
         }
         return null;
+    }
+
+    /**
+     * Whether used descriptor {@code i} of the journal's batch is in the ring as the device wrote
+     * it: id and length in place with the used flags of its lap (or, the batch's first, the flags
+     * still to come), or the slot already made available again by the driver for the next lap.
+     */
+    private boolean inRing(RingJournal.Slot j, int i) {
+        int pos = j.position(i);
+        int slot = pos & PackedEvent.OFF_MASK;
+        if (slot >= size) {
+            return false;
+        }
+        boolean wrap = (pos >>> PackedEvent.WRAP_SHIFT) != 0;
+        long off = PackedDesc.offset(slot);
+        int f = PackedDesc.flagsAcquire(desc, off);
+        boolean a = (f & PackedDesc.F_AVAIL) != 0;
+        boolean u = (f & PackedDesc.F_USED) != 0;
+        if (a != wrap && u == wrap) {
+            return true; // the driver consumed it and offered the slot again
+        }
+        boolean written = PackedDesc.id(desc, off) == j.id(i) && PackedDesc.len(desc, off) == j.len(i);
+        return written && a == wrap && (u == wrap || i == 0);
     }
 
     private boolean isAvailAt(int slot, boolean wrap) {

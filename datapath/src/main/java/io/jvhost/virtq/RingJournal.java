@@ -23,9 +23,9 @@ import java.nio.file.StandardOpenOption;
  * still look available). So the device writes down its used position itself.
  *
  * <h2>What a slot holds (one per virtqueue, index = virtqueue index)</h2>
- * The ring's identity as the front-end gave it at the last start (the three area addresses and the
- * size: front-end virtual addresses, which differ for another front-end process) with the base the
- * front-end sent then; and a redo record of the batch of used descriptors not known to be
+ * The ring's identity as the front-end gave it at the last start (the file holding its memory —
+ * another front-end process passes another memfd even where it maps it at the same addresses, as
+ * DPDK does — the three area addresses and the size) with the base the front-end sent then; and a redo record of the batch of used descriptors not known to be
  * published: each used descriptor (slot and wrap counter, id, length) is written here before it
  * is written to the ring, then one 64-bit word with the batch's first position, the position after
  * its last chain and the number of descriptors. The batch is published by one store, of its first
@@ -59,6 +59,8 @@ public final class RingJournal {
     private static final long BASE_OFFSET = 36;
     /** Batch word: bits 0-15 its first position (slot | wrap &lt;&lt; 15), 16-31 the position after it, 32-47 descriptors. */
     private static final long BATCH_OFFSET = 40;
+    /** Identity of the file holding the descriptor ring (another front-end process: another file). */
+    private static final long MEMORY_OFFSET = 48;
     /** Per used descriptor: bits 0-15 position, 16-31 id, 32-63 length. */
     private static final long ENTRIES_OFFSET = 64;
 
@@ -110,9 +112,10 @@ public final class RingJournal {
             this.s = s;
         }
 
-        /** Whether the last start of this ring was at these addresses and size with this same base. */
-        boolean resentBase(long desc, long driver, long device, int size, int base) {
-            return s.get(LONG, MAGIC_OFFSET) == MAGIC && s.get(LONG, DESC_OFFSET) == desc
+        /** Whether the last start of this ring was in this memory at these addresses and size with this same base. */
+        boolean resentBase(long memory, long desc, long driver, long device, int size, int base) {
+            return s.get(LONG, MAGIC_OFFSET) == MAGIC && s.get(LONG, MEMORY_OFFSET) == memory
+                    && s.get(LONG, DESC_OFFSET) == desc
                     && s.get(LONG, DRIVER_OFFSET) == driver && s.get(LONG, DEVICE_OFFSET) == device
                     && s.get(INT, SIZE_OFFSET) == size && s.get(INT, BASE_OFFSET) == base;
         }
@@ -149,8 +152,9 @@ public final class RingJournal {
         }
 
         /** A start: the ring's identity, the base the front-end sent, and where the device resumes (no batch). */
-        void begin(long desc, long driver, long device, int size, int base, int used) {
+        void begin(long memory, long desc, long driver, long device, int size, int base, int used) {
             s.set(LONG, MAGIC_OFFSET, 0);
+            s.set(LONG, MEMORY_OFFSET, memory);
             s.set(LONG, DESC_OFFSET, desc);
             s.set(LONG, DRIVER_OFFSET, driver);
             s.set(LONG, DEVICE_OFFSET, device);

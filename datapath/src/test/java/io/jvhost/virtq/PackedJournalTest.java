@@ -1,6 +1,8 @@
 package io.jvhost.virtq;
 
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Files;
@@ -194,10 +196,43 @@ class PackedJournalTest {
             RingJournal.Slot slot = RingJournal.inMemory(1).slot(0);
             exchange(r, device(r, slot, FRESH), 0, 4);
             // says slot 2 of the first lap, which the device used in this lap
-            slot.begin(r.desc.address(), r.driverEvent.address(), r.deviceEvent.address(), 8, FRESH,
+            slot.begin(0, r.desc.address(), r.driverEvent.address(), r.deviceEvent.address(), 8, FRESH,
                     PackedEvent.offWrap(2, true));
             PackedVirtqueue q = device(r, slot, FRESH);
             assertEquals(FRESH, q.base());
+        }
+    }
+
+    /**
+     * A front-end that re-initialised its ring at the same place (DPDK's virtio-user does on every
+     * reconnect, with the fresh base 0x8000): the journal's last used descriptor is not in the
+     * ring, so the fresh base holds.
+     */
+    @ParameterizedTest
+    @ValueSource(ints = {3, 11, 13})
+    void aRingReinitialisedInPlaceIsNotTakenForTheOldOne(int before) {
+        try (PackedRing r = new PackedRing(8, 0, 1, 8)) {
+            RingJournal.Slot slot = RingJournal.inMemory(1).slot(0);
+            exchange(r, device(r, slot, FRESH), 0, before);
+            r.desc.fill((byte) 0);
+            r.availIdx = 0;
+            r.availWrap = true;
+            r.usedIdx = 0;
+            r.usedWrap = true;
+            java.util.Arrays.fill(r.slotsOf, -1);
+            r.order.clear();
+            for (int id = 0; id < 6; id++) {
+                r.offer(id, r.dataGpa, 64, 0);
+            }
+            PackedVirtqueue q = device(r, slot, 0x8000);
+            assertEquals(FRESH, q.base(), "the fresh ring's base");
+            for (int id = 0; id < 6; id++) {
+                assertEquals(DeviceQueue.CHAIN, q.next(r.chain));
+                assertEquals(id, r.chain.head());
+                q.pushUsed(id, 0);
+                assertEquals(1, r.poll());
+            }
+            assertNull(q.brokenReason());
         }
     }
 

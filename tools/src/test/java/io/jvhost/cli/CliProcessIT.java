@@ -108,6 +108,7 @@ class CliProcessIT {
             assertTrue(ms < 5000, "stopped in " + ms + " ms (the spec's conventions ask for prompt exit)\n" + out);
             assertFalse(Files.exists(sock), "socket removed");
             assertFalse(Files.exists(stats), "stats socket removed");
+            assertTrue(Files.isRegularFile(dir.resolve("vm.sock.rings")), "the ring journal stays, for the next jvhost on the socket");
             String link = run("ip", "-d", "link", "show", "dev", tap);
             assertTrue(link.contains(tap) && link.contains("tun type tap"), "pre-existing tap still there:\n" + link);
         } finally {
@@ -117,6 +118,7 @@ class CliProcessIT {
             sh("ip", "link", "del", "dev", tap);
             Files.deleteIfExists(sock);
             Files.deleteIfExists(stats);
+            Files.deleteIfExists(dir.resolve("vm.sock.rings"));
             Files.deleteIfExists(log);
             Files.deleteIfExists(dir);
         }
@@ -169,6 +171,7 @@ class CliProcessIT {
             }
             sh("ip", "link", "del", tap);
             Files.deleteIfExists(log);
+            Files.deleteIfExists(dir.resolve("qemu.sock.rings"));
             Files.deleteIfExists(dir);
         }
     }

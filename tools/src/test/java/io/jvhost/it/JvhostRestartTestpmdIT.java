@@ -2,7 +2,8 @@ package io.jvhost.it;
 
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -13,6 +14,7 @@ import java.util.concurrent.TimeUnit;
 
 import static io.jvhost.it.QemuGuest.HOST_IP;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -39,14 +41,22 @@ class JvhostRestartTestpmdIT {
     final Scratch scratch = new Scratch("jvt", "virtio-user.sock");
     private final String tap = scratch.tap();
     private final Path socket = scratch.socket();
+    private String rings;
 
     @BeforeAll
     static void peersAvailable() {
         Peers.assumeAvailable(false, JvhostProcess::unavailableReason, DpdkTestpmd::unavailableReason);
     }
 
-    @Test
-    void virtioUserServerAndJvhostClientEachRestartedTrafficResumes() throws Exception {
+    /**
+     * On DPDK's default rings (split, IN_ORDER) and on packed rings with and without IN_ORDER: a
+     * packed ring's base after a back-end restart comes from the ring journal when virtio-user
+     * re-sends the base of the last start.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"split", "packed", "packed-inorder"})
+    void virtioUserServerAndJvhostClientEachRestartedTrafficResumes(String rings) throws Exception {
+        this.rings = rings;
         long t0 = System.nanoTime();
         NetNs ns = NetNs.create();
         JvhostProcess jv = null;
@@ -58,7 +68,7 @@ class JvhostRestartTestpmdIT {
             // jvhost first: it retries until testpmd listens (virtio-user blocks its start-up until a back-end connects).
             jv = startJvhost(ns, "jvhost-client-1");
             jv.awaitLog("cannot connect to " + socket, 0, JvhostProcess.START_TIMEOUT);
-            tp = DpdkTestpmd.virtioUser(socket, true, "txonly", PKT_LEN, 1, Duration.ZERO);
+            tp = testpmd();
             jv.awaitLog("connected to " + socket, 0, RECOVERY);
             awaitTapRx(ns, 1000, "first connection", jv, tp);
 
@@ -75,8 +85,13 @@ class JvhostRestartTestpmdIT {
             System.out.printf("jvhost SIGKILLed and restarted: frames on the tap again after %d ms%n",
                     TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - restarted));
             System.out.println("testpmd around the kill:\n" + tp.tail(tp.logLines() - tpLine));
-            System.out.println("jvhost-client-2 resumed " + (jv.logged("resuming at", 0)
-                    ? "at used.idx (virtio-user gave a stale base)" : "at the given base"));
+            System.out.println(rings + ": jvhost-client-2 resumed " + (jv.logged("as the ring journal says", 0)
+                    ? "where the ring journal said (virtio-user re-sent the last start's base)"
+                    : jv.logged("journal does not fit the ring", 0)
+                    ? "at virtio-user's fresh base (it re-initialised its ring; the journal did not fit it)"
+                    : jv.logged("resuming at", 0) ? "at used.idx (virtio-user gave a stale base)" : "at the given base"));
+            assertFalse(rings.startsWith("packed") && jv.logged("as the ring journal says", 0),
+                    "virtio-user re-initialises its packed rings on a reconnect: the old ring's journal must not apply\n" + jv.tail(30));
 
             // 2. testpmd crashes and comes back; jvhost keeps running and reconnects.
             int jvLine = jv.logLines();
@@ -92,7 +107,7 @@ class JvhostRestartTestpmdIT {
             assertTrue(Files.exists(socket), "a SIGKILLed virtio-user server leaves its socket file behind");
             tp.close();
             tp = null;
-            try (DpdkTestpmd refused = DpdkTestpmd.virtioUser(socket, true, "txonly", PKT_LEN, 1, Duration.ZERO)) {
+            try (DpdkTestpmd refused = testpmd()) {
                 throw new AssertionError("virtio-user started on a stale socket file: DPDK changed, update the test and docs\n"
                         + refused.tail(20));
             } catch (AssertionError e) {
@@ -101,7 +116,7 @@ class JvhostRestartTestpmdIT {
                 }
             }
             Files.delete(socket);
-            tp = DpdkTestpmd.virtioUser(socket, true, "txonly", PKT_LEN, 1, Duration.ZERO);
+            tp = testpmd();
             jv.awaitLog("connected to " + socket, jvLine, RECOVERY);
             awaitTapRx(ns, 1000, "testpmd restarted", jv, tp);
             System.out.printf("testpmd SIGKILLed and restarted: frames on the tap again after %d ms%n",
@@ -113,9 +128,11 @@ class JvhostRestartTestpmdIT {
                     "every frame of the new testpmd reaches the tap");
             assertEquals(sent, ns.linkStats(tap).rxPackets() - before, "tap rx vs testpmd tx after the reconnect\n" + jv.tail(20));
 
+            assertFalse(rings.startsWith("packed") && jv.logged("as the ring journal says", 0),
+                    "a new testpmd process (same addresses, new memory) is not the old ring\n" + jv.tail(30));
             assertEquals(0, jv.terminate(Duration.ofSeconds(10)), "clean exit on SIGTERM\n" + jv.tail(30));
             assertTrue(!jv.logged("virtqueue broken", 0), "no broken queue\n" + jv.tail(40));
-            System.out.printf("JvhostRestartTestpmdIT: wall time %d s%n", TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - t0));
+            System.out.printf("JvhostRestartTestpmdIT[%s]: wall time %d s%n", rings, TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - t0));
         } finally {
             if (tp != null) {
                 tp.close();
@@ -126,6 +143,11 @@ class JvhostRestartTestpmdIT {
             Cmd.quiet("ip", "-n", ns.name(), "link", "del", tap);
             ns.close();
         }
+    }
+
+    private DpdkTestpmd testpmd() throws Exception {
+        return rings.equals("split") ? DpdkTestpmd.virtioUser(socket, true, "txonly", PKT_LEN, 1, Duration.ZERO)
+                : DpdkTestpmd.virtioUser(socket, true, "txonly", PKT_LEN, 1, true, rings.endsWith("-inorder"), Duration.ZERO);
     }
 
     private JvhostProcess startJvhost(NetNs ns, String name) throws Exception {

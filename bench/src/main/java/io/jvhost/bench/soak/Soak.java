@@ -143,6 +143,7 @@ final class Soak {
             jvhostExit = jv.stop();
         } finally {
             Files.deleteIfExists(socket);
+            Files.deleteIfExists(Path.of(socket + ".rings"));
             Files.deleteIfExists(sockDir);
         }
         Report.soak(out, List.copyOf(rows), List.copyOf(sessions), warmupMs / 1000.0, reconnectMs / 1000.0,
