@@ -223,8 +223,17 @@ class JvhostRestartQemuIT {
         }
     }
 
+    /**
+     * Three pings answered. The first starts as soon as the front-end is connected, before its rings
+     * run: an echo lost in that instant (seen once, under CI load, with 0.5 s guest round trips) is
+     * the restart's, not a steady loss, so one second round of three is allowed, and must be whole.
+     */
     private static void hostPing(NetNs ns, JvhostProcess jv, String round) {
         Cmd.Result r = ns.ping(GUEST_IP, 3, Duration.ofMillis(200), RECOVERY);
+        if (!(r.ok() && r.output().contains("3 packets received"))) {
+            System.out.println(round + ": first host → guest ping round not whole, once more:\n" + r.output());
+            r = ns.ping(GUEST_IP, 3, Duration.ofMillis(200), RECOVERY);
+        }
         assertTrue(r.ok() && r.output().contains("3 packets received"),
                 round + ": host → guest ping\n" + r.output() + "\n" + jv.tail(30));
     }
