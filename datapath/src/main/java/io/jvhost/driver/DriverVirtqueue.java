@@ -304,7 +304,9 @@ public final class DriverVirtqueue implements DriverQueue {
             throw new IllegalStateException("device returned head " + id + " which is not in flight (used idx " + last + ")");
         }
         if (inOrder) {
-            // The entry covers every chain from the oldest in flight up to and including id.
+            // The entry covers every chain from the oldest in flight up to and including id, and
+            // used.idx counts each of them (virtio 1.2 §2.7.9 "In-order": the device skips forward
+            // in the ring and increments used.idx by the size of the batch).
             int cur = inOrderOldest;
             int steps = 0;
             while (cur != id) {
@@ -314,7 +316,11 @@ public final class DriverVirtqueue implements DriverQueue {
                 }
                 cur = (cur + chainLength[cur]) & mask;
             }
-            lastUsedIdx = (last + 1) & 0xffff;
+            int published = (VringUsed.idxAcquire(used) - last) & 0xffff;
+            if (steps + 1 > published) {
+                throw new IllegalStateException("device's used entry at " + last + " names head " + id + ", covering "
+                        + (steps + 1) + " buffers, but used.idx moved by only " + published + " (IN_ORDER)");
+            }
             batchEnd = id;
             batchLen = len;
             return nextInOrder();
@@ -340,6 +346,7 @@ public final class DriverVirtqueue implements DriverQueue {
         chainLength[head] = 0;
         inOrderOldest = (head + n) & mask;
         numFree += n;
+        lastUsedIdx = (lastUsedIdx + 1) & 0xffff;
         boolean last = head == batchEnd;
         if (last) {
             batchEnd = -1;

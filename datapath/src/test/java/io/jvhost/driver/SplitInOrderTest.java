@@ -85,9 +85,10 @@ class SplitInOrderTest {
                 }
                 deviceAvail = (deviceAvail + 1) & 0xffff;
             }
-            // One used entry for the batch, naming its last head.
+            // One used entry for the batch, at its first slot, naming its last head; used.idx moves by
+            // the batch's size (virtio 1.2 §2.7.9).
             VringUsed.putElem(q.usedRing(), usedIdx & (size - 1), heads.get(heads.size() - 1), 777);
-            usedIdx = (usedIdx + 1) & 0xffff;
+            usedIdx = (usedIdx + heads.size()) & 0xffff;
             VringUsed.idxRelease(q.usedRing(), usedIdx);
             for (int i = 0; i < heads.size(); i++) {
                 long u = q.pollUsed();
@@ -112,7 +113,21 @@ class SplitInOrderTest {
         assertThrows(IllegalStateException.class, q::pollUsed);
     }
 
-    /** A batch's used entry may never cross a later used_event: IN_ORDER asks for the next entry. */
+    /** A device that moves used.idx by one for a batch of four (not by the batch's size) is caught. */
+    @Test
+    void batchLargerThanTheUsedIdxStepIsRejected() {
+        DriverVirtqueue q = new DriverVirtqueue(mem, 8, IN_ORDER, 0, 0);
+        for (int i = 0; i < 4; i++) {
+            q.add(new long[] {0x1000}, new int[] {64}, 1, 0, false);
+        }
+        q.publish();
+        VringUsed.putElem(q.usedRing(), 0, 3, 0);
+        VringUsed.idxRelease(q.usedRing(), 1);
+        IllegalStateException e = assertThrows(IllegalStateException.class, q::pollUsed);
+        assertTrue(e.getMessage().contains("covering 4 buffers, but used.idx moved by only 1"), e.getMessage());
+    }
+
+    /** IN_ORDER asks for the call on the next used entry (the one a batch starts with). */
     @Test
     void inOrderAsksForTheNextUsedEntry() {
         DriverVirtqueue q = new DriverVirtqueue(mem, 8, IN_ORDER | EVENT_IDX, 0, 0);
@@ -123,8 +138,8 @@ class SplitInOrderTest {
         assertFalse(q.enableCallbacksAfter(4));
         assertEquals(0, VringAvail.usedEvent(q.availRing(), 8));
         VringUsed.putElem(q.usedRing(), 0, 3, 0);
-        VringUsed.idxRelease(q.usedRing(), 1);
-        assertTrue(VringUsed.needEvent(VringAvail.usedEvent(q.availRing(), 8), 1, 0), "the device calls for the batch");
+        VringUsed.idxRelease(q.usedRing(), 4);
+        assertTrue(VringUsed.needEvent(VringAvail.usedEvent(q.availRing(), 8), 4, 0), "the device calls for the batch");
         assertTrue(q.enableCallbacks());
     }
 }
