@@ -41,7 +41,11 @@ import java.util.function.Consumer;
  * <h2>IN_ORDER</h2>
  * With {@code VIRTIO_F_IN_ORDER} a completion that overtakes an older chain in flight is held back
  * (its length kept) and written when the older ones complete: used elements appear in the order the
- * chains were made available. Each chain keeps its own used element (see {@link #addUsed}).
+ * chains were made available. A run of consecutive device-read-only chains (TX) used with length 0
+ * is written as one used element, at the run's first slot, naming the run's last head; {@code
+ * used.idx} still moves by one per chain (virtio 1.2 §2.7.9 "In-order": the device skips forward in
+ * the ring by the size of the batch), so it keeps counting the chains used. A chain with a writable
+ * part always gets its own element: the driver learns its length only from it.
  *
  * <h2>Threading</h2>
  * Owned by one queue-pair worker thread: every method except {@link #brokenReason()},
@@ -74,6 +78,15 @@ public final class SplitVirtqueue implements DeviceQueue {
     /** IN_ORDER: per head, the length of a completion held back behind an older chain, or -1. */
     private int[] deferredLen = new int[0];
     private int deferred;
+    /** IN_ORDER: per head, whether the chain last taken there was device-read-only. */
+    private boolean[] readOnly = new boolean[0];
+    /** IN_ORDER: a run of elided read-only completions is open: its first used slot and last head. */
+    private boolean held;
+    private int heldSlot;
+    private int heldHead;
+    /** IN_ORDER: the open run's number, and per head the run it last joined (a head twice ends a run). */
+    private int run;
+    private int[] runOf = new int[0];
 
     private boolean started;
     /** Next avail slot to take (16-bit, free running). */
@@ -122,6 +135,8 @@ public final class SplitVirtqueue implements DeviceQueue {
         inFlight.ensureCapacity(queueSize);
         if (deferredLen.length < queueSize) {
             deferredLen = new int[queueSize];
+            readOnly = new boolean[queueSize];
+            runOf = new int[queueSize];
         }
         clearDeferred();
     }
@@ -129,6 +144,7 @@ public final class SplitVirtqueue implements DeviceQueue {
     private void clearDeferred() {
         java.util.Arrays.fill(deferredLen, -1);
         deferred = 0;
+        held = false;
     }
 
     @Override
@@ -378,6 +394,7 @@ public final class SplitVirtqueue implements DeviceQueue {
             return r;
         }
         inFlight.push(head, 1);
+        readOnly[head] = chain.writableCount == 0;
         chain.head = head;
         lastAvailIdx = (last + 1) & 0xffff;
         return CHAIN;
@@ -567,19 +584,46 @@ public final class SplitVirtqueue implements DeviceQueue {
     }
 
     /**
-     * One used element per chain, also with IN_ORDER: the spec lets the device write a single
-     * element for a batch, but then {@code used.idx} no longer counts the chains used, and
-     * {@code used.idx} is where {@link #start} (and QEMU, after losing its back-end) resumes.
+     * Writes the used element of chain {@code head}, or (IN_ORDER, a read-only chain used with
+     * length 0) adds it to the open run, whose one element is written when the run ends: at the
+     * next element that is not elided, at {@link #publishUsed}, or when a head comes round twice
+     * in one run (the driver finds a run's end by its last head, so that head must be unique in
+     * it). {@code usedIdx} moves by one per chain either way.
      */
     private void putUsed(int head, int len) {
         inFlight.complete(head);
-        VringUsed.putElem(used, usedIdx & mask, head, len);
+        if (inOrder && len == 0 && head >= 0 && head < size && readOnly[head]) {
+            if (held && runOf[head] == run) {
+                flushHeld();
+            }
+            if (!held) {
+                held = true;
+                heldSlot = usedIdx;
+                run++;
+            }
+            heldHead = head;
+            runOf[head] = run;
+        } else {
+            if (held) {
+                flushHeld();
+            }
+            VringUsed.putElem(used, usedIdx & mask, head, len);
+        }
         usedIdx = (usedIdx + 1) & 0xffff;
+    }
+
+    /** Writes the open run's one used element: at its first slot, naming its last head. */
+    private void flushHeld() {
+        held = false;
+        VringUsed.putElem(used, heldSlot & mask, heldHead, 0);
     }
 
     /** Release-stores {@code used.idx}, publishing every element added since the last publish. */
     @Override
     public void publishUsed() {
+        if (held) {
+            flushHeld();
+        }
         int u = usedIdx;
         if (u != publishedUsedIdx) {
             DirtyLog log = usedLog;

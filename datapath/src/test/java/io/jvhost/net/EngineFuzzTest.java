@@ -938,6 +938,11 @@ class EngineFuzzTest {
             for (int u = 0; u < used; u++) {
                 ids[u] = usedEntries.get(u)[0];
                 lens[u] = usedEntries.get(u)[1];
+            }
+            if (VirtioFeatures.has(features, VirtioFeatures.F_IN_ORDER)) {
+                expandRuns(ids, lens, used, walks);
+            }
+            for (int u = 0; u < used; u++) {
                 int id = ids[u];
                 int len = lens[u];
                 int at = u;
@@ -982,6 +987,46 @@ class EngineFuzzTest {
                 checkRecords(walks);
             } else {
                 checkRxFrames(used, lens, exposure, walks);
+            }
+        }
+
+        /**
+         * IN_ORDER: an entry naming a head made available after its own slot's is one element for a
+         * run of chains, up to the first one with that head (where Linux's in-order driver ends it);
+         * the entries behind it in the run are stale. Every chain of a run must be read-only and the
+         * run's length 0 (the driver reports an elided buffer's whole length). The run is replaced
+         * by the entries it stands for, each with length 0.
+         */
+        void expandRuns(int[] ids, int[] lens, int used, Walk[] walks) {
+            for (int u = 0; u < used;) {
+                int id = ids[u];
+                int k = 0;
+                while (u + k < used && headAt(u + k) != id) {
+                    k++;
+                }
+                if (u + k == used) {
+                    throw new AssertionError("IN_ORDER: used entry " + u + " names head " + id + ", made available at"
+                            + " none of positions " + u + ".." + (used - 1));
+                }
+                if (k > 0) {
+                    if (lens[u] != 0) {
+                        throw new AssertionError("IN_ORDER: used entry " + u + " covers " + (k + 1) + " chains with"
+                                + " length " + Integer.toUnsignedLong(lens[u]));
+                    }
+                    for (int j = 0; j <= k; j++) {
+                        Walk w = u + j < walks.length ? walks[u + j] : null;
+                        if (w == null || !w.valid || w.wBytes != 0) {
+                            throw new AssertionError("IN_ORDER: used entry " + u + " covers chain " + (u + j)
+                                    + " (head " + headAt(u + j) + "), which is not a valid read-only chain: " + w);
+                        }
+                    }
+                    for (int j = 0; j <= k; j++) {
+                        ids[u + j] = headAt(u + j);
+                        lens[u + j] = 0;
+                    }
+                    count("in-order run of " + Math.min(k + 1, 4) + (k + 1 >= 4 ? "+" : ""));
+                }
+                u += k + 1;
             }
         }
 
