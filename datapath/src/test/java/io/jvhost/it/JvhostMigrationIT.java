@@ -66,7 +66,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  *
  * <p>Scenarios (one guest boot each, three migrations each): A in this JVM and B in a process of
  * its own, one queue pair; two queue pairs with both devices in this JVM; no mergeable RX buffers
- * (Linux's "big packets": one chain of page buffers per frame).
+ * (Linux's "big packets": one chain of page buffers per frame), on split and on packed rings.
  */
 @Tag("privileged")
 @Timeout(1200)
@@ -96,6 +96,12 @@ class JvhostMigrationIT {
     @Test
     void twoQueuePairsBetweenTwoDevicesInOneProcess() throws Exception {
         migrateStreaming("mig-mq", 2, "", false, false);
+    }
+
+    /** The "big packets" RX layout (no mergeable RX buffers): one chain of page buffers per frame. */
+    @Test
+    void withoutMergeableRxBuffers() throws Exception {
+        migrateStreaming("mig-nomrg", 1, "mrg-rxbuf", false, false);
     }
 
     /** Packed rings (QEMU {@code packed=on}) and the "big packets" RX layout: the used descriptors are logged. */
