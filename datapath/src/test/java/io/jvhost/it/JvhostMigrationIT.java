@@ -27,6 +27,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Supplier;
 
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
@@ -129,95 +130,50 @@ class JvhostMigrationIT {
         migrateStreaming("mig-dpdk", 1, "", false, false, true);
     }
 
-    /** A back-end device a guest can run on. */
-    private interface Device extends AutoCloseable {
-        Path socket();
+    /**
+     * A back-end device a guest can run on: its socket, a wait until the front-end using it has gone
+     * ({@code ended} sessions so far), its counters or output for failure messages, and its close.
+     */
+    private record Device(Path socket, SessionWait sessionWait, Supplier<String> description, Runnable closer)
+            implements AutoCloseable {
+        void awaitSessionEnded(int ended, Duration timeout) throws InterruptedException {
+            sessionWait.await(ended, timeout);
+        }
 
-        /** Waits until the front-end using the device has gone ({@code ended} sessions so far). */
-        void awaitSessionEnded(int ended, Duration timeout) throws InterruptedException;
-
-        /** Counters or the process's output, for failure messages. */
-        String describe();
+        String describe() {
+            return description.get();
+        }
 
         @Override
-        void close();
+        public void close() {
+            closer.run();
+        }
+    }
+
+    @FunctionalInterface
+    private interface SessionWait {
+        void await(int ended, Duration timeout) throws InterruptedException;
     }
 
     /** DPDK 22.11's vhost back-end (testpmd, net_vhost + net_tap, io forwarding): the control. */
     private static Device dpdk(Path socket, String tap, int pairs) throws IOException, InterruptedException {
         DpdkTestpmd t = DpdkTestpmd.vhostBackend(socket, tap, false, pairs);
-        return new Device() {
-            @Override
-            public Path socket() {
-                return socket;
-            }
-
-            @Override
-            public void awaitSessionEnded(int ended, Duration timeout) throws InterruptedException {
-                Thread.sleep(1000);
-            }
-
-            @Override
-            public String describe() {
-                return tap + " (DPDK):\n" + t.tail(15);
-            }
-
-            @Override
-            public void close() {
-                t.close();
-            }
-        };
+        return new Device(socket, (ended, timeout) -> Thread.sleep(1000), () -> tap + " (DPDK):\n" + t.tail(15), t::close);
     }
 
     private static Device inProcess(Path socket, String tap, int pairs, FeatureSet fs) {
         Jvhost jv = Jvhost.server(socket, tap, pairs, fs);
-        return new Device() {
-            @Override
-            public Path socket() {
-                return socket;
-            }
-
-            @Override
-            public void awaitSessionEnded(int ended, Duration timeout) throws InterruptedException {
-                assertTrue(Jvhost.await(() -> !jv.sessionActive(), timeout), "session on " + tap + " still active");
-            }
-
-            @Override
-            public String describe() {
-                return tap + " (this JVM):\n" + jv.table() + "frames: tx " + jv.total(Counter.TX_FRAMES) + " rx "
-                        + jv.total(Counter.RX_FRAMES);
-            }
-
-            @Override
-            public void close() {
-                jv.close();
-            }
-        };
+        return new Device(socket,
+                (ended, timeout) -> assertTrue(Jvhost.await(() -> !jv.sessionActive(), timeout),
+                        "session on " + tap + " still active"),
+                () -> tap + " (this JVM):\n" + jv.table() + "frames: tx " + jv.total(Counter.TX_FRAMES) + " rx "
+                        + jv.total(Counter.RX_FRAMES),
+                jv::close);
     }
 
     private static Device child(Path socket, String tap, int pairs, String disabled) throws Exception {
         JvhostChild c = JvhostChild.start(socket, tap, pairs, disabled, STEP);
-        return new Device() {
-            @Override
-            public Path socket() {
-                return socket;
-            }
-
-            @Override
-            public void awaitSessionEnded(int ended, Duration timeout) throws InterruptedException {
-                c.awaitSessionsEnded(ended, timeout);
-            }
-
-            @Override
-            public String describe() {
-                return tap + " (child process):\n" + c.tail(15);
-            }
-
-            @Override
-            public void close() {
-                c.close();
-            }
-        };
+        return new Device(socket, c::awaitSessionsEnded, () -> tap + " (child process):\n" + c.tail(15), c::close);
     }
 
     /** A QEMU and its QMP socket. */
